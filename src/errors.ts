@@ -1,0 +1,112 @@
+/**
+ * The library's error hierarchy. Every error carries a stable machine-readable `code`
+ * and a message that names the offending thing and how to fix it.
+ * @module
+ */
+
+/** Stable error codes; new codes may be added, existing ones never change meaning. */
+export type SafeEnsembleErrorCode =
+  | 'MODEL_NOT_FOUND'
+  | 'MODEL_FILE_MISSING'
+  | 'MODEL_FILE_INVALID'
+  | 'UNSUPPORTED_GRAPH'
+  | 'TOKENIZER_INVALID'
+  | 'EXECUTION_PROVIDER_UNAVAILABLE'
+  | 'INVALID_ARGUMENT'
+  | 'DISPOSED'
+  | 'INFERENCE_FAILED'
+  | 'CONTEXT_OVERFLOW';
+
+/** Base class of every error this library throws on purpose. */
+export class SafeEnsembleError extends Error {
+  /** Stable code for programmatic handling. */
+  readonly code: SafeEnsembleErrorCode;
+
+  constructor(code: SafeEnsembleErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A model folder, Hub id or cache entry could not be found. */
+export class ModelNotFoundError extends SafeEnsembleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MODEL_NOT_FOUND', message, options);
+  }
+}
+
+/** A file the model folder needs is absent (config.json, tokenizer.json, onnx/*.onnx, external data). */
+export class ModelFileMissingError extends SafeEnsembleError {
+  /** Absolute path of the missing file. */
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super('MODEL_FILE_MISSING', message, options);
+    this.path = path;
+  }
+}
+
+/** A model file exists but cannot be parsed or loaded (bad JSON, truncated ONNX...). */
+export class ModelFileInvalidError extends SafeEnsembleError {
+  /** Absolute path of the offending file. */
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
+    super('MODEL_FILE_INVALID', message, options);
+    this.path = path;
+  }
+}
+
+/** The ONNX graph's inputs/outputs are not a causal LM contract this runtime can drive. */
+export class UnsupportedGraphError extends SafeEnsembleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('UNSUPPORTED_GRAPH', message, options);
+  }
+}
+
+/** The tokenizer is missing pieces the runtime relies on (EOS, vocabulary, chat template...). */
+export class TokenizerError extends SafeEnsembleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('TOKENIZER_INVALID', message, options);
+  }
+}
+
+/** A requested execution provider (e.g. CUDA) cannot be used on this machine. */
+export class ExecutionProviderError extends SafeEnsembleError {
+  /** The provider that failed, e.g. `cuda`. */
+  readonly provider: string;
+  constructor(provider: string, message: string, options?: { cause?: unknown }) {
+    super('EXECUTION_PROVIDER_UNAVAILABLE', message, options);
+    this.provider = provider;
+  }
+}
+
+/** An argument or option has a wrong type or is out of range. */
+export class InvalidArgumentError extends SafeEnsembleError {
+  /** Name of the offending field, e.g. `consensusThreshold`. */
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super('INVALID_ARGUMENT', message);
+    this.field = field;
+  }
+}
+
+/** An object was used after `dispose()`. */
+export class DisposedError extends SafeEnsembleError {
+  constructor(what: string) {
+    super('DISPOSED', `${what} was used after dispose(). Load it again (loadModel / SafeEnsemble.load) to get a fresh instance.`);
+  }
+}
+
+/** onnxruntime failed while running a model, or produced non-finite logits. */
+export class InferenceError extends SafeEnsembleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('INFERENCE_FAILED', message, options);
+  }
+}
+
+/** The sequence would exceed the model's context window. */
+export class ContextOverflowError extends SafeEnsembleError {
+  constructor(message: string) {
+    super('CONTEXT_OVERFLOW', message);
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Execution providers: CPU by default, CUDA where its provider library is installed, with an
+ * explicit, logged fallback to CPU when the caller allows it.
+ * @module
+ */
+import { ExecutionProviderError } from '../errors.js';
+import { createSession, ort, type InferenceSession, type SessionOptions } from './ort.js';
+
+/** Execution provider names accepted by {@link ExecutionOptions.executionProviders}. */
+export type ExecutionProviderName = 'cpu' | 'cuda' | 'webgpu' | 'tensorrt' | 'dml' | 'coreml';
+
+/** Where and how a model runs. */
+export interface ExecutionOptions {
+  /** Providers in order of preference (default `['cpu']`). */
+  executionProviders?: ExecutionProviderName[];
+  /** GPU index for CUDA/TensorRT (default 0). */
+  deviceId?: number;
+  /** When a requested accelerator cannot be loaded, warn once and run on CPU instead of throwing. */
+  fallbackToCpu?: boolean;
+  /** Intra-op threads (default: onnxruntime's choice, i.e. the number of cores). */
+  threads?: number;
+  /** Graph optimization level (default `all`). */
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Extra onnxruntime session options, merged last. */
+  sessionOptions?: SessionOptions;
+  /** Receives warnings such as the CPU fallback notice (default `console.warn`). */
+  onWarning?: (message: string) => void;
+}
+
+/** The providers a session actually runs with. */
+export interface ResolvedProviders {
+  /** Provider names in effect, e.g. `['cuda', 'cpu']`. */
+  providers: ExecutionProviderName[];
+  /** True when an accelerator was requested but the CPU fallback was taken. */
+  fellBack: boolean;
+}
+
+const ACCELERATORS = new Set<ExecutionProviderName>(['cuda', 'tensorrt', 'webgpu', 'dml', 'coreml']);
+
+function installHint(provider: string): string {
+  if (provider === 'cuda' || provider === 'tensorrt') {
+    return `Install onnxruntime-node's ${provider.toUpperCase()} provider on a machine with internet access: ` +
+      '`ONNXRUNTIME_NODE_INSTALL=cuda12 npm install onnxruntime-node` (needs an NVIDIA driver and CUDA 12 runtime libraries), ' +
+      'or pass `fallbackToCpu: true` to run on CPU.';
+  }
+  return `The ${provider} provider is not available in this onnxruntime-node build; pass executionProviders: ['cpu'] or fallbackToCpu: true.`;
+}
+
+function buildSessionOptions(providers: ExecutionProviderName[], opts: ExecutionOptions): SessionOptions {
+  const eps = providers.map((name) => (name === 'cuda' || name === 'tensorrt' ? { name, deviceId: opts.deviceId ?? 0 } : name));
+  return {
+    executionProviders: eps as SessionOptions['executionProviders'],
+    graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
+    ...(opts.threads !== undefined ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
+    ...opts.sessionOptions,
+  };
+}
+
+/**
+ * Creates an onnxruntime session with the requested providers. onnxruntime-node does not
+ * fall back by itself (`['cuda','cpu']` throws when CUDA is missing), so this does it
+ * explicitly, once, with a warning, and only when `fallbackToCpu` is set.
+ */
+export async function createSessionWithProviders(
+  modelPath: string,
+  opts: ExecutionOptions,
+  classifyLoadError: (error: unknown) => Error,
+): Promise<{ session: InferenceSession; resolved: ResolvedProviders }> {
+  const requested: ExecutionProviderName[] = opts.executionProviders?.length ? [...opts.executionProviders] : ['cpu'];
+  const accelerator = requested.find((p) => ACCELERATORS.has(p));
+  const supported = new Set(ort.listSupportedBackends().map((b) => b.name));
+  if (accelerator && !supported.has(accelerator)) {
+    return fallBackOrThrow(accelerator, new Error(`onnxruntime-node ${ort.env.versions?.common ?? ''} lists no "${accelerator}" backend on ${process.platform}/${process.arch}`));
+  }
+  try {
+    const session = await createSession(modelPath, buildSessionOptions(requested, opts));
+    return { session, resolved: { providers: requested, fellBack: false } };
+  } catch (error) {
+    if (accelerator && isProviderLoadError(error)) return fallBackOrThrow(accelerator, error);
+    throw classifyLoadError(error);
+  }
+
+  async function fallBackOrThrow(provider: ExecutionProviderName, cause: unknown) {
+    const message = `Execution provider "${provider}" is unavailable (${(cause as Error).message?.split('\n')[0]}). ${installHint(provider)}`;
+    if (!opts.fallbackToCpu) throw new ExecutionProviderError(provider, message, { cause });
+    (opts.onWarning ?? console.warn)(`[langchain-safe-ensemble] ${message} Falling back to CPU.`);
+    try {
+      const session = await createSession(modelPath, buildSessionOptions(['cpu'], opts));
+      return { session, resolved: { providers: ['cpu'] as ExecutionProviderName[], fellBack: true } };
+    } catch (error) {
+      throw classifyLoadError(error);
+    }
+  }
+}
+
+function isProviderLoadError(error: unknown): boolean {
+  const msg = String((error as Error)?.message ?? error);
+  return /shared library|ExecutionProvider|execution provider|libonnxruntime_providers|CUDA|cuda|not supported backend|Unsupported/i.test(msg);
+}

@@ -1,0 +1,426 @@
+/**
+ * Tokenizer wrapper over transformers.js: encode/decode, special ids, chat templates and
+ * byte-exact token offsets for byte-level BPE, sentencepiece (`▁`, `<0xNN>`) and normalizing
+ * tokenizers.
+ * @module
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as transformers from '@huggingface/transformers';
+import { ModelFileInvalidError, ModelFileMissingError, TokenizerError } from '../errors.js';
+import { byteLevelDecoderTable, bytesEqual, concatBytes, fromUtf8, utf8 } from './bytes.js';
+
+/** How vocabulary strings map to bytes. */
+export type TokenizerKind = 'byte-level' | 'sentencepiece' | 'other';
+
+/** One chat message, in the shape chat templates expect. */
+export interface ChatMessage {
+  /** `system`, `user`, `assistant` or `tool`. */
+  role: string;
+  /** Text content. */
+  content: string;
+  /** Tool calls made by an assistant message. */
+  tool_calls?: Array<{ id?: string; type?: 'function'; function: { name: string; arguments: string | Record<string, unknown> } }>;
+  /** Id of the call a `tool` message answers. */
+  tool_call_id?: string;
+  /** Tool name for `tool` messages (some templates use it). */
+  name?: string;
+}
+
+/** Options of {@link TextTokenizer.encode}. */
+export interface EncodeOptions {
+  /** Add BOS/EOS the way the tokenizer's post-processor does (default false). */
+  addSpecialTokens?: boolean;
+  /**
+   * Let special-token strings in the text (`<|im_end|>`, `</s>`...) become control tokens.
+   * Default false: user text is tokenized as plain text, so it cannot inject control tokens.
+   */
+  allowSpecialTokens?: boolean;
+}
+
+/** Byte offsets of each token of a text. */
+export interface TokenOffsets {
+  /** Token ids (no special tokens added). */
+  ids: number[];
+  /** Byte offset in `bytes` where each token starts. */
+  starts: Int32Array;
+  /** Byte offset in `bytes` where each token ends (exclusive); `ends[i] === starts[i+1]`. */
+  ends: Int32Array;
+  /** UTF-8 bytes of the input text; `bytes.subarray(starts[i], ends[i])` concatenate to it. */
+  bytes: Uint8Array;
+}
+
+/** Options for loading a tokenizer from a folder. */
+export interface TokenizerLoadOptions {
+  /** Parsed `generation_config.json`, if any: its `eos_token_id`/`bos_token_id` are honoured. */
+  generationConfig?: Record<string, unknown> | null;
+  /** Parsed `config.json`, if any: its `eos_token_id`/`bos_token_id` are honoured. */
+  modelConfig?: Record<string, unknown> | null;
+}
+
+type HfTokenizer = {
+  encode(text: string, options?: { add_special_tokens?: boolean }): number[];
+  decode(ids: number[], options?: { skip_special_tokens?: boolean }): string;
+  apply_chat_template(messages: unknown[], options: Record<string, unknown>): unknown;
+  chat_template?: unknown;
+};
+
+type TokenizerJson = {
+  model?: { type?: string; vocab?: Record<string, number> | Array<[string, number]> };
+  added_tokens?: Array<{ id: number; content: string; special?: boolean }>;
+  normalizer?: unknown;
+  decoder?: unknown;
+};
+
+const BYTE_FALLBACK = /^<0x([0-9A-Fa-f]{2})>$/;
+
+function readJson(path: string, what: string): Record<string, unknown> {
+  if (!existsSync(path)) {
+    throw new ModelFileMissingError(path, `${what} not found at ${path}. A model folder needs tokenizer.json and tokenizer_config.json (Hugging Face layout).`);
+  }
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (cause) {
+    throw new ModelFileInvalidError(path, `${what} at ${path} is not valid JSON (${(cause as Error).message}). Re-export or re-download the file.`, { cause });
+  }
+}
+
+/** Collects every `type` named anywhere inside a tokenizer.json component. */
+function componentTypes(node: unknown, out: Set<string> = new Set()): Set<string> {
+  if (Array.isArray(node)) node.forEach((n) => componentTypes(n, out));
+  else if (node && typeof node === 'object') {
+    const rec = node as Record<string, unknown>;
+    if (typeof rec.type === 'string') out.add(rec.type);
+    for (const v of Object.values(rec)) if (v && typeof v === 'object') componentTypes(v, out);
+  }
+  return out;
+}
+
+function tokenContent(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string') {
+    return (value as { content: string }).content;
+  }
+  return null;
+}
+
+function idList(value: unknown): number[] {
+  if (typeof value === 'number') return [value];
+  if (Array.isArray(value)) return value.filter((v): v is number => typeof v === 'number');
+  return [];
+}
+
+/**
+ * A model's tokenizer: transformers.js underneath, plus the byte-level view SAFE needs.
+ *
+ * @example
+ * ```ts
+ * const tok = await TextTokenizer.fromFolder('./models/qwen-tiny');
+ * const { ids, starts, ends, bytes } = tok.offsets('Hello wörld');
+ * ```
+ */
+export class TextTokenizer {
+  /** Number of token ids (highest id + 1, added tokens included). */
+  readonly vocabSize: number;
+  /** How vocabulary strings map to bytes. */
+  readonly kind: TokenizerKind;
+  /** BOS id, or null when the tokenizer has none. */
+  readonly bosTokenId: number | null;
+  /** Every id that ends generation (tokenizer_config, generation_config and config.json merged). */
+  readonly eosTokenIds: readonly number[];
+  /** Padding id, or null. */
+  readonly padTokenId: number | null;
+  /** Ids of special (control) tokens. */
+  readonly specialTokenIds: ReadonlySet<number>;
+  /** The Jinja chat template, or null when the tokenizer has none. */
+  readonly chatTemplate: string | null;
+
+  private readonly hf: HfTokenizer;
+  private readonly makePlain: () => HfTokenizer;
+  private plain: HfTokenizer | null = null;
+  private readonly idToToken: string[];
+  private readonly addedIds: Set<number>;
+  private readonly byteCache: Array<Uint8Array | undefined>;
+  private readonly specialStrings: string[];
+  private readonly byteDecoder: Map<string, number> | null;
+  private readonly normalForm: 'NFC' | 'NFD' | 'NFKC' | 'NFKD' | null;
+  private readonly prefixSpace: { plain: boolean; afterSpace: boolean };
+
+  private constructor(json: TokenizerJson, config: Record<string, unknown>, cls: new (j: unknown, c: unknown) => HfTokenizer, opts: TokenizerLoadOptions) {
+    this.hf = new cls(json, config);
+    // A second instance that knows no special added tokens: user text encoded with it can
+    // never produce control tokens. Built lazily, only for text that contains one.
+    this.makePlain = () => new cls({ ...json, added_tokens: (json.added_tokens ?? []).filter((t) => !t.special) }, config);
+
+    const idToToken: string[] = [];
+    const vocab = json.model?.vocab;
+    if (Array.isArray(vocab)) vocab.forEach(([tok], id) => (idToToken[id] = tok));
+    else if (vocab) for (const [tok, id] of Object.entries(vocab)) idToToken[id] = tok;
+    const special = new Set<number>();
+    const specialStrings: string[] = [];
+    const addedIds = new Set<number>();
+    for (const t of json.added_tokens ?? []) {
+      idToToken[t.id] = t.content;
+      addedIds.add(t.id);
+      if (t.special) {
+        special.add(t.id);
+        specialStrings.push(t.content);
+      }
+    }
+    if (idToToken.length === 0) throw new TokenizerError('tokenizer.json has an empty vocabulary (model.vocab). Use a complete tokenizer.json.');
+    this.idToToken = idToToken;
+    this.addedIds = addedIds;
+    this.vocabSize = idToToken.length;
+    this.byteCache = new Array(idToToken.length);
+    this.specialTokenIds = special;
+    this.specialStrings = specialStrings;
+
+    const decoderTypes = componentTypes(json.decoder);
+    this.kind = decoderTypes.has('ByteLevel')
+      ? 'byte-level'
+      : decoderTypes.has('ByteFallback') || decoderTypes.has('Metaspace') || decoderTypes.has('Replace')
+        ? 'sentencepiece'
+        : 'other';
+    this.byteDecoder = this.kind === 'byte-level' ? byteLevelDecoderTable() : null;
+    const normTypes = componentTypes(json.normalizer);
+    this.normalForm = normTypes.has('NFKC') || normTypes.has('Precompiled') ? 'NFKC' : normTypes.has('NFKD') ? 'NFKD' : normTypes.has('NFC') ? 'NFC' : normTypes.has('NFD') ? 'NFD' : null;
+
+    const idOf = (value: unknown): number | null => {
+      const content = tokenContent(value);
+      if (content === null) return null;
+      const id = this.tokenToId(content);
+      return id;
+    };
+    const gen = opts.generationConfig ?? {};
+    const model = opts.modelConfig ?? {};
+    const bos = idList(gen.bos_token_id)[0] ?? idList(model.bos_token_id)[0] ?? idOf(config.bos_token);
+    this.bosTokenId = bos ?? null;
+    const eos = new Set<number>([...idList(gen.eos_token_id), ...idList(model.eos_token_id)]);
+    const eosFromConfig = idOf(config.eos_token);
+    if (eosFromConfig !== null) eos.add(eosFromConfig);
+    this.eosTokenIds = [...eos];
+    this.padTokenId = idList(gen.pad_token_id)[0] ?? idList(model.pad_token_id)[0] ?? idOf(config.pad_token);
+    const template = config.chat_template;
+    this.chatTemplate = typeof template === 'string' ? template : Array.isArray(template) ? ((template.find((t: { name?: string }) => t.name === 'default') as { template?: string } | undefined)?.template ?? null) : null;
+
+    // Sentencepiece tokenizers prepend a dummy `▁` to the text (sometimes only when it does
+    // not already start with a space). Measure it instead of guessing from the config.
+    this.prefixSpace = { plain: false, afterSpace: false };
+    const probe = (text: string) => fromUtf8(this.idsToBytes(this.hf.encode(text, { add_special_tokens: false })));
+    this.prefixSpace = { plain: probe('a') === ' a', afterSpace: probe(' a') === '  a' };
+  }
+
+  /**
+   * Loads `tokenizer.json`, `tokenizer_config.json` (and `chat_template.jinja` if present)
+   * from a model folder.
+   */
+  static async fromFolder(dir: string, opts: TokenizerLoadOptions = {}): Promise<TextTokenizer> {
+    const json = readJson(join(dir, 'tokenizer.json'), 'tokenizer.json') as TokenizerJson;
+    const config = readJson(join(dir, 'tokenizer_config.json'), 'tokenizer_config.json');
+    const templateFile = join(dir, 'chat_template.jinja');
+    if (existsSync(templateFile)) config.chat_template = readFileSync(templateFile, 'utf8');
+    return TextTokenizer.fromJson(json, config, opts);
+  }
+
+  /** Builds a tokenizer from already-parsed tokenizer.json and tokenizer_config.json objects. */
+  static fromJson(json: unknown, config: Record<string, unknown>, opts: TokenizerLoadOptions = {}): TextTokenizer {
+    const j = json as TokenizerJson;
+    if (!j || typeof j !== 'object' || !j.model) {
+      throw new TokenizerError('tokenizer.json has no "model" section; it is not a Hugging Face tokenizers file.');
+    }
+    const className = typeof config.tokenizer_class === 'string' ? config.tokenizer_class.replace(/Fast$/, '') : 'PreTrainedTokenizer';
+    const registry = transformers as unknown as Record<string, unknown>;
+    const cls = (typeof registry[className] === 'function' ? registry[className] : registry.PreTrainedTokenizer) as new (a: unknown, b: unknown) => HfTokenizer;
+    try {
+      return new TextTokenizer(j, config, cls, opts);
+    } catch (cause) {
+      if (cause instanceof TokenizerError) throw cause;
+      throw new TokenizerError(`transformers.js could not build the tokenizer (${(cause as Error).message}). Check tokenizer.json/tokenizer_config.json.`, { cause });
+    }
+  }
+
+  /** Id of a vocabulary string (raw form, e.g. `ĠHello` or `▁Hello`), or null. */
+  tokenToId(token: string): number | null {
+    if (!this.tokenIndex) {
+      this.tokenIndex = new Map();
+      this.idToToken.forEach((t, id) => {
+        if (t !== undefined && !this.tokenIndex!.has(t)) this.tokenIndex!.set(t, id);
+      });
+      // Added tokens win over same-named base entries.
+      for (const id of this.addedIds) this.tokenIndex.set(this.idToToken[id]!, id);
+    }
+    return this.tokenIndex.get(token) ?? null;
+  }
+  private tokenIndex: Map<string, number> | null = null;
+
+  /** Raw vocabulary string of an id (`ĠHello`, `▁Hello`, `<0x0A>`, `<|im_end|>`). */
+  tokenString(id: number): string {
+    const t = this.idToToken[id];
+    if (t === undefined) throw new TokenizerError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1}).`);
+    return t;
+  }
+
+  /** True for special (control) tokens such as BOS/EOS/chat markers. */
+  isSpecial(id: number): boolean {
+    return this.specialTokenIds.has(id);
+  }
+
+  /** True when `id` ends generation. */
+  isEos(id: number): boolean {
+    return this.eosTokenIds.includes(id);
+  }
+
+  /**
+   * The exact bytes a token stands for (`Ġ` → space, `▁` → space, `<0x0A>` → newline).
+   * Special tokens map to the UTF-8 of their text. Cached per id.
+   */
+  tokenBytes(id: number): Uint8Array {
+    const cached = this.byteCache[id];
+    if (cached) return cached;
+    const token = this.tokenString(id);
+    let bytes: Uint8Array;
+    if (this.addedIds.has(id)) bytes = utf8(token);
+    else if (this.byteDecoder) {
+      const out: number[] = [];
+      for (const ch of token) {
+        const b = this.byteDecoder.get(ch);
+        if (b === undefined) out.push(...utf8(ch));
+        else out.push(b);
+      }
+      bytes = Uint8Array.from(out);
+    } else if (this.kind === 'sentencepiece') {
+      const m = BYTE_FALLBACK.exec(token);
+      bytes = m ? Uint8Array.of(parseInt(m[1]!, 16)) : utf8(token.replaceAll('\u2581', ' '));
+    } else bytes = utf8(token);
+    this.byteCache[id] = bytes;
+    return bytes;
+  }
+
+  /** Concatenated bytes of a token sequence. */
+  idsToBytes(ids: readonly number[]): Uint8Array {
+    return concatBytes(ids.map((id) => this.tokenBytes(id)));
+  }
+
+  /** Encodes text. By default no BOS/EOS are added and special-token strings stay plain text. */
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    const add = options.addSpecialTokens ?? false;
+    if (options.allowSpecialTokens || !this.containsSpecialString(text)) {
+      return this.hf.encode(text, { add_special_tokens: add });
+    }
+    this.plain ??= this.makePlain();
+    return this.plain.encode(text, { add_special_tokens: add });
+  }
+
+  private containsSpecialString(text: string): boolean {
+    for (const s of this.specialStrings) if (text.includes(s)) return true;
+    return false;
+  }
+
+  /** Decodes ids to text (transformers.js semantics). */
+  decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return '';
+    return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
+  }
+
+  /** Number of dummy-prefix space bytes the tokenizer adds in front of `text`. */
+  dummyPrefixBytes(text: string): number {
+    return (text.startsWith(' ') ? this.prefixSpace.afterSpace : this.prefixSpace.plain) ? 1 : 0;
+  }
+
+  /**
+   * Tokenizes `text` (as plain text, no special tokens) and returns each token's byte span
+   * in the UTF-8 of `text`. The spans tile the input exactly, also when the tokenizer adds a
+   * dummy prefix space or normalizes (NFC...) the text; a token that ends inside a
+   * normalized cluster is snapped to the end of that cluster.
+   */
+  offsets(text: string): TokenOffsets {
+    if (this.kind === 'other') {
+      throw new TokenizerError('byte offsets need a byte-level BPE or sentencepiece tokenizer; this tokenizer.json decoder is neither.');
+    }
+    const ids = this.encode(text);
+    const input = utf8(text);
+    const n = ids.length;
+    const starts = new Int32Array(n);
+    const ends = new Int32Array(n);
+    // Stream coordinates: byte positions in the concatenated token bytes.
+    const streamEnds = new Int32Array(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) {
+      total += this.tokenBytes(ids[i]!).length;
+      streamEnds[i] = total;
+    }
+    const stream = this.idsToBytes(ids);
+    const strip = this.dummyPrefixBytes(text) && stream[0] === 0x20 ? 1 : 0;
+    const body = stream.subarray(strip);
+    const map = bytesEqual(body, input) ? (x: number) => x : this.alignment(text, input, body);
+    let prev = 0;
+    for (let i = 0; i < n; i++) {
+      const end = Math.max(prev, map(Math.max(0, streamEnds[i]! - strip)));
+      starts[i] = prev;
+      ends[i] = i === n - 1 ? input.length : end;
+      prev = ends[i]!;
+    }
+    return { ids, starts, ends, bytes: input };
+  }
+
+  /** Maps positions in the normalized token stream to positions in the input (monotone). */
+  private alignment(text: string, input: Uint8Array, stream: Uint8Array): (x: number) => number {
+    if (this.normalForm) {
+      const form = this.normalForm;
+      const normBounds: number[] = [0];
+      const origBounds: number[] = [0];
+      const parts: Uint8Array[] = [];
+      // A cluster is a base character plus its combining marks (and Hangul vowel/final jamo),
+      // the unit inside which Unicode normalization may reorder or compose.
+      for (const m of text.matchAll(/[^\p{M}\u1160-\u11FF](?:[\p{M}\u1160-\u11FF])*|[\p{M}\u1160-\u11FF]+/gsu)) {
+        const normalized = utf8(m[0].normalize(form));
+        parts.push(normalized);
+        normBounds.push(normBounds[normBounds.length - 1]! + normalized.length);
+        origBounds.push(origBounds[origBounds.length - 1]! + utf8(m[0]).length);
+      }
+      if (bytesEqual(concatBytes(parts), stream)) {
+        return (x: number) => {
+          // Binary search the first cluster boundary >= x.
+          let lo = 0;
+          let hi = normBounds.length - 1;
+          while (lo < hi) {
+            const mid = (lo + hi) >> 1;
+            if (normBounds[mid]! < x) lo = mid + 1;
+            else hi = mid;
+          }
+          return origBounds[lo]!;
+        };
+      }
+    }
+    // Fallback: exact on the common prefix and suffix, coarse in between.
+    let p = 0;
+    while (p < input.length && p < stream.length && input[p] === stream[p]) p++;
+    let q = 0;
+    while (q < input.length - p && q < stream.length - p && input[input.length - 1 - q] === stream[stream.length - 1 - q]) q++;
+    return (x: number) => (x <= p ? x : x >= stream.length - q ? input.length - (stream.length - x) : p);
+  }
+
+  /**
+   * Renders chat messages with the tokenizer's chat template.
+   * @throws TokenizerError when the tokenizer has no chat template.
+   */
+  applyChatTemplate(
+    messages: readonly ChatMessage[],
+    options: { tools?: unknown[]; addGenerationPrompt?: boolean; templateKwargs?: Record<string, unknown> } = {},
+  ): string {
+    if (!this.chatTemplate) {
+      throw new TokenizerError('this tokenizer has no chat template (tokenizer_config.json "chat_template" or chat_template.jinja). Add one, or pass a raw string prompt with rawPrompt: true.');
+    }
+    try {
+      return this.hf.apply_chat_template(messages as unknown[], {
+        tools: options.tools && options.tools.length > 0 ? options.tools : null,
+        add_generation_prompt: options.addGenerationPrompt ?? true,
+        tokenize: false,
+        chat_template: this.chatTemplate,
+        ...options.templateKwargs,
+      }) as string;
+    } catch (cause) {
+      throw new TokenizerError(`the chat template failed to render: ${(cause as Error).message}`, { cause });
+    }
+  }
+}

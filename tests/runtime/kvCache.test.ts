@@ -1,0 +1,96 @@
+import { argmax, loadModel, type CausalLM } from '../../src/index';
+import type { FixtureModelOptions } from '../../tools/fixtures/tinyDecoder';
+import { fixtureModel } from '../helpers/fixtures';
+
+const STEPS = 32;
+
+/** Every graph contract the runtime claims to drive, each with a real tokenizer. */
+const VARIANTS: Array<[string, FixtureModelOptions]> = [
+  ['kv cache + position_ids (qwen3)', { tokenizer: 'qwen3', hiddenSize: 16 }],
+  ['no position_ids (llama2)', { tokenizer: 'llama2', positionIds: false }],
+  ['grouped-query attention (llama3)', { tokenizer: 'llama3', hiddenSize: 16, numHeads: 4, numKeyValueHeads: 2 }],
+  ['merged decoder with use_cache_branch (llama2)', { tokenizer: 'llama2', cache: 'merged', fileName: 'decoder_model_merged.onnx' }],
+  ['num_logits_to_keep (llama2)', { tokenizer: 'llama2', logitsToKeep: 'num_logits_to_keep' }],
+  ['logits_to_keep (gemma3)', { tokenizer: 'gemma3', hiddenSize: 8, numHeads: 2, logitsToKeep: 'logits_to_keep' }],
+  ['no KV cache (llama2)', { tokenizer: 'llama2', cache: 'none' }],
+  ['float16 cache (llama2)', { tokenizer: 'llama2', cacheDType: 'float16', numKeyValueHeads: 1 }],
+  ['external data (llama2)', { tokenizer: 'llama2', externalData: true }],
+];
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+async function greedyWithCache(lm: CausalLM, prompt: number[], steps: number): Promise<{ ids: number[]; rows: Float32Array[] }> {
+  let logits = await lm.forward(prompt, { logits: 'last' });
+  const ids = [...prompt];
+  const rows = [Float32Array.from(logits.row(-1))];
+  for (let i = 0; i < steps; i++) {
+    const next = argmax(logits.row(-1));
+    ids.push(next);
+    logits = await lm.forward([next], { logits: 'last' });
+    rows.push(Float32Array.from(logits.row(-1)));
+  }
+  return { ids, rows };
+}
+
+describe.each(VARIANTS)('CausalLM on %s', (_name, options) => {
+  let lm: CausalLM;
+  beforeAll(async () => {
+    lm = await loadModel(fixtureModel(options));
+  });
+  afterAll(async () => {
+    await lm.dispose();
+  });
+
+  it('discovers the graph contract', () => {
+    const g = lm.info.graph;
+    expect(g.hasPositionIds).toBe(options.positionIds !== false);
+    expect(g.numCacheLayers).toBe(options.cache === 'none' ? 0 : 2);
+    expect(g.hasUseCacheBranch).toBe(options.cache === 'merged');
+    expect(g.logitsToKeepInput).toBe(options.logitsToKeep || null);
+    expect(g.cacheDType).toBe(options.cacheDType ?? 'float32');
+    expect(lm.info.vocabSize).toBe(lm.tokenizer.vocabSize);
+  });
+
+  it(`KV-cache decoding equals full recomputation over ${STEPS} steps`, async () => {
+    lm.reset();
+    const prompt = lm.tokenizer.encode('The quick brown fox jumps over the lazy dog.');
+    const { ids, rows } = await greedyWithCache(lm, prompt, STEPS);
+    expect(lm.length).toBe(prompt.length + STEPS);
+    lm.reset();
+    const full = await lm.forward(ids);
+    for (let i = 0; i <= STEPS; i++) {
+      expect(maxAbsDiff(full.row(prompt.length - 1 + i), rows[i]!)).toBeLessThan(1e-4);
+    }
+  });
+
+  it('crop-then-refeed equals an uninterrupted run', async () => {
+    lm.reset();
+    const prompt = lm.tokenizer.encode('Once upon a time');
+    const straight = await greedyWithCache(lm, prompt, 12);
+    lm.reset();
+    const first = await greedyWithCache(lm, prompt, 8);
+    // Roll back 5 generated tokens and feed the same ones again.
+    lm.crop(prompt.length + 3);
+    expect(lm.tokens).toEqual(first.ids.slice(0, prompt.length + 3));
+    const refed = await lm.forward(straight.ids.slice(prompt.length + 3, prompt.length + 12));
+    for (let i = 0; i < 9; i++) {
+      expect(maxAbsDiff(refed.row(i), straight.rows[4 + i]!)).toBeLessThan(1e-4);
+    }
+  });
+
+  it('returns only the rows asked for', async () => {
+    lm.reset();
+    const ids = lm.tokenizer.encode('one two three four');
+    const all = await lm.forward(ids);
+    expect(all.rows).toBe(ids.length);
+    lm.reset();
+    const two = await lm.forward(ids, { logits: 2 });
+    expect(two.rows).toBe(2);
+    expect(maxAbsDiff(two.row(1), all.row(-1))).toBeLessThan(1e-4);
+    expect(maxAbsDiff(two.row(0), all.row(-2))).toBeLessThan(1e-4);
+  });
+});

@@ -1,0 +1,13 @@
+// Builds dist/esm (import), dist/cjs (require) and dist/types from src with tsc.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+
+const tsc = (...args) => execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json', ...args], { stdio: 'inherit' });
+rmSync('dist', { recursive: true, force: true });
+tsc('--module', 'ESNext', '--moduleResolution', 'Bundler', '--outDir', 'dist/esm');
+tsc('--module', 'CommonJS', '--moduleResolution', 'Node10', '--outDir', 'dist/cjs');
+tsc('--declaration', '--emitDeclarationOnly', '--outDir', 'dist/types');
+// Each output folder says how Node must read its .js files.
+mkdirSync('dist/esm', { recursive: true });
+writeFileSync('dist/esm/package.json', JSON.stringify({ type: 'module' }) + '\n');
+writeFileSync('dist/cjs/package.json', JSON.stringify({ type: 'commonjs' }) + '\n');
