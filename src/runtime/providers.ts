@@ -3,6 +3,9 @@
  * explicit, logged fallback to CPU when the caller allows it.
  * @module
  */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { ExecutionProviderError } from '../errors.js';
 import { createSession, ort, type InferenceSession, type SessionOptions } from './ort.js';
 
@@ -70,7 +73,11 @@ export async function createSessionWithProviders(
   const accelerator = requested.find((p) => ACCELERATORS.has(p));
   const supported = new Set(ort.listSupportedBackends().map((b) => b.name));
   if (accelerator && !supported.has(accelerator)) {
-    return fallBackOrThrow(accelerator, new Error(`onnxruntime-node ${ort.env.versions?.common ?? ''} lists no "${accelerator}" backend on ${process.platform}/${process.arch}`));
+    return fallBackOrThrow(accelerator, new Error(`onnxruntime-node lists no "${accelerator}" backend on ${process.platform}/${process.arch}`));
+  }
+  const library = accelerator ? providerLibrary(accelerator) : null;
+  if (library && !existsSync(library)) {
+    return fallBackOrThrow(accelerator!, new Error(`${library} is not installed`));
   }
   try {
     const session = await createSession(modelPath, buildSessionOptions(requested, opts));
@@ -90,6 +97,25 @@ export async function createSessionWithProviders(
     } catch (error) {
       throw classifyLoadError(error);
     }
+  }
+}
+
+/**
+ * Path of the provider's shared library next to onnxruntime-node's binding, when it can be
+ * located (CUDA and TensorRT ship outside the npm package). Null when unknown.
+ */
+function providerLibrary(provider: ExecutionProviderName): string | null {
+  if (provider !== 'cuda' && provider !== 'tensorrt') return null;
+  try {
+    const base = typeof __filename === 'string' ? __filename : join(process.cwd(), 'index.js');
+    const main = createRequire(base).resolve('onnxruntime-node');
+    const bin = join(dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch);
+    if (!existsSync(bin)) return null;
+    const ext = process.platform === 'win32' ? 'dll' : 'so';
+    const prefix = process.platform === 'win32' ? '' : 'lib';
+    return join(bin, `${prefix}onnxruntime_providers_${provider}.${ext}`);
+  } catch {
+    return null;
   }
 }
 
