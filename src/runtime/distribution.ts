@@ -7,13 +7,50 @@
 /** A logits row: a view into the model's output buffer. */
 export type LogitsRow = Float32Array;
 
-/** `log Σ exp(row)`, computed stably. Probabilities are `exp(row[i] - logSumExp(row))`. */
+/** Largest value of a row (NaN if the row holds a NaN). Four lanes break the dependency chain. */
+export function maxOf(row: LogitsRow): number {
+  const n = row.length;
+  let m0 = -Infinity;
+  let m1 = -Infinity;
+  let m2 = -Infinity;
+  let m3 = -Infinity;
+  let nan = 0;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const a = row[i]!;
+    const b = row[i + 1]!;
+    const c = row[i + 2]!;
+    const d = row[i + 3]!;
+    if (a > m0) m0 = a;
+    if (b > m1) m1 = b;
+    if (c > m2) m2 = c;
+    if (d > m3) m3 = d;
+    nan += (a !== a ? 1 : 0) + (b !== b ? 1 : 0) + (c !== c ? 1 : 0) + (d !== d ? 1 : 0);
+  }
+  for (; i < n; i++) {
+    const a = row[i]!;
+    if (a > m0) m0 = a;
+    if (a !== a) nan++;
+  }
+  return nan > 0 ? NaN : Math.max(m0, m1, m2, m3);
+}
+
+/**
+ * Terms more than this far below the maximum are skipped by {@link logSumExp}: each is below
+ * e^-32 ≈ 1.3e-14 of the largest, so even a 262k vocabulary changes the sum by < 4e-9 relative.
+ */
+const LSE_CUTOFF = 32;
+
+/** `log Σ exp(row)`, computed stably; only terms that can matter pay for an `exp`. */
 export function logSumExp(row: LogitsRow): number {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
-  if (max === -Infinity || !Number.isFinite(max)) return max;
+  const max = maxOf(row);
+  if (!Number.isFinite(max)) return max;
+  const floor = max - LSE_CUTOFF;
   let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i]!;
+    if (v > floor) sum += Math.exp(v - max);
+  }
   return max + Math.log(sum);
 }
 
@@ -29,15 +66,9 @@ export function probOf(row: LogitsRow, id: number, normalizer = logSumExp(row)):
 
 /** Index of the largest logit (the lowest index wins ties, so greedy decoding is deterministic). */
 export function argmax(row: LogitsRow): number {
-  let best = 0;
-  let bestValue = row[0]!;
-  for (let i = 1; i < row.length; i++) {
-    if (row[i]! > bestValue) {
-      bestValue = row[i]!;
-      best = i;
-    }
-  }
-  return best;
+  const max = maxOf(row);
+  if (max !== max) return 0;
+  return row.indexOf(max);
 }
 
 /** The k best ids of a row, highest logit first (ties: lower id first). */
@@ -71,15 +102,21 @@ export function topK(row: LogitsRow, k: number): TopK {
 
 /** True when every value of the row is finite. */
 export function isFiniteRow(row: LogitsRow): boolean {
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += row[i]!;
-  return Number.isFinite(sum) || checkEach(row);
-}
-
-function checkEach(row: LogitsRow): boolean {
-  // A finite row can still overflow the sum; confirm element by element.
-  for (let i = 0; i < row.length; i++) if (!Number.isFinite(row[i]!)) return false;
-  return true;
+  const n = row.length;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let i = 0;
+  // x * 0 is 0 for finite x and NaN for NaN/±Inf, and cannot overflow.
+  for (; i + 3 < n; i += 4) {
+    s0 += row[i]! * 0;
+    s1 += row[i + 1]! * 0;
+    s2 += row[i + 2]! * 0;
+    s3 += row[i + 3]! * 0;
+  }
+  for (; i < n; i++) s0 += row[i]! * 0;
+  return s0 + s1 + s2 + s3 === 0;
 }
 
 /** IEEE half → single precision, for graphs that emit float16 logits. */
