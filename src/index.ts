@@ -13,3 +13,21 @@ export { liveSessionCount } from './runtime/ort.js';
 export { argmax, topK, logSumExp, logProbOf, probOf, isFiniteRow, float16ToFloat32, type TopK, type LogitsRow } from './runtime/distribution.js';
 export { TextTokenizer, type TokenizerKind, type ChatMessage, type EncodeOptions, type TokenOffsets, type TokenizerLoadOptions } from './text/tokenizer.js';
 export { utf8, fromUtf8, isCharBoundary, completeUtf8Prefix } from './text/bytes.js';
+export { SafeEnsemble, type ModelSpec, type SafeEnsembleConfig, type SafeEnsembleLoadOptions } from './ensemble/safeEnsemble.js';
+export {
+  resolveOptions,
+  DEFAULT_OPTIONS,
+  OPTION_KEYS,
+  type EnsembleOptions,
+  type ResolvedOptions,
+  type Strategy,
+  type BaseEnsembler,
+  type SharpeningMethod,
+  type SharpeningOptions,
+} from './ensemble/options.js';
+export type { EnsembleResult, EnsembleStats, EnsembleChunk, FinishReason, PhaseTimes, TraceRecord, TraceCandidate, TraceModelEntry } from './ensemble/types.js';
+export type { EnsembleInput, ModelPrompt } from './ensemble/prompt.js';
+export { uniteDistribution, decide, GacUnion, topKeys, type ModelView, type EnsembleDistribution, type EnsembleDecision } from './ensemble/aggregate.js';
+export { Vocabulary, EOS_KEY, bytesKey, keyBytes, keyText, isBareSpace } from './ensemble/vocabulary.js';
+export { encodeContinuation, ResponseTokenization, validUtf8Length, type TokenSpans, type EncodingContext } from './text/continuation.js';
+export { consensusSkip, meanOwnProbability, type ConsensusInput, type ConsensusRule } from './ensemble/gates.js';

@@ -311,7 +311,8 @@ export class TextTokenizer {
     return this.plain.encode(text, { add_special_tokens: add });
   }
 
-  private containsSpecialString(text: string): boolean {
+  /** True when `text` contains the string of a special token (e.g. `<|im_end|>`). */
+  containsSpecialString(text: string): boolean {
     for (const s of this.specialStrings) if (text.includes(s)) return true;
     return false;
   }
@@ -322,7 +323,7 @@ export class TextTokenizer {
     return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 
-  /** Number of dummy-prefix space bytes the tokenizer adds in front of `text`. */
+  /** Number of dummy-prefix space bytes the tokenizer adds in front of `text` encoded on its own. */
   dummyPrefixBytes(text: string): number {
     return (text.startsWith(' ') ? this.prefixSpace.afterSpace : this.prefixSpace.plain) ? 1 : 0;
   }
@@ -334,37 +335,45 @@ export class TextTokenizer {
    * normalized cluster is snapped to the end of that cluster.
    */
   offsets(text: string): TokenOffsets {
+    const ids = this.encode(text);
+    const bytes = utf8(text);
+    const ends = this.tokenEnds(ids, text, bytes);
+    const starts = new Int32Array(ids.length);
+    for (let i = 1; i < ids.length; i++) starts[i] = ends[i - 1]!;
+    return { ids, starts, ends, bytes };
+  }
+
+  /**
+   * End byte offset, in `bytes` (the UTF-8 of `text`), of each token of `ids`, which must be an
+   * encoding of `text`. Monotone; the last one is `bytes.length`.
+   */
+  tokenEnds(ids: readonly number[], text: string, bytes: Uint8Array = utf8(text)): Int32Array {
     if (this.kind === 'other') {
       throw new TokenizerError('byte offsets need a byte-level BPE or sentencepiece tokenizer; this tokenizer.json decoder is neither.');
     }
-    const ids = this.encode(text);
-    const input = utf8(text);
     const n = ids.length;
-    const starts = new Int32Array(n);
     const ends = new Int32Array(n);
-    // Stream coordinates: byte positions in the concatenated token bytes.
-    const streamEnds = new Int32Array(n);
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      total += this.tokenBytes(ids[i]!).length;
-      streamEnds[i] = total;
-    }
     const stream = this.idsToBytes(ids);
-    const strip = this.dummyPrefixBytes(text) && stream[0] === 0x20 ? 1 : 0;
-    const body = stream.subarray(strip);
-    const map = bytesEqual(body, input) ? (x: number) => x : this.alignment(text, input, body);
+    const map = bytesEqual(stream, bytes) ? null : this.alignment(text, bytes, stream);
+    let pos = 0;
     let prev = 0;
     for (let i = 0; i < n; i++) {
-      const end = Math.max(prev, map(Math.max(0, streamEnds[i]! - strip)));
-      starts[i] = prev;
-      ends[i] = i === n - 1 ? input.length : end;
-      prev = ends[i]!;
+      pos += this.tokenBytes(ids[i]!).length;
+      prev = Math.max(prev, map ? map(pos) : pos);
+      ends[i] = i === n - 1 ? bytes.length : prev;
     }
-    return { ids, starts, ends, bytes: input };
+    return ends;
   }
 
-  /** Maps positions in the normalized token stream to positions in the input (monotone). */
+  /**
+   * Maps byte positions in a token stream (the concatenated token bytes) to positions in the
+   * text it encodes (monotone), accounting for dummy-prefix spaces and normalization.
+   */
   private alignment(text: string, input: Uint8Array, stream: Uint8Array): (x: number) => number {
+    // A dummy prefix space in front of the whole text.
+    if (stream.length === input.length + 1 && stream[0] === 0x20 && bytesEqual(stream.subarray(1), input)) {
+      return (x: number) => Math.max(0, x - 1);
+    }
     if (this.normalForm) {
       const form = this.normalForm;
       const normBounds: number[] = [0];
@@ -378,14 +387,18 @@ export class TextTokenizer {
         normBounds.push(normBounds[normBounds.length - 1]! + normalized.length);
         origBounds.push(origBounds[origBounds.length - 1]! + utf8(m[0]).length);
       }
-      if (bytesEqual(concatBytes(parts), stream)) {
+      const normalized = concatBytes(parts);
+      // The stream may also carry one dummy-prefix space in front.
+      const strip = bytesEqual(normalized, stream) ? 0 : stream[0] === 0x20 && bytesEqual(normalized, stream.subarray(1)) ? 1 : -1;
+      if (strip >= 0) {
         return (x: number) => {
-          // Binary search the first cluster boundary >= x.
+          const y = Math.max(0, x - strip);
+          // Binary search the first cluster boundary >= y.
           let lo = 0;
           let hi = normBounds.length - 1;
           while (lo < hi) {
             const mid = (lo + hi) >> 1;
-            if (normBounds[mid]! < x) lo = mid + 1;
+            if (normBounds[mid]! < y) lo = mid + 1;
             else hi = mid;
           }
           return origBounds[lo]!;

@@ -46,3 +46,20 @@ describe('distribution helpers on one logits row', () => {
     expect([...float16ToFloat32(Uint16Array.from([0x3c00, 0xc000, 0x7c00, 0x0001]))]).toEqual([1, -2, Infinity, 2 ** -24]);
   });
 });
+
+describe('fast exponential and row summary', () => {
+  it('expNonPositive matches Math.exp to 2e-7 relative on [-32, 0]', () => {
+    const { expNonPositive } = jest.requireActual('../../src/runtime/distribution');
+    let worst = 0;
+    for (let x = -32; x <= 0; x += 0.0137) worst = Math.max(worst, Math.abs(expNonPositive(x) / Math.exp(x) - 1));
+    expect(worst).toBeLessThan(2e-7);
+  });
+
+  it('rowSummary gives the normalizer and the argmax', () => {
+    const { rowSummary } = jest.requireActual('../../src/runtime/distribution');
+    const row = Float32Array.from([1, 5, 2, 5, -3]);
+    const s = rowSummary(row);
+    expect(s.argmax).toBe(1);
+    expect(s.logNormalizer).toBeCloseTo(Math.log([1, 5, 2, 5, -3].reduce((a, x) => a + Math.exp(x), 0)), 6);
+  });
+});

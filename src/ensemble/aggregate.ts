@@ -1,0 +1,229 @@
+/**
+ * Building the ensemble distribution at an ensemble point: UniTE (top-k union with fill-in),
+ * GaC (full-vocabulary union), and sharpening (heuristic prefix gathering or geometric mean).
+ * Pure functions over logits rows: no model runs here.
+ * @module
+ */
+import { expNonPositive, logSumExpFrom, maxOf, topK } from '../runtime/distribution.js';
+import type { SharpeningOptions } from './options.js';
+import { isBareSpace, type Vocabulary } from './vocabulary.js';
+
+/** One model's view at the ensemble point. */
+export interface ModelView {
+  /** The model's vocabulary. */
+  vocab: Vocabulary;
+  /** Its next-token logits at the aligned position (a view; never modified). */
+  row: Float32Array;
+  /** Normalized weight (weights sum to 1). */
+  weight: number;
+  /** Text just before the position, used to tokenize union strings in context. */
+  context: string;
+}
+
+/** The averaged distribution over a union of token strings. */
+export interface EnsembleDistribution {
+  /** Union entries (byte keys), drafter's preferences first. */
+  keys: string[];
+  /** Each model's probability of each entry (0 where the model cannot express it). */
+  perModel: Float64Array[];
+  /** Weighted arithmetic mean of `perModel`. */
+  average: Float64Array;
+}
+
+/** A distribution after sharpening, with the decision. */
+export interface EnsembleDecision extends EnsembleDistribution {
+  /** Scores the winner is the argmax of (equal to `average` when not sharpened). */
+  scores: Float64Array;
+  /** Whether sharpening changed the scores. */
+  sharpened: boolean;
+  /** Index of the winning entry. */
+  winner: number;
+}
+
+/**
+ * UniTE: the union of every model's top-k strings. A model whose top-k lacks a string
+ * contributes the logit of its first sub-token for it; two strings that map to the same
+ * sub-token count once (the exact match wins, then the first in union order). Each model's
+ * softmax is taken over its entries of the union only.
+ */
+export function uniteDistribution(models: readonly ModelView[], k: number): EnsembleDistribution {
+  const index = new Map<string, number>();
+  const keys: string[] = [];
+  const tops = models.map((m) => topK(m.row, k));
+  tops.forEach((top, mi) => {
+    for (const id of top.ids) {
+      const key = models[mi]!.vocab.key(id);
+      if (!index.has(key)) {
+        index.set(key, keys.length);
+        keys.push(key);
+      }
+    }
+  });
+  const n = keys.length;
+  const perModel = models.map((m, mi) => {
+    const logits = new Float64Array(n).fill(-Infinity);
+    const used = new Set<number>();
+    // Exact matches first, so a fill-in never takes a token away from its own string.
+    for (const id of tops[mi]!.ids) {
+      const e = index.get(m.vocab.key(id))!;
+      if (logits[e] === -Infinity) {
+        logits[e] = m.row[id]!;
+        used.add(id);
+      }
+    }
+    for (let e = 0; e < n; e++) {
+      if (logits[e] !== -Infinity) continue;
+      const id = m.vocab.firstSubToken(keys[e]!, m.context);
+      if (id === null || used.has(id) || id >= m.row.length) continue;
+      used.add(id);
+      logits[e] = m.row[id]!;
+    }
+    return softmax(logits);
+  });
+  return { keys, perModel, average: weightedMean(perModel, models) };
+}
+
+function softmax(logits: Float64Array): Float64Array {
+  let max = -Infinity;
+  for (const l of logits) if (l > max) max = l;
+  const out = new Float64Array(logits.length);
+  if (max === -Infinity) return out;
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i] === -Infinity ? 0 : Math.exp(logits[i]! - max);
+    out[i] = v;
+    sum += v;
+  }
+  for (let i = 0; i < out.length; i++) out[i]! /= sum;
+  return out;
+}
+
+function weightedMean(perModel: Float64Array[], models: readonly ModelView[]): Float64Array {
+  const n = perModel[0]?.length ?? 0;
+  const avg = new Float64Array(n);
+  perModel.forEach((p, mi) => {
+    const w = models[mi]!.weight;
+    for (let e = 0; e < n; e++) avg[e]! += w * p[e]!;
+  });
+  return avg;
+}
+
+/**
+ * The GaC union vocabulary of a model set: every model's ids mapped to shared byte-string
+ * entries. Built once per model set and reused for every ensemble point.
+ */
+export class GacUnion {
+  /** Entry keys. */
+  readonly keys: string[] = [];
+  /** Per model: id → entry. */
+  readonly maps: Int32Array[];
+  private readonly scratch: Float64Array[];
+
+  constructor(vocabs: readonly Vocabulary[]) {
+    const index = new Map<string, number>();
+    this.maps = vocabs.map((v) => {
+      const map = new Int32Array(v.size).fill(-1);
+      for (let id = 0; id < v.size; id++) {
+        let key: string;
+        try {
+          key = v.key(id);
+        } catch {
+          continue;
+        }
+        let e = index.get(key);
+        if (e === undefined) {
+          e = this.keys.length;
+          index.set(key, e);
+          this.keys.push(key);
+        }
+        // Two ids with the same bytes (a byte-fallback twin) share the entry: their mass adds up.
+        map[id] = e;
+      }
+      return map;
+    });
+    this.scratch = vocabs.map(() => new Float64Array(this.keys.length));
+  }
+
+  /**
+   * GaC: every model's full softmax mapped into the union and averaged. Entries below 1e-7 of
+   * mass in the average are dropped from the returned (sparse) distribution, except each
+   * model's top-k, which sharpening may need.
+   */
+  distribution(models: readonly ModelView[], k: number): EnsembleDistribution {
+    const touched = new Set<number>();
+    models.forEach((m, mi) => {
+      const map = this.maps[mi]!;
+      const acc = this.scratch[mi]!;
+      const max = maxOf(m.row);
+      const lse = logSumExpFrom(m.row, max);
+      const floor = max - 32;
+      for (let id = 0; id < map.length && id < m.row.length; id++) {
+        const l = m.row[id]!;
+        if (l <= floor) continue;
+        const e = map[id]!;
+        if (e < 0) continue;
+        acc[e]! += expNonPositive(l - lse);
+        touched.add(e);
+      }
+      for (const id of topK(m.row, k).ids) if (map[id]! >= 0) touched.add(map[id]!);
+    });
+    const entries: number[] = [];
+    for (const e of touched) {
+      let avg = 0;
+      models.forEach((m, mi) => (avg += m.weight * this.scratch[mi]![e]!));
+      if (avg > 1e-7 || models.some((m, mi) => this.scratch[mi]![e]! > 0.01)) entries.push(e);
+    }
+    entries.sort((a, b) => a - b);
+    const perModel = models.map((_, mi) => Float64Array.from(entries, (e) => this.scratch[mi]![e]!));
+    for (const acc of this.scratch) for (const e of touched) acc[e] = 0;
+    const keys = entries.map((e) => this.keys[e]!);
+    return { keys, perModel, average: weightedMean(perModel, models) };
+  }
+}
+
+/**
+ * Applies sharpening and picks the winner.
+ * - `heuristic`: when the top averaged probability is below `below`, each candidate (a key
+ *   in the drafter's top-k with average > λ, not a bare space) gains the average mass of every
+ *   other entry that starts with it, so " Sof", " Sofi", " Sofia" gather on the shortest
+ *   well-supported prefix.
+ * - `geometric`: when below `below`, scores are the weighted geometric mean of the models'
+ *   probabilities.
+ * Ties go to the earlier entry (the drafter's preference).
+ */
+export function decide(dist: EnsembleDistribution, drafterTopKeys: ReadonlySet<string>, weights: readonly number[], sharpening: Required<SharpeningOptions>): EnsembleDecision {
+  const { keys, average } = dist;
+  let top = 0;
+  for (const p of average) if (p > top) top = p;
+  let scores = average;
+  let sharpened = false;
+  if (top < sharpening.below && sharpening.method !== 'none' && keys.length > 1) {
+    if (sharpening.method === 'heuristic') {
+      scores = Float64Array.from(average);
+      for (let c = 0; c < keys.length; c++) {
+        const key = keys[c]!;
+        if (!drafterTopKeys.has(key) || !(average[c]! > sharpening.lambda) || isBareSpace(key)) continue;
+        for (let e = 0; e < keys.length; e++) {
+          if (e !== c && keys[e]!.length > key.length && keys[e]!.startsWith(key)) scores[c]! += average[e]!;
+        }
+      }
+      sharpened = true;
+    } else {
+      scores = new Float64Array(keys.length);
+      for (let e = 0; e < keys.length; e++) {
+        let logG = 0;
+        dist.perModel.forEach((p, mi) => (logG += weights[mi]! * Math.log(p[e]!)));
+        scores[e] = Math.exp(logG);
+      }
+      sharpened = true;
+    }
+  }
+  let winner = 0;
+  for (let e = 1; e < scores.length; e++) if (scores[e]! > scores[winner]!) winner = e;
+  return { ...dist, scores, sharpened, winner };
+}
+
+/** Keys of a row's top-k under a vocabulary. */
+export function topKeys(vocab: Vocabulary, row: Float32Array, k: number): Set<string> {
+  return new Set(Array.from(topK(row, k).ids, (id) => vocab.key(id)));
+}

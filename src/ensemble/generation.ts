@@ -1,0 +1,419 @@
+/**
+ * One generation: the SAFE draft–verify–ensemble loop and the per-token baselines, over
+ * models that already hold their prompts. Knows models only through CausalLM.
+ * @module
+ */
+import type { CausalLM, Logits } from '../runtime/causalLM.js';
+import { argmax, logSumExp, maxOf, logSumExpFrom } from '../runtime/distribution.js';
+import { isCharBoundary } from '../text/bytes.js';
+import { ResponseTokenization } from '../text/continuation.js';
+import { decide, GacUnion, topKeys, uniteDistribution, type EnsembleDecision, type ModelView } from './aggregate.js';
+import { consensusSkip } from './gates.js';
+import type { ResolvedOptions } from './options.js';
+import type { ModelPrompt } from './prompt.js';
+import { ByteBuffer, ResponseText } from './responseText.js';
+import type { EnsembleResult, EnsembleStats, FinishReason, TraceRecord } from './types.js';
+import { keyText, Vocabulary } from './vocabulary.js';
+
+/** A model taking part in one generation. */
+interface Member {
+  lm: CausalLM;
+  vocab: Vocabulary;
+  prompt: ModelPrompt;
+  weight: number;
+  /** The response as this model tokenizes it (verifiers only). */
+  tokens: ResponseTokenization | null;
+  forwardPasses: number;
+}
+
+/** Bytes of context (before a position) used to tokenize candidate strings in context. */
+const CONTEXT_BYTES = 48;
+
+/** Longest common prefix of `a` and `b`, given that the first `from` entries are known equal. */
+function commonPrefix(a: readonly number[], b: readonly number[], from = 0): number {
+  let i = Math.min(from, a.length, b.length);
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+}
+
+/** A drafted position: the token, the row that proposed it, its byte offset. */
+interface Drafted {
+  id: number;
+  row: Float32Array;
+  offset: number;
+  /** Index the token would have in the response. */
+  index: number;
+}
+
+/** Runs one generation; `run()` yields committed text and returns the result. */
+export class Generation {
+  private readonly members: Member[];
+  private readonly drafter: Member;
+  private readonly verifiers: Member[];
+  private readonly bytes = new ByteBuffer();
+  private readonly text: ResponseText;
+  /** Committed drafter ids of the response (EOS excluded). */
+  private readonly ids: number[] = [];
+  /** Response ids already in the drafter's cache. */
+  private cachedIds = 0;
+  private readonly trace: TraceRecord[] = [];
+  private readonly stats: EnsembleStats;
+  private finish: FinishReason | null = null;
+  private readonly started = performance.now();
+  /** 1 once the drafter committed end-of-sequence (it counts as a generated token). */
+  private eosGenerated = 0;
+  /** Most drafter tokens this generation may commit. */
+  private readonly budget: number;
+
+  constructor(
+    models: readonly CausalLM[],
+    prompts: readonly ModelPrompt[],
+    drafterIndex: number,
+    private readonly options: ResolvedOptions,
+    private readonly gacUnion: () => GacUnion,
+  ) {
+    const k = models.length;
+    const weights = options.weights ?? models.map(() => 1 / k);
+    this.members = models.map((lm, i) => ({
+      lm,
+      vocab: Vocabulary.of(lm.tokenizer),
+      prompt: prompts[i]!,
+      weight: weights[i]!,
+      tokens: i === drafterIndex ? null : new ResponseTokenization(lm.tokenizer, prompts[i]!.context),
+      forwardPasses: 0,
+    }));
+    this.drafter = this.members[drafterIndex]!;
+    this.verifiers = this.members.filter((m) => m !== this.drafter);
+    this.text = new ResponseText(this.bytes, options.stop);
+    // Stop at the smallest context among the models (verifier tokenizations may run a little
+    // longer than the drafter's, hence the margin of one draft).
+    const room = Math.min(...this.members.map((m) => m.lm.info.maxPositions - m.prompt.ids.length)) - options.draftLength - 1;
+    this.budget = Math.max(1, Math.min(options.maxNewTokens, room));
+    this.stats = {
+      strategy: options.strategy,
+      promptTokens: prompts.map((p) => p.ids.length),
+      generatedTokens: 0,
+      draftedTokens: 0,
+      acceptedTokens: 0,
+      ensembledTokens: 0,
+      ensembleRatePct: 0,
+      cycles: 0,
+      forwardPasses: models.map(() => 0),
+      time: { draftingMs: 0, verifyingMs: 0, tokenizingMs: 0, ensemblingMs: 0, totalMs: 0 },
+    };
+  }
+
+  /** Yields text as it is committed; returns the result. */
+  async *run(): AsyncGenerator<string, EnsembleResult> {
+    const perToken = this.options.strategy !== 'safe';
+    while (this.finish === null) {
+      if (this.options.signal?.aborted) {
+        this.finish = 'abort';
+        break;
+      }
+      const committed = perToken ? await this.perTokenStep() : await this.safeCycle();
+      if (committed === null) break;
+      this.stats.cycles++;
+      this.commit(committed);
+      const delta = this.text.release();
+      if (delta) yield delta;
+    }
+    const rest = this.text.finish();
+    if (rest) yield rest;
+    return this.result();
+  }
+
+  // ---- SAFE --------------------------------------------------------------------------------
+
+  /** One draft–verify–ensemble cycle; returns the ids to commit, or null when aborted. */
+  private async safeCycle(): Promise<number[] | null> {
+    const o = this.options;
+    const budget = this.budget - this.ids.length;
+    const n = Math.min(o.draftLength, budget);
+    const base = this.bytes.length;
+
+    // 1. Draft.
+    const drafted: Drafted[] = [];
+    let row = await this.drafterRow();
+    if (!row) return null;
+    let offset = base;
+    let fed = 0;
+    for (let j = 0; j < n; j++) {
+      const id = argmax(row);
+      drafted.push({ id, row, offset, index: this.ids.length + j });
+      if (this.drafter.vocab.isEos(id) || j === n - 1) break;
+      offset += this.drafter.lm.tokenizer.tokenBytes(id).length;
+      const next = await this.forward(this.drafter, [id], 'last', true);
+      if (!next) return null;
+      fed++;
+      row = next.row(-1);
+    }
+    this.stats.draftedTokens += drafted.length;
+    const chunk = drafted.filter((d) => !this.drafter.vocab.isEos(d.id)).map((d) => this.drafter.lm.tokenizer.tokenBytes(d.id));
+    const candidate = this.bytes.with(chunk);
+
+    // 2–3. Verifiers re-tokenize the candidate text and score it in one pass each.
+    const verified: Array<{ logits: Logits; rowOf: (k: number) => Float32Array }> = [];
+    for (const v of this.verifiers) {
+      const t0 = performance.now();
+      const firstChanged = v.tokens!.update(candidate, base, o.recomputeCaches);
+      this.stats.time.tokenizingMs += performance.now() - t0;
+      const P = v.prompt.ids.length;
+      const seq = v.prompt.ids.concat(v.tokens!.ids);
+      const k0 = firstTokenAtOrAfter(v.tokens!, base);
+      const known = o.recomputeCaches ? 0 : Math.min(v.lm.length, P + firstChanged);
+      const lcp = o.recomputeCaches ? 0 : commonPrefix(v.lm.tokens, seq, known);
+      const from = Math.max(0, Math.min(lcp, P + k0 - 1, seq.length - 1));
+      v.lm.crop(from);
+      const logits = await this.forward(v, seq.slice(from), 'all', false);
+      if (!logits) return null;
+      verified.push({ logits, rowOf: (k: number) => logits.row(P + k - 1 - from) });
+    }
+
+    // 4. Scan for the earliest stable, contested position.
+    const t0 = performance.now();
+    let trigger = -1;
+    let aligned: number[][] = [];
+    for (let j = 0; j < drafted.length && trigger < 0; j++) {
+      const d = drafted[j]!;
+      const eos = this.drafter.vocab.isEos(d.id);
+      const at = this.alignAt(d.offset, eos, candidate);
+      if (!at) continue; // unstable: a verifier has no token boundary here
+      const rows = at.map((k, vi) => verified[vi]!.rowOf(k));
+      const ownIds = at.map((k, vi) => (eos ? this.verifiers[vi]!.vocab.eosId! : this.verifiers[vi]!.tokens!.ids[k]!));
+      const argmaxIsOwn = rows.map((r, vi) => this.sameChoice(this.verifiers[vi]!.vocab, argmax(r), ownIds[vi]!));
+      // Rule (a) needs only argmaxes; probabilities (a pass of exponentials) only when it fails.
+      if (o.unanimitySkip && argmaxIsOwn.every(Boolean)) continue;
+      const pDraft = Math.exp(d.row[d.id]! - logSumExp(d.row));
+      const ownProbabilities = [pDraft, ...rows.map((r, vi) => Math.exp(r[ownIds[vi]!]! - logSumExp(r)))];
+      const weights = [this.drafter.weight, ...this.verifiers.map((v) => v.weight)];
+      if (consensusSkip({ ownProbabilities, verifierArgmaxIsOwn: argmaxIsOwn, weights }, { threshold: o.consensusThreshold, unanimity: false })) continue;
+      if (o.baseEnsembler === 'gac' && pDraft >= o.gacDrafterGate) continue;
+      trigger = j;
+      aligned = [at, ownIds];
+    }
+    this.stats.time.tokenizingMs += performance.now() - t0;
+
+    // 5–6. Ensemble at the trigger, or keep the whole chunk.
+    let commit: number[];
+    if (trigger < 0) {
+      commit = drafted.map((d) => d.id);
+      this.stats.acceptedTokens += drafted.length;
+    } else {
+      const d = drafted[trigger]!;
+      const [at, ownIds] = aligned as [number[], number[]];
+      const rows = at.map((k, vi) => verified[vi]!.rowOf(k));
+      const appended = this.ensemble(d, rows, ownIds, candidate, this.options.baseEnsembler === 'gac');
+      commit = drafted.slice(0, trigger).map((x) => x.id).concat(appended);
+      this.stats.acceptedTokens += trigger;
+      this.stats.ensembledTokens++;
+    }
+    // The drafter's cache holds the committed ids plus the drafted ones it fed; keep the shared part.
+    let keep = 0;
+    while (keep < fed && keep < commit.length && commit[keep] === drafted[keep]!.id) keep++;
+    this.drafter.lm.crop(this.drafter.prompt.ids.length + this.ids.length + keep);
+    this.cachedIds = this.ids.length + keep;
+    return commit;
+  }
+
+  /**
+   * Aligned verifier token index at byte `offset` for each verifier, or null when the position
+   * is not stable (with the stability gate off: the token covering the position).
+   */
+  private alignAt(offset: number, eos: boolean, candidate: Uint8Array): number[] | null {
+    const gate = this.options.stabilityGate;
+    if (gate && !isCharBoundary(candidate, offset)) return null;
+    const out: number[] = [];
+    for (const v of this.verifiers) {
+      const t = v.tokens!;
+      let k = t.tokenStartingAt(offset);
+      if (k >= 0 && !eos && k >= t.ids.length) k = -1; // the text ends here for this verifier
+      if (k < 0) {
+        if (gate) return null;
+        k = firstTokenAtOrAfter(t, offset + 1) - 1; // the token that covers the offset
+        if (k < 0 || k >= t.ids.length) return null;
+      }
+      out.push(k);
+    }
+    return out;
+  }
+
+  private sameChoice(vocab: Vocabulary, choice: number, own: number): boolean {
+    return choice === own || (vocab.isEos(choice) && vocab.isEos(own));
+  }
+
+  // ---- Per-token strategies ----------------------------------------------------------------
+
+  /** One token of `single`, `every-token` or `gac-threshold`. */
+  private async perTokenStep(): Promise<number[] | null> {
+    const o = this.options;
+    const row = await this.drafterRow();
+    if (!row) return null;
+    const id = argmax(row);
+    this.stats.draftedTokens++;
+    let ensembleHere = o.strategy === 'every-token';
+    if (o.strategy === 'gac-threshold') {
+      const max = maxOf(row);
+      ensembleHere = Math.exp(max - logSumExpFrom(row, max)) < o.gacDrafterGate;
+    }
+    if (!ensembleHere) {
+      this.stats.acceptedTokens++;
+      this.cachedIds = this.ids.length;
+      return [id];
+    }
+    // Verifiers: the distribution after their tokenization of the committed text, wherever it ends.
+    const rows: Float32Array[] = [];
+    const base = this.bytes.length;
+    for (const v of this.verifiers) {
+      const t0 = performance.now();
+      const firstChanged = v.tokens!.update(this.bytes.view(), base, o.recomputeCaches);
+      this.stats.time.tokenizingMs += performance.now() - t0;
+      const seq = v.prompt.ids.concat(v.tokens!.ids);
+      const known = o.recomputeCaches ? 0 : Math.min(v.lm.length, v.prompt.ids.length + firstChanged);
+      const lcp = o.recomputeCaches ? 0 : commonPrefix(v.lm.tokens, seq, known);
+      const from = Math.min(lcp, seq.length - 1);
+      v.lm.crop(from);
+      const logits = await this.forward(v, seq.slice(from), 'last', false);
+      if (!logits) return null;
+      rows.push(logits.row(-1));
+    }
+    const own = this.verifiers.map((v, vi) => argmax(rows[vi]!));
+    const appended = this.ensemble({ id, row, offset: base, index: this.ids.length }, rows, own, this.bytes.view(), o.strategy === 'gac-threshold');
+    this.stats.ensembledTokens++;
+    this.cachedIds = this.ids.length;
+    return appended;
+  }
+
+  // ---- Shared pieces -----------------------------------------------------------------------
+
+  /** Builds the ensemble at a position, records it, and returns the drafter ids to append. */
+  private ensemble(d: Drafted, verifierRows: Float32Array[], verifierOwn: number[], text: Uint8Array, gac: boolean): number[] {
+    const t0 = performance.now();
+    const o = this.options;
+    const context = contextBefore(text, d.offset);
+    const views: ModelView[] = [
+      { vocab: this.drafter.vocab, row: d.row, weight: this.drafter.weight, context },
+      ...this.verifiers.map((v, vi) => ({ vocab: v.vocab, row: verifierRows[vi]!, weight: v.weight, context })),
+    ];
+    const dist = gac ? this.gacUnion().distribution(this.viewsInModelOrder(views), o.topK) : uniteDistribution(views, o.topK);
+    const weights = gac ? this.members.map((m) => m.weight) : views.map((v) => v.weight);
+    const decision = decide(dist, topKeys(this.drafter.vocab, d.row, o.topK), weights, o.sharpening);
+    const key = decision.keys[decision.winner]!;
+    let appended = this.drafter.vocab.appendIds(key, context, gac);
+    if (appended.length === 0) appended = [d.id];
+    this.stats.time.ensemblingMs += performance.now() - t0;
+    if (o.trace) this.record(d, views, verifierOwn, decision, appended, gac);
+    return appended;
+  }
+
+  /** GaC's union is indexed in model order; UniTE's views put the drafter first. */
+  private viewsInModelOrder(views: ModelView[]): ModelView[] {
+    return this.members.map((m) => (m === this.drafter ? views[0]! : views[1 + this.verifiers.indexOf(m)]!));
+  }
+
+  private record(d: Drafted, views: ModelView[], verifierOwn: number[], decision: EnsembleDecision, appended: number[], gac: boolean): void {
+    const ownIds = [d.id, ...verifierOwn];
+    const members = [this.drafter, ...this.verifiers];
+    const models = views.map((v, i) => {
+      const lse = logSumExp(v.row);
+      const own = ownIds[i]!;
+      return { model: members[i]!.lm.name, token: keyText(v.vocab.key(own)), probability: Math.exp(v.row[own]! - lse), argmax: keyText(v.vocab.key(argmax(v.row))) };
+    });
+    const order = [...decision.scores.keys()].sort((a, b) => decision.scores[b]! - decision.scores[a]!).slice(0, 20);
+    const modelOrder = gac ? this.members : members;
+    const permute = (perModel: Float64Array[], e: number) => members.map((m) => perModel[modelOrder.indexOf(m)]![e]!);
+    this.trace.push({
+      tokenIndex: d.index,
+      byteOffset: d.offset,
+      cycle: this.stats.cycles,
+      drafted: { text: keyText(this.drafter.vocab.key(d.id)), probability: models[0]!.probability },
+      models,
+      meanOwnProbability: models.reduce((s, m, i) => s + views[i]!.weight * m.probability, 0),
+      candidates: order.map((e) => ({ text: keyText(decision.keys[e]!), average: decision.average[e]!, score: decision.scores[e]!, perModel: permute(decision.perModel, e) })),
+      sharpened: decision.sharpened,
+      winner: { text: keyText(decision.keys[decision.winner]!), ids: appended },
+    });
+  }
+
+  /** The drafter's next-token row after the committed response (feeding what is pending). */
+  private async drafterRow(): Promise<Float32Array | null> {
+    const lm = this.drafter.lm;
+    const seq = this.drafter.prompt.ids.concat(this.ids);
+    let from: number;
+    if (this.options.recomputeCaches) from = 0;
+    else {
+      const known = Math.min(lm.length, this.drafter.prompt.ids.length + this.cachedIds);
+      from = Math.min(commonPrefix(lm.tokens, seq, known), seq.length - 1);
+    }
+    lm.crop(from);
+    const logits = await this.forward(this.drafter, seq.slice(from), 'last', true);
+    return logits ? logits.row(-1) : null;
+  }
+
+  /** One forward pass with abort check and timing; null when aborted. */
+  private async forward(m: Member, ids: number[], rows: 'last' | 'all', drafting: boolean): Promise<Logits | null> {
+    if (this.options.signal?.aborted) {
+      this.finish = 'abort';
+      return null;
+    }
+    const t0 = performance.now();
+    const logits = await m.lm.forward(ids, { logits: rows });
+    const dt = performance.now() - t0;
+    if (drafting) this.stats.time.draftingMs += dt;
+    else this.stats.time.verifyingMs += dt;
+    m.forwardPasses++;
+    return logits;
+  }
+
+  /** Appends committed ids to the response and checks the stop conditions. */
+  private commit(ids: number[]): void {
+    const tok = this.drafter.lm.tokenizer;
+    for (const id of ids) {
+      if (this.drafter.vocab.isEos(id)) {
+        this.finish = 'eos';
+        this.eosGenerated = 1;
+        break;
+      }
+      if (this.ids.length >= this.budget) break;
+      this.ids.push(id);
+      this.bytes.append(tok.tokenBytes(id));
+      if (this.ids.length === 1 && tok.dummyPrefixBytes('a') === 1 && this.bytes.view()[0] === 0x20) {
+        // A sentencepiece drafter's first word carries the dummy-prefix space: not shown.
+        this.text.setHidden(1);
+      }
+    }
+    this.cachedIds = Math.min(this.cachedIds, this.ids.length);
+    if (this.text.checkStops()) this.finish = 'stop';
+    else if (this.finish === null && this.ids.length >= this.budget) this.finish = 'length';
+  }
+
+  private result(): EnsembleResult {
+    const s = this.stats;
+    s.generatedTokens = this.ids.length + this.eosGenerated;
+    s.ensembleRatePct = s.generatedTokens > 0 ? (100 * s.ensembledTokens) / s.generatedTokens : 0;
+    s.forwardPasses = this.members.map((m) => m.forwardPasses);
+    s.time.totalMs = performance.now() - this.started;
+    return { text: this.text.text(), finishReason: this.finish ?? 'length', stats: s, ...(this.options.trace ? { trace: this.trace } : {}) };
+  }
+}
+
+/** Index of the first token of `t` that starts at or after byte `offset`. */
+function firstTokenAtOrAfter(t: ResponseTokenization, offset: number): number {
+  if (offset <= 0) return 0;
+  // Token k starts at ends[k-1]; find the first k with ends[k-1] >= offset.
+  let lo = 0;
+  let hi = t.ends.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (t.ends[mid]! < offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo + 1 > t.ids.length ? t.ids.length : lo + 1;
+}
+
+/** Up to CONTEXT_BYTES of text before `offset`, starting on a character boundary. */
+function contextBefore(text: Uint8Array, offset: number): string {
+  let from = Math.max(0, offset - CONTEXT_BYTES);
+  while (from < offset && !isCharBoundary(text, from)) from++;
+  return new TextDecoder().decode(text.subarray(from, offset));
+}

@@ -1,0 +1,197 @@
+/**
+ * SAFE's knobs: types, the paper's defaults, and validation that names the bad field.
+ * @module
+ */
+import { InvalidArgumentError } from '../errors.js';
+
+/** Decoding strategy. */
+export type Strategy = 'safe' | 'single' | 'every-token' | 'gac-threshold';
+/** How the averaged distribution is built at an ensemble point. */
+export type BaseEnsembler = 'unite' | 'gac';
+/** How an overly smooth ensemble distribution is sharpened. */
+export type SharpeningMethod = 'heuristic' | 'geometric' | 'none';
+
+/** Sharpening of the ensemble distribution (paper §3.3). */
+export interface SharpeningOptions {
+  /** `heuristic` (paper main results), `geometric` (geometric mean) or `none`. */
+  method?: SharpeningMethod;
+  /** Sharpen only when the largest averaged probability is below this (default 0.5). */
+  below?: number;
+  /** Heuristic only: candidates need averaged probability above this (default 0.1). */
+  lambda?: number;
+}
+
+/** Options of one generation; every field can also be a {@link SafeEnsemble} default. */
+export interface EnsembleOptions {
+  /** `safe` (default), `single` (drafter only), `every-token` (UniTE at every token), `gac-threshold`. */
+  strategy?: Strategy;
+  /** Base ensembler at ensemble points: `unite` (default, top-k union) or `gac` (full-vocabulary union). */
+  baseEnsembler?: BaseEnsembler;
+  /** Tokens per model in the UniTE union (default 10). */
+  topK?: number;
+  /** Tokens the drafter proposes per cycle (default 5). */
+  draftLength?: number;
+  /** Skip the ensemble when the mean own-token probability exceeds this (default 0.5). */
+  consensusThreshold?: number;
+  /** Skip when every verifier's argmax is its own aligned token (default true). */
+  unanimitySkip?: boolean;
+  /** Only ensemble at byte positions that are token boundaries for every model (default true). */
+  stabilityGate?: boolean;
+  /** GaC only: ensemble only where the drafter's own-token probability is below this (default 0.5). */
+  gacDrafterGate?: number;
+  /** Sharpening of the ensemble distribution (default heuristic, below 0.5, λ 0.1). */
+  sharpening?: SharpeningOptions;
+  /** One positive weight per model, drafter first in model order (default equal); normalized to sum 1. */
+  weights?: number[];
+  /** Most tokens the drafter may generate (default 256). */
+  maxNewTokens?: number;
+  /** Strings that end generation; the text is cut before them. */
+  stop?: string[];
+  /** Aborts between forward passes. */
+  signal?: AbortSignal;
+  /** Record every ensemble decision in `result.trace` (default false). */
+  trace?: boolean;
+  /** Treat a string input as the final prompt text: no chat template (default false). */
+  rawPrompt?: boolean;
+  /** Tools offered to the chat template (OpenAI function format). */
+  tools?: unknown[];
+  /** Debug: re-tokenize every model's text and recompute every cache from scratch each cycle. */
+  recomputeCaches?: boolean;
+}
+
+/** Fully resolved options. */
+export interface ResolvedOptions {
+  strategy: Strategy;
+  baseEnsembler: BaseEnsembler;
+  topK: number;
+  draftLength: number;
+  consensusThreshold: number;
+  unanimitySkip: boolean;
+  stabilityGate: boolean;
+  gacDrafterGate: number;
+  sharpening: Required<SharpeningOptions>;
+  weights: number[] | null;
+  maxNewTokens: number;
+  stop: string[];
+  signal: AbortSignal | undefined;
+  trace: boolean;
+  rawPrompt: boolean;
+  tools: unknown[] | undefined;
+  recomputeCaches: boolean;
+}
+
+/** The paper's defaults (SAFE.md §4), with a library-sized maxNewTokens. */
+export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights'>> = Object.freeze({
+  strategy: 'safe',
+  baseEnsembler: 'unite',
+  topK: 10,
+  draftLength: 5,
+  consensusThreshold: 0.5,
+  unanimitySkip: true,
+  stabilityGate: true,
+  gacDrafterGate: 0.5,
+  sharpening: Object.freeze({ method: 'heuristic', below: 0.5, lambda: 0.1 }) as Required<SharpeningOptions>,
+  maxNewTokens: 256,
+  stop: [] as string[],
+  trace: false,
+  rawPrompt: false,
+  recomputeCaches: false,
+});
+
+/** Names of all option fields, for filtering call options. */
+export const OPTION_KEYS: ReadonlyArray<keyof EnsembleOptions> = [
+  'strategy', 'baseEnsembler', 'topK', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
+  'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'tools', 'recomputeCaches',
+];
+
+function fail(field: string, message: string): never {
+  throw new InvalidArgumentError(field, `${field}: ${message}`);
+}
+
+function oneOf<T extends string>(field: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value !== 'string' || !allowed.includes(value as T)) fail(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(value)}.`);
+  return value as T;
+}
+
+function bool(field: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') fail(field, `must be true or false, got ${JSON.stringify(value)}.`);
+  return value;
+}
+
+function int(field: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(field, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}.`);
+  }
+  return value;
+}
+
+function unit(field: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
+    fail(field, `must be a number from 0 to 1, got ${JSON.stringify(value)}.`);
+  }
+  return value;
+}
+
+/**
+ * Merges layers of options (later wins) over the defaults and validates every field.
+ * @param modelCount number of models, to check `weights`.
+ * @throws InvalidArgumentError naming the first bad field.
+ */
+export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOptions | undefined>): ResolvedOptions {
+  const merged: Record<string, unknown> = {};
+  for (const layer of layers) {
+    if (layer === undefined || layer === null) continue;
+    if (typeof layer !== 'object') fail('options', `must be an object, got ${typeof layer}.`);
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) continue;
+      if (k === 'sharpening' && v && typeof v === 'object') merged.sharpening = { ...(merged.sharpening as object), ...(v as object) };
+      else merged[k] = v;
+    }
+  }
+  const get = <K extends keyof typeof DEFAULT_OPTIONS>(k: K) => (merged[k] !== undefined ? merged[k] : DEFAULT_OPTIONS[k]);
+  const sharpIn = (merged.sharpening ?? {}) as Record<string, unknown>;
+  if (typeof sharpIn !== 'object' || Array.isArray(sharpIn)) fail('sharpening', 'must be an object like { method, below, lambda }.');
+  const sharpening: Required<SharpeningOptions> = {
+    method: oneOf('sharpening.method', sharpIn.method ?? DEFAULT_OPTIONS.sharpening.method, ['heuristic', 'geometric', 'none'] as const),
+    below: unit('sharpening.below', sharpIn.below ?? DEFAULT_OPTIONS.sharpening.below),
+    lambda: unit('sharpening.lambda', sharpIn.lambda ?? DEFAULT_OPTIONS.sharpening.lambda),
+  };
+  let weights: number[] | null = null;
+  if (merged.weights !== undefined) {
+    const w = merged.weights;
+    if (!Array.isArray(w) || w.length !== modelCount || w.some((x) => typeof x !== 'number' || !Number.isFinite(x) || x <= 0)) {
+      fail('weights', `must be ${modelCount} positive numbers (one per model, in model order), got ${JSON.stringify(w)}.`);
+    }
+    const sum = w.reduce((a: number, b: number) => a + b, 0);
+    weights = w.map((x: number) => x / sum);
+  }
+  const stop = get('stop');
+  if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s.length === 0)) fail('stop', `must be an array of non-empty strings, got ${JSON.stringify(stop)}.`);
+  const signal = merged.signal;
+  if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof (signal as AbortSignal).aborted !== 'boolean')) {
+    fail('signal', 'must be an AbortSignal.');
+  }
+  const tools = merged.tools;
+  if (tools !== undefined && !Array.isArray(tools)) fail('tools', 'must be an array of tool definitions.');
+  const known = new Set<string>(OPTION_KEYS as readonly string[]);
+  for (const k of Object.keys(merged)) if (!known.has(k)) fail(k, `is not a SAFE option; valid options are ${[...known].join(', ')}.`);
+  return {
+    strategy: oneOf('strategy', get('strategy'), ['safe', 'single', 'every-token', 'gac-threshold'] as const),
+    baseEnsembler: oneOf('baseEnsembler', get('baseEnsembler'), ['unite', 'gac'] as const),
+    topK: int('topK', get('topK'), 1, 1000),
+    draftLength: int('draftLength', get('draftLength'), 1, 64),
+    consensusThreshold: unit('consensusThreshold', get('consensusThreshold')),
+    unanimitySkip: bool('unanimitySkip', get('unanimitySkip')),
+    stabilityGate: bool('stabilityGate', get('stabilityGate')),
+    gacDrafterGate: unit('gacDrafterGate', get('gacDrafterGate')),
+    sharpening,
+    weights,
+    maxNewTokens: int('maxNewTokens', get('maxNewTokens'), 1, 1_000_000),
+    stop: [...(stop as string[])],
+    signal: signal as AbortSignal | undefined,
+    trace: bool('trace', get('trace')),
+    rawPrompt: bool('rawPrompt', get('rawPrompt')),
+    tools: tools as unknown[] | undefined,
+    recomputeCaches: bool('recomputeCaches', get('recomputeCaches')),
+  };
+}

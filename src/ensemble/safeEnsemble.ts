@@ -1,0 +1,223 @@
+/**
+ * SafeEnsemble: K local models generating as one with SAFE (generate–verify–ensemble).
+ * @module
+ */
+import { resolve } from 'node:path';
+import { DisposedError, InvalidArgumentError, TokenizerError } from '../errors.js';
+import { utf8 } from '../text/bytes.js';
+import type { CausalLM } from '../runtime/causalLM.js';
+import { loadModel, type LoadModelOptions } from '../runtime/loadModel.js';
+import { GacUnion } from './aggregate.js';
+import { Generation } from './generation.js';
+import { resolveOptions, type EnsembleOptions, type ResolvedOptions } from './options.js';
+import { renderPrompt, validateInput, type EnsembleInput } from './prompt.js';
+import type { EnsembleChunk, EnsembleResult } from './types.js';
+import { Vocabulary } from './vocabulary.js';
+
+/** A model to load, with its own load options and ensemble weight. */
+export interface ModelSpec extends LoadModelOptions {
+  /** Model folder or Hub id. */
+  source: string;
+  /** Ensemble weight (relative; normalized over all models). */
+  weight?: number;
+}
+
+/** Ensemble-level settings beyond the per-call options. */
+export interface SafeEnsembleConfig extends EnsembleOptions {
+  /** Which model drafts: index in `models` or its source; default the first. */
+  drafter?: number | string;
+}
+
+/** Options of {@link SafeEnsemble.load}. */
+export interface SafeEnsembleLoadOptions extends SafeEnsembleConfig {
+  /** Models (at least two for every strategy but `single`). */
+  models: Array<string | ModelSpec>;
+  /** Load options shared by every model (a model's own spec wins). */
+  loadOptions?: LoadModelOptions;
+}
+
+/**
+ * Several local ONNX language models that generate as one with SAFE.
+ *
+ * @example
+ * ```ts
+ * const ensemble = await SafeEnsemble.load({ models: ['./models/a', './models/b'], consensusThreshold: 0.5 });
+ * const result = await ensemble.generate('Mia has 37 marbles. She finds 25 more. How many now?');
+ * console.log(result.text, result.stats.ensembleRatePct);
+ * for await (const chunk of ensemble.stream('Tell me a story', { maxNewTokens: 64 })) {
+ *   if (chunk.type === 'text') process.stdout.write(chunk.text);
+ * }
+ * await ensemble.dispose();
+ * ```
+ */
+export class SafeEnsemble {
+  /** The models, in the order given. */
+  readonly models: readonly CausalLM[];
+  /** Index of the drafter in {@link models}. */
+  readonly drafterIndex: number;
+  private readonly defaults: SafeEnsembleConfig;
+  private queue: Promise<unknown> = Promise.resolve();
+  private union: GacUnion | null = null;
+  private disposed = false;
+
+  /**
+   * Wraps already loaded models. The ensemble owns them: {@link dispose} disposes them.
+   * @throws InvalidArgumentError for an empty or duplicated model list or bad defaults.
+   */
+  constructor(models: readonly CausalLM[], config: SafeEnsembleConfig = {}) {
+    if (!Array.isArray(models) || models.length === 0) throw new InvalidArgumentError('models', 'models: pass at least one loaded model.');
+    const seen = new Set<CausalLM>();
+    for (const m of models) {
+      if (seen.has(m)) throw new InvalidArgumentError('models', `models: model "${m.name}" appears twice; each model can take part once (load it twice to use two copies).`);
+      seen.add(m);
+    }
+    for (const m of models) checkRoundTrip(m);
+    this.models = [...models];
+    this.drafterIndex = resolveDrafter(config.drafter, this.models);
+    const { drafter: _drafter, ...defaults } = config;
+    void _drafter;
+    // Validate the defaults now, so a bad constructor option fails before any generation.
+    resolveOptions(this.models.length, defaults);
+    this.defaults = defaults;
+  }
+
+  /** Loads every model and builds the ensemble. On failure, models already loaded are freed. */
+  static async load(options: SafeEnsembleLoadOptions): Promise<SafeEnsemble> {
+    if (!options || !Array.isArray(options.models) || options.models.length === 0) {
+      throw new InvalidArgumentError('models', 'models: pass at least one model folder or Hub id.');
+    }
+    const specs = options.models.map((m, i) => {
+      const spec = typeof m === 'string' ? { source: m } : m;
+      if (!spec || typeof spec.source !== 'string') throw new InvalidArgumentError('models', `models[${i}]: expected a path/Hub id or { source, ...loadOptions }.`);
+      return spec;
+    });
+    const keys = specs.map((s) => resolve(s.source));
+    const dup = keys.findIndex((k, i) => keys.indexOf(k) !== i);
+    if (dup >= 0) throw new InvalidArgumentError('models', `models: "${specs[dup]!.source}" is listed twice; list each model once.`);
+    const { models: _m, loadOptions, ...config } = options;
+    void _m;
+    const weights = specs.some((s) => s.weight !== undefined) ? specs.map((s) => s.weight ?? 1) : config.weights;
+    resolveOptions(specs.length, { ...config, drafter: undefined, weights } as EnsembleOptions);
+    const loaded: CausalLM[] = [];
+    try {
+      for (const spec of specs) {
+        const { source, weight: _w, ...own } = spec;
+        void _w;
+        loaded.push(await loadModel(source, { ...loadOptions, ...own }));
+      }
+      const drafter = typeof config.drafter === 'string' ? keys.indexOf(resolve(config.drafter)) : config.drafter;
+      return new SafeEnsemble(loaded, { ...config, weights, drafter: drafter === -1 ? config.drafter : drafter });
+    } catch (error) {
+      await Promise.all(loaded.map((m) => m.dispose()));
+      throw error;
+    }
+  }
+
+  /** Resolves and validates options for one call (defaults, then `options`). */
+  resolveOptions(options?: EnsembleOptions): ResolvedOptions {
+    const resolved = resolveOptions(this.models.length, this.defaults, options);
+    if (resolved.strategy !== 'single' && this.models.length < 2) {
+      throw new InvalidArgumentError('strategy', `strategy: '${resolved.strategy}' needs at least two models; with one model use strategy 'single'.`);
+    }
+    return resolved;
+  }
+
+  /** Generates a response. */
+  async generate(input: EnsembleInput, options?: EnsembleOptions): Promise<EnsembleResult> {
+    let result: EnsembleResult | undefined;
+    for await (const chunk of this.stream(input, options)) if (chunk.type === 'result') result = chunk.result;
+    return result!;
+  }
+
+  /**
+   * Streams committed text (never half a character, never a piece of a stop string) and ends
+   * with the result. Calls on one ensemble run one at a time, in call order.
+   */
+  async *stream(input: EnsembleInput, options?: EnsembleOptions): AsyncGenerator<EnsembleChunk, void> {
+    this.assertUsable();
+    validateInput(input);
+    const resolved = this.resolveOptions(options);
+    const release = await this.acquire();
+    try {
+      this.assertUsable();
+      // Every model needs room for at least one more token; longer prompts fail before any forward pass.
+      const prompts = this.models.map((m) => renderPrompt(m, input, { rawPrompt: resolved.rawPrompt, tools: resolved.tools, reserve: 1 }));
+      const generation = new Generation(this.models, prompts, this.drafterIndex, resolved, () => this.gacUnion());
+      const run = generation.run();
+      for (;;) {
+        const step = await run.next();
+        if (step.done) {
+          yield { type: 'result', result: step.value };
+          return;
+        }
+        yield { type: 'text', text: step.value };
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /** Frees every model. Further calls throw {@link DisposedError}. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.queue.catch(() => undefined);
+    await Promise.all(this.models.map((m) => m.dispose()));
+  }
+
+  private gacUnion(): GacUnion {
+    this.union ??= new GacUnion(this.models.map((m) => Vocabulary.of(m.tokenizer)));
+    return this.union;
+  }
+
+  private assertUsable(): void {
+    if (this.disposed) throw new DisposedError('SafeEnsemble');
+  }
+
+  /** A FIFO lock: KV caches are shared state, so generations never interleave. */
+  private acquire(): Promise<() => void> {
+    let release!: () => void;
+    const turn = new Promise<void>((r) => (release = r));
+    const ready = this.queue.then(() => release);
+    this.queue = this.queue.then(() => turn);
+    return ready;
+  }
+}
+
+function resolveDrafter(drafter: number | string | undefined, models: readonly CausalLM[]): number {
+  if (drafter === undefined) return 0;
+  if (typeof drafter === 'number') {
+    if (!Number.isInteger(drafter) || drafter < 0 || drafter >= models.length) {
+      throw new InvalidArgumentError('drafter', `drafter: index ${drafter} is out of range (0..${models.length - 1}).`);
+    }
+    return drafter;
+  }
+  const i = models.findIndex((m) => m.name === drafter || m.info.dir === resolve(drafter));
+  if (i < 0) throw new InvalidArgumentError('drafter', `drafter: "${drafter}" is not one of the models (${models.map((m) => m.name).join(', ')}).`);
+  return i;
+}
+
+/** Text every ensemble member's tokenizer must reproduce byte for byte. */
+const ROUND_TRIP_PROBE = 'Hello, world! 12 + 30 = 42. Café, naïve, 日本語 🎉\n';
+
+/**
+ * SAFE compares models through the bytes their tokens stand for; a tokenizer whose tokens do
+ * not reproduce the text (lossy normalization, unknown-token output) cannot take part.
+ */
+function checkRoundTrip(m: CausalLM): void {
+  const tok = m.tokenizer;
+  let ok = false;
+  let detail = '';
+  try {
+    const ids = tok.encode(ROUND_TRIP_PROBE);
+    const bytes = tok.idsToBytes(ids);
+    const text = new TextDecoder().decode(bytes.subarray(bytes.length - utf8(ROUND_TRIP_PROBE).length));
+    ok = text === ROUND_TRIP_PROBE && tok.kind !== 'other';
+    detail = ok ? '' : `it gives ${JSON.stringify(new TextDecoder().decode(bytes))}`;
+  } catch (error) {
+    detail = (error as Error).message;
+  }
+  if (!ok) {
+    throw new TokenizerError(`model "${m.name}": its tokenizer does not reproduce the test string ${JSON.stringify(ROUND_TRIP_PROBE)} (${detail}). SAFE needs byte-exact tokenizers (byte-level BPE or sentencepiece with byte fallback).`);
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * What a generation returns: text, why it stopped, statistics and the optional trace.
+ * @module
+ */
+
+/** Why generation ended. */
+export type FinishReason = 'eos' | 'stop' | 'length' | 'abort';
+
+/** Wall-clock milliseconds spent per phase. */
+export interface PhaseTimes {
+  /** Drafter forward passes. */
+  draftingMs: number;
+  /** Verifier forward passes. */
+  verifyingMs: number;
+  /** Re-tokenizing the response and aligning boundaries. */
+  tokenizingMs: number;
+  /** Building ensemble distributions and deciding. */
+  ensemblingMs: number;
+  /** Whole generation. */
+  totalMs: number;
+}
+
+/** Per-generation statistics. */
+export interface EnsembleStats {
+  /** Strategy that ran. */
+  strategy: string;
+  /** Prompt tokens per model, in model order. */
+  promptTokens: number[];
+  /** Tokens the drafter committed (the response length in drafter tokens). */
+  generatedTokens: number;
+  /** Tokens the drafter proposed. */
+  draftedTokens: number;
+  /** Proposed tokens kept as drafted. */
+  acceptedTokens: number;
+  /** Positions where an ensemble distribution decided the token. */
+  ensembledTokens: number;
+  /** ensembledTokens / generatedTokens in percent: the paper's E/T. */
+  ensembleRatePct: number;
+  /** Draft–verify cycles (SAFE) or steps (per-token strategies). */
+  cycles: number;
+  /** Forward passes per model, in model order. */
+  forwardPasses: number[];
+  /** Time per phase. */
+  time: PhaseTimes;
+}
+
+/** One model's view at an ensemble point. */
+export interface TraceModelEntry {
+  /** Model source. */
+  model: string;
+  /** The model's aligned token at this position (text). */
+  token: string;
+  /** Its probability under the model. */
+  probability: number;
+  /** The model's own top choice (text). */
+  argmax: string;
+}
+
+/** One candidate of the ensemble distribution. */
+export interface TraceCandidate {
+  /** Candidate text (`<eos>` for end of sequence). */
+  text: string;
+  /** Weighted average probability. */
+  average: number;
+  /** Score after sharpening (equals `average` when not sharpened). */
+  score: number;
+  /** Each model's probability, in model order. */
+  perModel: number[];
+}
+
+/** One ensemble decision. */
+export interface TraceRecord {
+  /** Index of the drafter token in the response where the ensemble happened. */
+  tokenIndex: number;
+  /** Byte offset in the response text. */
+  byteOffset: number;
+  /** Cycle (SAFE) or step number. */
+  cycle: number;
+  /** What the drafter had proposed there. */
+  drafted: { text: string; probability: number };
+  /** Each model's aligned token and probability, drafter first. */
+  models: TraceModelEntry[];
+  /** Mean own-token probability (weighted), the consensus gate's statistic. */
+  meanOwnProbability: number;
+  /** Union candidates, best score first (at most 20). */
+  candidates: TraceCandidate[];
+  /** Whether sharpening changed the scores. */
+  sharpened: boolean;
+  /** The winning text and the drafter ids appended for it. */
+  winner: { text: string; ids: number[] };
+}
+
+/** The outcome of a generation. */
+export interface EnsembleResult {
+  /** Generated text (cut before a stop string). */
+  text: string;
+  /** Why it stopped. */
+  finishReason: FinishReason;
+  /** Statistics. */
+  stats: EnsembleStats;
+  /** Ensemble decisions, when `trace: true`. */
+  trace?: TraceRecord[];
+}
+
+/** A streamed piece: committed text, then the final result. */
+export type EnsembleChunk = { type: 'text'; text: string } | { type: 'result'; result: EnsembleResult };

@@ -1,0 +1,160 @@
+/**
+ * Tokens as byte strings shared across vocabularies: the keys UniTE and GaC unite on.
+ * A key is the token's exact bytes as a Latin-1 string (one char per byte), so `Ġthe`, `▁the`
+ * and `the` with a leading space all become the same key, and a prefix test on keys is a
+ * byte-prefix test. Every end-of-sequence token of every model maps to one key.
+ * @module
+ */
+import { encodeContinuation } from '../text/continuation.js';
+import { fromUtf8 } from '../text/bytes.js';
+import type { TextTokenizer } from '../text/tokenizer.js';
+
+/** The shared key of every model's end-of-sequence tokens. */
+export const EOS_KEY = '\u0000<eos>';
+
+/** Bytes → Latin-1 key. */
+export function bytesKey(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]!);
+  return s;
+}
+
+/** Latin-1 key → bytes. */
+export function keyBytes(key: string): Uint8Array {
+  const out = new Uint8Array(key.length);
+  for (let i = 0; i < key.length; i++) out[i] = key.charCodeAt(i);
+  return out;
+}
+
+/** Human-readable text of a key (for traces). */
+export function keyText(key: string): string {
+  return key === EOS_KEY ? '<eos>' : fromUtf8(keyBytes(key));
+}
+
+/** A model vocabulary seen through byte keys. One per tokenizer, shared by ensembles. */
+export class Vocabulary {
+  private readonly keys: Array<string | undefined>;
+  private byKey: Map<string, number> | null = null;
+  private readonly eos: Set<number>;
+  /** Id appended when the ensemble picks end-of-sequence. */
+  readonly eosId: number | null;
+
+  private constructor(readonly tokenizer: TextTokenizer) {
+    this.keys = new Array(tokenizer.vocabSize);
+    this.eos = new Set(tokenizer.eosTokenIds);
+    this.eosId = tokenizer.eosTokenIds[0] ?? null;
+  }
+
+  private static readonly cache = new WeakMap<TextTokenizer, Vocabulary>();
+
+  /** The shared view of a tokenizer's vocabulary. */
+  static of(tokenizer: TextTokenizer): Vocabulary {
+    let v = Vocabulary.cache.get(tokenizer);
+    if (!v) {
+      v = new Vocabulary(tokenizer);
+      Vocabulary.cache.set(tokenizer, v);
+    }
+    return v;
+  }
+
+  /** Number of ids. */
+  get size(): number {
+    return this.tokenizer.vocabSize;
+  }
+
+  /** Key of a token id. */
+  key(id: number): string {
+    let k = this.keys[id];
+    if (k === undefined) {
+      k = this.eos.has(id) ? EOS_KEY : bytesKey(this.tokenizer.tokenBytes(id));
+      this.keys[id] = k;
+    }
+    return k;
+  }
+
+  /** True for end-of-sequence ids. */
+  isEos(id: number): boolean {
+    return this.eos.has(id);
+  }
+
+  /**
+   * The id whose bytes are exactly `key`, or null. Prefers ordinary vocabulary entries over
+   * byte-fallback and special tokens. The index is built on first use (one pass over the vocabulary).
+   */
+  idOf(key: string): number | null {
+    if (key === EOS_KEY) return this.eosId;
+    if (!this.byKey) this.byKey = this.buildIndex();
+    return this.byKey.get(key) ?? null;
+  }
+
+  private buildIndex(): Map<string, number> {
+    const map = new Map<string, number>();
+    const weak = (id: number) => this.tokenizer.isSpecial(id) || /^<0x[0-9A-Fa-f]{2}>$/.test(this.tokenizer.tokenString(id));
+    for (let id = 0; id < this.tokenizer.vocabSize; id++) {
+      let k: string;
+      try {
+        k = this.key(id);
+      } catch {
+        continue; // holes in the id space
+      }
+      if (k === '' || k === EOS_KEY) continue;
+      const prev = map.get(k);
+      if (prev === undefined || (weak(prev) && !weak(id))) map.set(k, id);
+    }
+    return map;
+  }
+
+  /**
+   * How this model would write `key` right after `context`: its in-context tokenization, or a
+   * direct vocabulary match when the bytes are not text on their own. Empty when impossible.
+   */
+  tokenize(key: string, context: string): number[] {
+    if (key === EOS_KEY) return this.eosId === null ? [] : [this.eosId];
+    const bytes = keyBytes(key);
+    const text = fromUtf8(bytes);
+    const roundTrips = bytesKey(new TextEncoder().encode(text)) === key;
+    if (!roundTrips) {
+      const direct = this.idOf(key);
+      return direct === null ? [] : [direct];
+    }
+    const spans = encodeContinuation(this.tokenizer, { text: context, special: null }, text) ?? encodeContinuation(this.tokenizer, { text: '', special: null }, text);
+    return spans?.ids ?? [];
+  }
+
+  /**
+   * The model's first sub-token for `key` (UniTE fill-in): the exact token if the vocabulary
+   * has it, else the first non-space token of its in-context tokenization. Null if none.
+   */
+  firstSubToken(key: string, context: string): number | null {
+    const direct = this.idOf(key);
+    if (direct !== null) return direct;
+    const ids = this.tokenize(key, context);
+    const skip = leadingSpaceTokens(this, ids, key);
+    return ids[skip] ?? null;
+  }
+
+  /**
+   * Ids to append to a drafter for a winning key: UniTE appends the first sub-token (after any
+   * bare-space tokens), GaC the full tokenization.
+   */
+  appendIds(key: string, context: string, full: boolean): number[] {
+    const direct = this.idOf(key);
+    if (direct !== null) return [direct];
+    const ids = this.tokenize(key, context);
+    if (full || ids.length === 0) return ids;
+    return ids.slice(0, leadingSpaceTokens(this, ids, key) + 1);
+  }
+}
+
+/** Number of leading tokens that are a bare space (when the key itself is more than a space). */
+function leadingSpaceTokens(vocab: Vocabulary, ids: number[], key: string): number {
+  if (isBareSpace(key)) return 0;
+  let k = 0;
+  while (k < ids.length - 1 && isBareSpace(vocab.key(ids[k]!))) k++;
+  return k;
+}
+
+/** True for keys made only of spaces (`' '`, `'  '`). */
+export function isBareSpace(key: string): boolean {
+  return /^ +$/.test(key);
+}
