@@ -56,6 +56,11 @@ export class Generation {
   private readonly ids: number[] = [];
   /** Response ids already in the drafter's cache. */
   private cachedIds = 0;
+  /**
+   * Committed response length at the last verification: the text verifiers tokenized then and
+   * the text they tokenize next agree at least this far.
+   */
+  private verifiedBase = 0;
   private readonly trace: TraceRecord[] = [];
   private readonly stats: EnsembleStats;
   private finish: FinishReason | null = null;
@@ -156,7 +161,7 @@ export class Generation {
     const verified: Array<{ logits: Logits; rowOf: (k: number) => Float32Array }> = [];
     for (const v of this.verifiers) {
       const t0 = performance.now();
-      const firstChanged = v.tokens!.update(candidate, base, o.recomputeCaches);
+      const firstChanged = v.tokens!.update(candidate, this.verifiedBase, o.recomputeCaches);
       this.stats.time.tokenizingMs += performance.now() - t0;
       const P = v.prompt.ids.length;
       const seq = v.prompt.ids.concat(v.tokens!.ids);
@@ -169,6 +174,8 @@ export class Generation {
       if (!logits) return null;
       verified.push({ logits, rowOf: (k: number) => logits.row(P + k - 1 - from) });
     }
+
+    this.verifiedBase = base;
 
     // 4. Scan for the earliest stable, contested position.
     const t0 = performance.now();
@@ -266,7 +273,7 @@ export class Generation {
     const base = this.bytes.length;
     for (const v of this.verifiers) {
       const t0 = performance.now();
-      const firstChanged = v.tokens!.update(this.bytes.view(), base, o.recomputeCaches);
+      const firstChanged = v.tokens!.update(this.bytes.view(), this.verifiedBase, o.recomputeCaches);
       this.stats.time.tokenizingMs += performance.now() - t0;
       const seq = v.prompt.ids.concat(v.tokens!.ids);
       const known = o.recomputeCaches ? 0 : Math.min(v.lm.length, v.prompt.ids.length + firstChanged);
@@ -277,6 +284,7 @@ export class Generation {
       if (!logits) return null;
       rows.push(logits.row(-1));
     }
+    this.verifiedBase = base;
     const own = this.verifiers.map((v, vi) => argmax(rows[vi]!));
     const appended = this.ensemble({ id, row, offset: base, index: this.ids.length }, rows, own, this.bytes.view(), o.strategy === 'gac-threshold');
     this.stats.ensembledTokens++;

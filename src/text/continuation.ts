@@ -91,6 +91,8 @@ export class ResponseTokenization {
   ends: number[] = [];
   /** Bytes of the response that are tokenized (its valid UTF-8 prefix). */
   private valid = 0;
+  /** The text of the last update (never mutated by callers). */
+  private last: Uint8Array = new Uint8Array(0);
   /** Number of updates that had to re-encode the whole response. */
   fullReencodes = 0;
 
@@ -106,11 +108,17 @@ export class ResponseTokenization {
   }
 
   /**
-   * Updates the tokenization to `bytes` (the whole response), which agrees with the text of the
-   * previous update on its first `unchangedPrefix` bytes. `full` re-encodes everything (debug).
-   * Returns the index of the first token that may differ from before.
+   * Updates the tokenization to `bytes` (the whole response). The caller guarantees that the
+   * first `knownEqual` bytes are the same as in the previous update; how far the texts really
+   * agree is measured from there (so the cost is the size of the change, not of the text).
+   * `full` re-encodes everything (debug). Returns the index of the first token that may
+   * differ from before.
    */
-  update(bytes: Uint8Array, unchangedPrefix: number, full = false): number {
+  update(bytes: Uint8Array, knownEqual: number, full = false): number {
+    const last = this.last;
+    let unchangedPrefix = Math.min(knownEqual, last.length, bytes.length);
+    while (unchangedPrefix < last.length && unchangedPrefix < bytes.length && last[unchangedPrefix] === bytes[unchangedPrefix]) unchangedPrefix++;
+    this.last = bytes;
     let from = Math.min(this.valid, unchangedPrefix);
     while (from > 0 && (bytes[from]! & 0xc0) === 0x80) from--;
     const valid = validUtf8Length(bytes, from);
@@ -120,9 +128,11 @@ export class ResponseTokenization {
     // First old token that ends after the unchanged prefix; re-encode from a few tokens before it.
     const first = firstEndAfter(this.ends, unchangedPrefix);
     for (let widen = 1; widen <= 8; widen *= 2) {
-      const anchor = first - LOOK_BEHIND * widen;
+      // Re-encoding starts and its context begin on character boundaries (byte-fallback and
+      // byte-level tokens can end inside a character).
+      const anchor = this.charAlignedIndex(first - LOOK_BEHIND * widen, text);
       if (anchor <= 0) break;
-      const ctxStart = Math.max(0, anchor - CONTEXT_TOKENS * widen);
+      const ctxStart = Math.max(0, this.charAlignedIndex(anchor - CONTEXT_TOKENS * widen, text));
       const ctxByte = ctxStart > 0 ? this.ends[ctxStart - 1]! : 0;
       const anchorByte = this.ends[anchor - 1]!;
       if (anchorByte > valid) continue;
@@ -142,6 +152,13 @@ export class ResponseTokenization {
     }
     this.fullReencodes++;
     return this.reencodeAll(text);
+  }
+
+  /** The largest token index <= `index` whose start is a character boundary of `text` (0 if none). */
+  private charAlignedIndex(index: number, text: Uint8Array): number {
+    let i = Math.min(index, this.ids.length);
+    while (i > 0 && !isCharStart(text, this.ends[i - 1]!)) i--;
+    return Math.max(0, i);
   }
 
   private reencodeAll(text: Uint8Array): number {
@@ -187,4 +204,8 @@ function firstEndAfter(ends: readonly number[], offset: number): number {
     else hi = mid;
   }
   return lo;
+}
+
+function isCharStart(bytes: Uint8Array, offset: number): boolean {
+  return offset <= 0 || offset >= bytes.length || (bytes[offset]! & 0xc0) !== 0x80;
 }

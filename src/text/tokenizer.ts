@@ -279,7 +279,11 @@ export class TextTokenizer {
     if (cached) return cached;
     const token = this.tokenString(id);
     let bytes: Uint8Array;
-    if (this.addedIds.has(id)) bytes = utf8(token);
+    if (this.addedIds.has(id)) {
+      // Added tokens are literal text; sentencepiece vocabularies still spell spaces as ▁ in
+      // them (Gemma's whitespace-run tokens "▁▁"...), which the decoder turns into spaces.
+      bytes = utf8(this.kind === 'sentencepiece' && !this.specialTokenIds.has(id) ? token.replaceAll('\u2581', ' ') : token);
+    }
     else if (this.byteDecoder) {
       const out: number[] = [];
       for (const ch of token) {
@@ -378,12 +382,14 @@ export class TextTokenizer {
       const form = this.normalForm;
       const normBounds: number[] = [0];
       const origBounds: number[] = [0];
+      const unchanged: boolean[] = [];
       const parts: Uint8Array[] = [];
       // A cluster is a base character plus its combining marks (and Hangul vowel/final jamo),
       // the unit inside which Unicode normalization may reorder or compose.
       for (const m of text.matchAll(/[^\p{M}\u1160-\u11FF](?:[\p{M}\u1160-\u11FF])*|[\p{M}\u1160-\u11FF]+/gsu)) {
         const normalized = utf8(m[0].normalize(form));
         parts.push(normalized);
+        unchanged.push(m[0].normalize(form) === m[0]);
         normBounds.push(normBounds[normBounds.length - 1]! + normalized.length);
         origBounds.push(origBounds[origBounds.length - 1]! + utf8(m[0]).length);
       }
@@ -401,6 +407,8 @@ export class TextTokenizer {
             if (normBounds[mid]! < y) lo = mid + 1;
             else hi = mid;
           }
+          // Inside a cluster that normalization left alone, positions map one to one.
+          if (lo > 0 && normBounds[lo] !== y && unchanged[lo - 1]) return origBounds[lo - 1]! + (y - normBounds[lo - 1]!);
           return origBounds[lo]!;
         };
       }

@@ -1,0 +1,65 @@
+import { DEFAULT_OPTIONS, InvalidArgumentError, resolveOptions } from '../../src/index';
+
+describe('ensemble options', () => {
+  it("default to the paper's settings", () => {
+    const o = resolveOptions(2);
+    expect(o).toMatchObject({
+      strategy: 'safe',
+      baseEnsembler: 'unite',
+      topK: 10,
+      draftLength: 5,
+      consensusThreshold: 0.5,
+      unanimitySkip: true,
+      stabilityGate: true,
+      gacDrafterGate: 0.5,
+      sharpening: { method: 'heuristic', below: 0.5, lambda: 0.1 },
+      weights: null,
+    });
+    expect(DEFAULT_OPTIONS.maxNewTokens).toBe(256);
+  });
+
+  it('later layers win and sharpening merges field by field', () => {
+    const o = resolveOptions(2, { draftLength: 3, sharpening: { lambda: 0.2 } }, { draftLength: 8, sharpening: { method: 'geometric' } });
+    expect(o.draftLength).toBe(8);
+    expect(o.sharpening).toEqual({ method: 'geometric', below: 0.5, lambda: 0.2 });
+  });
+
+  it('normalizes weights', () => {
+    expect(resolveOptions(2, { weights: [1, 3] }).weights).toEqual([0.25, 0.75]);
+  });
+
+  const bad: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['strategy', { strategy: 'greedy' }, /strategy: must be one of 'safe', 'single', 'every-token', 'gac-threshold'/],
+    ['baseEnsembler', { baseEnsembler: 'avg' }, /baseEnsembler: must be one of/],
+    ['topK', { topK: 0 }, /topK: must be an integer from 1 to 1000, got 0/],
+    ['topK', { topK: 2.5 }, /topK: must be an integer/],
+    ['draftLength', { draftLength: 100 }, /draftLength: must be an integer from 1 to 64/],
+    ['consensusThreshold', { consensusThreshold: 1.5 }, /consensusThreshold: must be a number from 0 to 1, got 1.5/],
+    ['consensusThreshold', { consensusThreshold: '0.5' }, /consensusThreshold: must be a number from 0 to 1, got "0.5"/],
+    ['unanimitySkip', { unanimitySkip: 'yes' }, /unanimitySkip: must be true or false/],
+    ['stabilityGate', { stabilityGate: 1 }, /stabilityGate: must be true or false/],
+    ['gacDrafterGate', { gacDrafterGate: -0.1 }, /gacDrafterGate: must be a number from 0 to 1/],
+    ['sharpening.method', { sharpening: { method: 'max' } }, /sharpening.method: must be one of 'heuristic', 'geometric', 'none'/],
+    ['sharpening.below', { sharpening: { below: 2 } }, /sharpening.below: must be a number from 0 to 1/],
+    ['sharpening.lambda', { sharpening: { lambda: NaN } }, /sharpening.lambda: must be a number from 0 to 1/],
+    ['weights', { weights: [1] }, /weights: must be 2 positive numbers/],
+    ['weights', { weights: [1, -1] }, /weights: must be 2 positive numbers/],
+    ['maxNewTokens', { maxNewTokens: 0 }, /maxNewTokens: must be an integer from 1/],
+    ['stop', { stop: 'END' }, /stop: must be an array of non-empty strings/],
+    ['stop', { stop: [''] }, /stop: must be an array of non-empty strings/],
+    ['signal', { signal: {} }, /signal: must be an AbortSignal/],
+    ['trace', { trace: 'on' }, /trace: must be true or false/],
+    ['consensusTreshold', { consensusTreshold: 0.4 }, /consensusTreshold: is not a SAFE option/],
+  ];
+  it.each(bad)('rejects a bad %s with a message naming it', (field, options, message) => {
+    let error: unknown;
+    try {
+      resolveOptions(2, options as never);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect((error as InvalidArgumentError).field).toBe(field);
+    expect((error as Error).message).toMatch(message);
+  });
+});
