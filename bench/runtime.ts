@@ -58,6 +58,8 @@ const session = await ort.InferenceSession.create(join(dir, 'onnx', 'model.onnx'
   intraOpNumThreads: threads,
   interOpNumThreads: 1,
   graphOptimizationLevel: 'all',
+  // The same session settings CausalLM uses by default.
+  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
 });
 const V = lm.info.vocabSize;
 const hd = hidden / heads;

@@ -29,10 +29,36 @@ interface Member {
 /** Bytes of context (before a position) used to tokenize candidate strings in context. */
 const CONTEXT_BYTES = 48;
 
-/** Longest common prefix of `a` and `b`, given that the first `from` entries are known equal. */
-function commonPrefix(a: readonly number[], b: readonly number[], from = 0): number {
-  let i = Math.min(from, a.length, b.length);
-  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+/** Two id arrays read as one sequence, without copying them (prompt ++ response). */
+class Joined {
+  constructor(
+    private readonly head: readonly number[],
+    private readonly tail: readonly number[],
+    private readonly extra: readonly number[] = [],
+  ) {}
+
+  get length(): number {
+    return this.head.length + this.tail.length + this.extra.length;
+  }
+
+  at(i: number): number {
+    if (i < this.head.length) return this.head[i]!;
+    i -= this.head.length;
+    return i < this.tail.length ? this.tail[i]! : this.extra[i - this.tail.length]!;
+  }
+
+  /** Entries from `from` to the end (the part that still has to be fed). */
+  from(from: number): number[] {
+    const out: number[] = [];
+    for (let i = from; i < this.length; i++) out.push(this.at(i));
+    return out;
+  }
+}
+
+/** Longest common prefix of a model's cached ids and `seq`, given the first `known` entries agree. */
+function commonPrefix(cached: readonly number[], seq: Joined, known = 0): number {
+  let i = Math.min(known, cached.length, seq.length);
+  while (i < cached.length && i < seq.length && cached[i] === seq.at(i)) i++;
   return i;
 }
 
@@ -54,8 +80,13 @@ export class Generation {
   private readonly text: ResponseText;
   /** Committed drafter ids of the response (EOS excluded). */
   private readonly ids: number[] = [];
-  /** Response ids already in the drafter's cache. */
-  private cachedIds = 0;
+  /**
+   * How many ids of the drafter's response sequence (committed, then drafted/carried) its cache
+   * holds after the prompt; -1 until the first feed (the cache may hold an earlier prompt).
+   */
+  private cachedIds = -1;
+  /** Drafted tokens carried into the next cycle. */
+  private carry: Drafted[] = [];
   /**
    * Committed response length at the last verification: the text verifiers tokenized then and
    * the text they tokenize next agree at least this far.
@@ -137,23 +168,19 @@ export class Generation {
     const n = Math.min(o.draftLength, budget);
     const base = this.bytes.length;
 
-    // 1. Draft.
-    const drafted: Drafted[] = [];
-    let row = await this.drafterRow();
-    if (!row) return null;
-    let offset = base;
-    let fed = 0;
-    for (let j = 0; j < n; j++) {
-      const id = argmax(row);
-      drafted.push({ id, row, offset, index: this.ids.length + j });
-      if (this.drafter.vocab.isEos(id) || j === n - 1) break;
-      offset += this.drafter.lm.tokenizer.tokenBytes(id).length;
-      const next = await this.forward(this.drafter, [id], 'last', true);
-      if (!next) return null;
-      fed++;
-      row = next.row(-1);
+    // 1. Draft. Tokens carried over from the last cycle (drafted after a position whose
+    // ensemble kept the drafter's own token) are still the drafter's greedy continuation.
+    const drafted: Drafted[] = this.carry;
+    const carried = drafted.length;
+    this.carry = [];
+    const last = () => drafted[drafted.length - 1]!;
+    while (drafted.length < n && !(drafted.length > 0 && this.drafter.vocab.isEos(last().id))) {
+      const row = await this.drafterRow(drafted.map((d) => d.id));
+      if (!row) return null;
+      const offset = drafted.length === 0 ? base : last().offset + this.drafter.lm.tokenizer.tokenBytes(last().id).length;
+      drafted.push({ id: argmax(row), row, offset, index: this.ids.length + drafted.length });
     }
-    this.stats.draftedTokens += drafted.length;
+    this.stats.draftedTokens += drafted.length - carried;
     const chunk = drafted.filter((d) => !this.drafter.vocab.isEos(d.id)).map((d) => this.drafter.lm.tokenizer.tokenBytes(d.id));
     const candidate = this.bytes.with(chunk);
 
@@ -164,13 +191,13 @@ export class Generation {
       const firstChanged = v.tokens!.update(candidate, this.verifiedBase, o.recomputeCaches);
       this.stats.time.tokenizingMs += performance.now() - t0;
       const P = v.prompt.ids.length;
-      const seq = v.prompt.ids.concat(v.tokens!.ids);
+      const seq = new Joined(v.prompt.ids, v.tokens!.ids);
       const k0 = firstTokenAtOrAfter(v.tokens!, base);
       const known = o.recomputeCaches ? 0 : Math.min(v.lm.length, P + firstChanged);
       const lcp = o.recomputeCaches ? 0 : commonPrefix(v.lm.tokens, seq, known);
       const from = Math.max(0, Math.min(lcp, P + k0 - 1, seq.length - 1));
       v.lm.crop(from);
-      const logits = await this.forward(v, seq.slice(from), 'all', false);
+      const logits = await this.forward(v, seq.from(from), 'all', false);
       if (!logits) return null;
       verified.push({ logits, rowOf: (k: number) => logits.row(P + k - 1 - from) });
     }
@@ -215,9 +242,14 @@ export class Generation {
       this.stats.acceptedTokens += trigger;
       this.stats.ensembledTokens++;
     }
-    // The drafter's cache holds the committed ids plus the drafted ones it fed; keep the shared part.
+    // An ensemble that kept the drafter's own token leaves the rest of the draft valid: carry it.
+    if (trigger >= 0 && commit.length === trigger + 1 && commit[trigger] === drafted[trigger]!.id) this.carry = drafted.slice(trigger + 1);
+    // The drafter's cache holds the committed ids plus the drafted ones it fed; keep what the
+    // new sequence (commit, then carried tokens) shares with it.
+    const next = commit.concat(this.carry.map((d) => d.id));
+    const fed = this.cachedIds - this.ids.length;
     let keep = 0;
-    while (keep < fed && keep < commit.length && commit[keep] === drafted[keep]!.id) keep++;
+    while (keep < fed && keep < next.length && next[keep] === drafted[keep]!.id) keep++;
     this.drafter.lm.crop(this.drafter.prompt.ids.length + this.ids.length + keep);
     this.cachedIds = this.ids.length + keep;
     return commit;
@@ -265,7 +297,6 @@ export class Generation {
     }
     if (!ensembleHere) {
       this.stats.acceptedTokens++;
-      this.cachedIds = this.ids.length;
       return [id];
     }
     // Verifiers: the distribution after their tokenization of the committed text, wherever it ends.
@@ -275,12 +306,12 @@ export class Generation {
       const t0 = performance.now();
       const firstChanged = v.tokens!.update(this.bytes.view(), this.verifiedBase, o.recomputeCaches);
       this.stats.time.tokenizingMs += performance.now() - t0;
-      const seq = v.prompt.ids.concat(v.tokens!.ids);
+      const seq = new Joined(v.prompt.ids, v.tokens!.ids);
       const known = o.recomputeCaches ? 0 : Math.min(v.lm.length, v.prompt.ids.length + firstChanged);
       const lcp = o.recomputeCaches ? 0 : commonPrefix(v.lm.tokens, seq, known);
       const from = Math.min(lcp, seq.length - 1);
       v.lm.crop(from);
-      const logits = await this.forward(v, seq.slice(from), 'last', false);
+      const logits = await this.forward(v, seq.from(from), 'last', false);
       if (!logits) return null;
       rows.push(logits.row(-1));
     }
@@ -288,7 +319,6 @@ export class Generation {
     const own = this.verifiers.map((v, vi) => argmax(rows[vi]!));
     const appended = this.ensemble({ id, row, offset: base, index: this.ids.length }, rows, own, this.bytes.view(), o.strategy === 'gac-threshold');
     this.stats.ensembledTokens++;
-    this.cachedIds = this.ids.length;
     return appended;
   }
 
@@ -343,19 +373,22 @@ export class Generation {
     });
   }
 
-  /** The drafter's next-token row after the committed response (feeding what is pending). */
-  private async drafterRow(): Promise<Float32Array | null> {
+  /**
+   * The drafter's next-token row after prompt ++ committed response ++ `extra` (drafted ids),
+   * feeding only what its cache lacks. `cachedIds` says how much of response ++ extra is cached.
+   */
+  private async drafterRow(extra: readonly number[] = []): Promise<Float32Array | null> {
     const lm = this.drafter.lm;
-    const seq = this.drafter.prompt.ids.concat(this.ids);
+    const P = this.drafter.prompt.ids.length;
+    const seq = new Joined(this.drafter.prompt.ids, this.ids, extra);
     let from: number;
     if (this.options.recomputeCaches) from = 0;
-    else {
-      const known = Math.min(lm.length, this.drafter.prompt.ids.length + this.cachedIds);
-      from = Math.min(commonPrefix(lm.tokens, seq, known), seq.length - 1);
-    }
+    else from = Math.min(commonPrefix(lm.tokens, seq, this.cachedIds < 0 ? 0 : Math.min(lm.length, P + this.cachedIds)), seq.length - 1);
     lm.crop(from);
-    const logits = await this.forward(this.drafter, seq.slice(from), 'last', true);
-    return logits ? logits.row(-1) : null;
+    const logits = await this.forward(this.drafter, seq.from(from), 'last', true);
+    if (!logits) return null;
+    this.cachedIds = seq.length - P;
+    return logits.row(-1);
   }
 
   /** One forward pass with abort check and timing; null when aborted. */
@@ -390,7 +423,6 @@ export class Generation {
         this.text.setHidden(1);
       }
     }
-    this.cachedIds = Math.min(this.cachedIds, this.ids.length);
     if (this.text.checkStops()) this.finish = 'stop';
     else if (this.finish === null && this.ids.length >= this.budget) this.finish = 'length';
   }

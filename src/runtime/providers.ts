@@ -24,6 +24,12 @@ export interface ExecutionOptions {
   threads?: number;
   /** Graph optimization level (default `all`). */
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Let idle onnxruntime worker threads busy-wait for the next run (default false). Spinning
+   * helps one model running back to back, but with several models taking turns (an ensemble)
+   * the idle sessions' spinning threads steal the cores the running one needs.
+   */
+  spinWait?: boolean;
   /** Extra onnxruntime session options, merged last. */
   sessionOptions?: SessionOptions;
   /** Receives warnings such as the CPU fallback notice (default `console.warn`). */
@@ -56,6 +62,10 @@ function buildSessionOptions(providers: ExecutionProviderName[], opts: Execution
     graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
     ...(opts.threads !== undefined ? { intraOpNumThreads: opts.threads, interOpNumThreads: 1 } : {}),
     ...opts.sessionOptions,
+    extra: {
+      session: { intra_op: { allow_spinning: opts.spinWait ? '1' : '0' }, inter_op: { allow_spinning: opts.spinWait ? '1' : '0' } },
+      ...(opts.sessionOptions?.extra as Record<string, unknown> | undefined),
+    },
   };
 }
 
