@@ -103,14 +103,26 @@ for (const [name, offset] of [['agreeing pair (same script)', 0], ['disagreeing 
   await measure(ensemble, rows);
   report(`${name}, ${shortTokens} new tokens`, rows);
   if (offset === 0) {
+    // Longer responses cost more per token for any model (attention over a longer context):
+    // compare SAFE's growth with the drafter's own, and SAFE's time outside onnxruntime.
     const long: Row[] = [
-      { label: `SAFE, ${shortTokens} tokens`, options: { maxNewTokens: shortTokens }, results: [] },
-      { label: `SAFE, ${longTokens} tokens`, options: { maxNewTokens: longTokens }, results: [] },
+      { label: 'drafter-only short', options: { strategy: 'single', maxNewTokens: shortTokens }, results: [] },
+      { label: 'drafter-only long', options: { strategy: 'single', maxNewTokens: longTokens }, results: [] },
+      { label: 'SAFE short', options: { maxNewTokens: shortTokens }, results: [] },
+      { label: 'SAFE long', options: { maxNewTokens: longTokens }, results: [] },
     ];
     await measure(ensemble, long);
-    const short = mean(long[0]!.results.map(msPerToken));
-    const longMs = mean(long[1]!.results.map(msPerToken));
-    console.log(`\nSAFE time per token: ${short.toFixed(2)} ms at ${long[0]!.results[0]!.stats.generatedTokens} tokens, ${longMs.toFixed(2)} ms at ${long[1]!.results[0]!.stats.generatedTokens} tokens: ratio ${(longMs / short).toFixed(2)} (target ≤ 1.15)`);
+    const ms = (i: number) => mean(long[i]!.results.map(msPerToken));
+    const outsideMs = (i: number) =>
+      mean(long[i]!.results.map((r) => (r.stats.time.totalMs - r.stats.time.draftingMs - r.stats.time.verifyingMs) / Math.max(1, r.stats.generatedTokens)));
+    const n = (i: number) => long[i]!.results[0]!.stats.generatedTokens;
+    console.log(`\nTime per token at ${n(0)} vs ${n(1)} generated tokens (agreeing pair):`);
+    console.log('| | short | long | long / short |');
+    console.log('|---|---:|---:|---:|');
+    console.log(`| drafter-only, ms/token | ${ms(0).toFixed(2)} | ${ms(1).toFixed(2)} | ${(ms(1) / ms(0)).toFixed(2)} |`);
+    console.log(`| SAFE, ms/token | ${ms(2).toFixed(2)} | ${ms(3).toFixed(2)} | ${(ms(3) / ms(2)).toFixed(2)} |`);
+    console.log(`| SAFE outside onnxruntime, ms/token | ${outsideMs(2).toFixed(3)} | ${outsideMs(3).toFixed(3)} | ${(outsideMs(3) / outsideMs(2)).toFixed(2)} |`);
+    console.log(`| SAFE / drafter-only | ${(ms(2) / ms(0)).toFixed(2)} | ${(ms(3) / ms(1)).toFixed(2)} | ${(ms(3) / ms(1) / (ms(2) / ms(0))).toFixed(2)} |`);
   }
   await ensemble.dispose();
 }

@@ -24,6 +24,9 @@ interface Member {
   /** The response as this model tokenizes it (verifiers only). */
   tokens: ResponseTokenization | null;
   forwardPasses: number;
+  /** Last logits row of the previous forward pass and the sequence position it predicts. */
+  lastRow: Float32Array | null;
+  lastRowAt: number;
 }
 
 /** Bytes of context (before a position) used to tokenize candidate strings in context. */
@@ -117,6 +120,8 @@ export class Generation {
       weight: weights[i]!,
       tokens: i === drafterIndex ? null : new ResponseTokenization(lm.tokenizer, prompts[i]!.context),
       forwardPasses: 0,
+      lastRow: null,
+      lastRowAt: -1,
     }));
     this.drafter = this.members[drafterIndex]!;
     this.verifiers = this.members.filter((m) => m !== this.drafter);
@@ -185,23 +190,17 @@ export class Generation {
     const candidate = this.bytes.with(chunk);
 
     // 2–3. Verifiers re-tokenize the candidate text and score it in one pass each.
-    const verified: Array<{ logits: Logits; rowOf: (k: number) => Float32Array }> = [];
+    const verified: Array<{ rowOf: (k: number) => Float32Array }> = [];
     for (const v of this.verifiers) {
       const t0 = performance.now();
       const firstChanged = v.tokens!.update(candidate, this.verifiedBase, o.recomputeCaches);
       this.stats.time.tokenizingMs += performance.now() - t0;
       const P = v.prompt.ids.length;
-      const seq = new Joined(v.prompt.ids, v.tokens!.ids);
-      const k0 = firstTokenAtOrAfter(v.tokens!, base);
-      const known = o.recomputeCaches ? 0 : Math.min(v.lm.length, P + firstChanged);
-      const lcp = o.recomputeCaches ? 0 : commonPrefix(v.lm.tokens, seq, known);
-      const from = Math.max(0, Math.min(lcp, P + k0 - 1, seq.length - 1));
-      v.lm.crop(from);
-      const logits = await this.forward(v, seq.from(from), 'all', false);
-      if (!logits) return null;
-      verified.push({ logits, rowOf: (k: number) => logits.row(P + k - 1 - from) });
+      // Rows are needed for the verifier tokens that start at or after the chunk start.
+      const rowAt = await this.verifierRows(v, firstChanged, P + firstTokenAtOrAfter(v.tokens!, base), 'all');
+      if (!rowAt) return null;
+      verified.push({ rowOf: (k: number) => rowAt(P + k) });
     }
-
     this.verifiedBase = base;
 
     // 4. Scan for the earliest stable, contested position.
@@ -306,14 +305,10 @@ export class Generation {
       const t0 = performance.now();
       const firstChanged = v.tokens!.update(this.bytes.view(), this.verifiedBase, o.recomputeCaches);
       this.stats.time.tokenizingMs += performance.now() - t0;
-      const seq = new Joined(v.prompt.ids, v.tokens!.ids);
-      const known = o.recomputeCaches ? 0 : Math.min(v.lm.length, v.prompt.ids.length + firstChanged);
-      const lcp = o.recomputeCaches ? 0 : commonPrefix(v.lm.tokens, seq, known);
-      const from = Math.min(lcp, seq.length - 1);
-      v.lm.crop(from);
-      const logits = await this.forward(v, seq.from(from), 'last', false);
-      if (!logits) return null;
-      rows.push(logits.row(-1));
+      const end = v.prompt.ids.length + v.tokens!.ids.length;
+      const rowAt = await this.verifierRows(v, firstChanged, end, 'last');
+      if (!rowAt) return null;
+      rows.push(rowAt(end));
     }
     this.verifiedBase = base;
     const own = this.verifiers.map((v, vi) => argmax(rows[vi]!));
@@ -371,6 +366,35 @@ export class Generation {
       sharpened: decision.sharpened,
       winner: { text: keyText(decision.keys[decision.winner]!), ids: appended },
     });
+  }
+
+  /**
+   * Brings a verifier's cache to prompt ++ its response tokens and returns the rows that
+   * predict each position from `need` on (`rowAt(q)` predicts the token at sequence position q).
+   * Only the uncached suffix is fed; when the cache already ends at `need` with the last row of
+   * the previous pass predicting it, that row is reused instead of cropping and re-feeding.
+   */
+  private async verifierRows(v: Member, firstChanged: number, need: number, rows: 'all' | 'last'): Promise<((q: number) => Float32Array) | null> {
+    const P = v.prompt.ids.length;
+    const seq = new Joined(v.prompt.ids, v.tokens!.ids);
+    const recompute = this.options.recomputeCaches;
+    const lcp = recompute ? 0 : commonPrefix(v.lm.tokens, seq, Math.min(v.lm.length, P + firstChanged));
+    const saved = !recompute && v.lastRow !== null && lcp === v.lm.length && v.lastRowAt === lcp && need >= lcp ? v.lastRow : null;
+    const from = saved ? lcp : Math.max(0, Math.min(lcp, need - 1, seq.length - 1));
+    v.lm.crop(from);
+    let logits: Logits | null = null;
+    if (from < seq.length) {
+      logits = await this.forward(v, seq.from(from), rows, false);
+      if (!logits) return null;
+      v.lastRow = logits.row(-1);
+      v.lastRowAt = seq.length;
+    }
+    const out = logits;
+    return (q: number) => {
+      if (saved && q === from) return saved;
+      if (rows === 'last') return out!.row(-1);
+      return out!.row(q - 1 - from);
+    };
   }
 
   /**
