@@ -31,3 +31,7 @@ export { uniteDistribution, decide, GacUnion, topKeys, type ModelView, type Ense
 export { Vocabulary, EOS_KEY, bytesKey, keyBytes, keyText, isBareSpace } from './ensemble/vocabulary.js';
 export { encodeContinuation, ResponseTokenization, validUtf8Length, type TokenSpans, type EncodingContext } from './text/continuation.js';
 export { consensusSkip, meanOwnProbability, type ConsensusInput, type ConsensusRule } from './ensemble/gates.js';
+export { SafeEnsembleLLM, type SafeEnsembleLLMParams, type SafeEnsembleLLMCallOptions } from './langchain/llm.js';
+export { SafeEnsembleChatModel, toChatMessages, type SafeEnsembleChatModelParams, type SafeEnsembleChatModelCallOptions } from './langchain/chatModel.js';
+export { type SafeEnsembleKnobs, type SafeEnsembleFields } from './langchain/common.js';
+export { parseToolCalls, toolCallStart, type ParsedToolCall, type ParsedInvalidToolCall, type ParsedOutput } from './langchain/toolCalls.js';

@@ -378,7 +378,10 @@ export class Generation {
     const P = v.prompt.ids.length;
     const seq = new Joined(v.prompt.ids, v.tokens!.ids);
     const recompute = this.options.recomputeCaches;
-    const lcp = recompute ? 0 : commonPrefix(v.lm.tokens, seq, Math.min(v.lm.length, P + firstChanged));
+    // What the cache held before this generation's first pass is unknown (an earlier prompt):
+    // compare it from the start once; after that the tokenization says what changed.
+    const known = v.lastRowAt < 0 ? 0 : Math.min(v.lm.length, P + firstChanged);
+    const lcp = recompute ? 0 : commonPrefix(v.lm.tokens, seq, known);
     const saved = !recompute && v.lastRow !== null && lcp === v.lm.length && v.lastRowAt === lcp && need >= lcp ? v.lastRow : null;
     const from = saved ? lcp : Math.max(0, Math.min(lcp, need - 1, seq.length - 1));
     v.lm.crop(from);

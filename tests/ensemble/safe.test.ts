@@ -112,6 +112,17 @@ describe('SafeEnsemble on random tiny decoders (Qwen3 and Mistral tokenizers)', 
     expect(cut.text).toBe(full.text.slice(0, full.text.indexOf(stop)));
   });
 
+  it('a shorter prompt after a longer one equals a fresh run (caches from the last call are not trusted)', async () => {
+    const longer = "Q: Nora has 99 apples and gives away 12. Then she buys 40 more and eats 3 of them. How many are left?\nA:";
+    await ensemble.generate(longer, { ...RAW, maxNewTokens: 20 });
+    const after = await ensemble.generate(PROMPT, { ...RAW, maxNewTokens: 30, trace: true });
+    const fresh = new SafeEnsemble([await loadModel(qwen.info.dir), await loadModel(mistral.info.dir)]);
+    const reference = await fresh.generate(PROMPT, { ...RAW, maxNewTokens: 30, trace: true });
+    await fresh.dispose();
+    expect(after.text).toBe(reference.text);
+    expect(after.trace!.map((t) => t.winner)).toEqual(reference.trace!.map((t) => t.winner));
+  });
+
   it('maxNewTokens counts drafter tokens', async () => {
     const r = await ensemble.generate(PROMPT, { ...RAW, maxNewTokens: 7 });
     expect(r.stats.generatedTokens).toBeLessThanOrEqual(7);

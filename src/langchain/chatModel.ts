@@ -1,0 +1,225 @@
+/**
+ * SafeEnsembleChatModel: SAFE as a LangChain chat model, agent-ready (tool calling).
+ * @module
+ */
+import type { CallbackManagerForLLMRun } from '@langchain/core/callbacks/manager';
+import { BaseChatModel, type BaseChatModelCallOptions, type BaseChatModelParams, type BindToolsInput, type LangSmithParams } from '@langchain/core/language_models/chat_models';
+import type { BaseLanguageModelInput } from '@langchain/core/language_models/base';
+import type { ModelProfile } from '@langchain/core/language_models/profile';
+import { AIMessageChunk, type BaseMessage } from '@langchain/core/messages';
+import { ChatGenerationChunk, type ChatResult } from '@langchain/core/outputs';
+import type { Runnable, RunnableConfig } from '@langchain/core/runnables';
+import { convertToOpenAITool } from '@langchain/core/utils/function_calling';
+import type { EnsembleResult } from '../ensemble/types.js';
+import type { ChatMessage } from '../text/tokenizer.js';
+import { callOptionsFor, EnsembleHandle, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
+import { parseToolCalls, toolCallStart } from './toolCalls.js';
+
+/** Constructor fields of {@link SafeEnsembleChatModel}. */
+export interface SafeEnsembleChatModelParams extends BaseChatModelParams, SafeEnsembleFields {}
+
+/** Call options of {@link SafeEnsembleChatModel}: LangChain's plus tools and every SAFE knob. */
+export interface SafeEnsembleChatModelCallOptions extends BaseChatModelCallOptions, SafeEnsembleKnobs {
+  /** Tools offered to the models' chat templates (OpenAI function format; set by `bindTools`). */
+  tools?: Array<Record<string, unknown>>;
+}
+
+type MessageLike = BaseMessage & { tool_calls?: Array<{ id?: string; name: string; args: Record<string, unknown> }>; tool_call_id?: string; name?: string };
+
+function textOf(content: BaseMessage['content']): string {
+  if (typeof content === 'string') return content;
+  return (content as Array<{ type?: string; text?: string }>).map((b) => (typeof b === 'string' ? b : b.type === 'text' ? (b.text ?? '') : '')).join('');
+}
+
+/** LangChain messages → the chat-template message shape (system, user, assistant with tool calls, tool). */
+export function toChatMessages(messages: readonly BaseMessage[]): ChatMessage[] {
+  return messages.map((m) => {
+    const msg = m as MessageLike;
+    const type = msg.getType();
+    const content = textOf(msg.content);
+    switch (type) {
+      case 'system':
+      case 'developer':
+        return { role: 'system', content };
+      case 'human':
+        return { role: 'user', content };
+      case 'ai': {
+        const calls = msg.tool_calls ?? [];
+        return calls.length
+          ? { role: 'assistant', content, tool_calls: calls.map((c) => ({ id: c.id, type: 'function' as const, function: { name: c.name, arguments: c.args } })) }
+          : { role: 'assistant', content };
+      }
+      case 'tool':
+        return { role: 'tool', content, tool_call_id: msg.tool_call_id, ...(msg.name ? { name: msg.name } : {}) };
+      default:
+        return { role: (msg as { role?: string }).role ?? 'user', content };
+    }
+  });
+}
+
+/**
+ * Several local ONNX models answering as one LangChain chat model, with SAFE. Each model renders
+ * the conversation (system, human, AI with tool calls, tool results) with its own chat template;
+ * tool calls written by the models (Qwen/Hermes `<tool_call>`, Mistral `[TOOL_CALLS]`, Llama
+ * JSON) come back as `tool_calls`, so it works as an agent's model.
+ *
+ * Setup: `npm install langchain-safe-ensemble @langchain/core`, and model folders in the
+ * Hugging Face / transformers.js layout with chat templates.
+ *
+ * Constructor args: `models` (the first drafts), optional `drafter`, `loadOptions`, any SAFE
+ * knob as a default, `stop`, `maxNewTokens`. Models load on first use and are shared with
+ * every instance built from the same sources and load options.
+ *
+ * Runtime args: every knob per call, via `withConfig`, or via `configurable: { safeEnsemble }`
+ * (explicit call options win); `tools` through `bindTools`; `stop`, `signal`, `timeout`.
+ * The ensemble statistics arrive in `response_metadata.ensemble`, token counts in
+ * `usage_metadata`.
+ *
+ * @example
+ * ```ts
+ * import { createAgent } from 'langchain';
+ * import { Calculator } from '@langchain/community/tools/calculator';
+ * import { SafeEnsembleChatModel } from 'langchain-safe-ensemble';
+ *
+ * const model = new SafeEnsembleChatModel({ models: ['./models/a', './models/b'] });
+ * const reply = await model.invoke([['system', 'Be brief.'], ['human', 'What is 12 * 7?']]);
+ * console.log(reply.content, reply.response_metadata.ensemble.ensembleRatePct);
+ * const agent = createAgent({ model, tools: [new Calculator()] });
+ * ```
+ */
+export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCallOptions, AIMessageChunk> implements SafeEnsembleFields {
+  static lc_name(): string {
+    return 'SafeEnsembleChatModel';
+  }
+
+  lc_namespace = ['safe_ensemble', 'chat_models'];
+
+  /** Model sources. */
+  models?: SafeEnsembleFields['models'];
+  private readonly fields: SafeEnsembleFields;
+  private readonly handle: EnsembleHandle;
+
+  constructor(fields: SafeEnsembleChatModelParams) {
+    super({ ...fields, maxRetries: fields.maxRetries ?? 0 });
+    this.fields = fields;
+    this.models = fields.models;
+    this.lc_serializable = !fields.ensemble;
+    this.handle = new EnsembleHandle(fields);
+    callOptionsFor(this.fields, this.handle.modelCount, {});
+  }
+
+  _llmType(): string {
+    return 'safe_ensemble';
+  }
+
+  get callKeys(): string[] {
+    return [...super.callKeys, 'tools', ...KNOB_KEYS];
+  }
+
+  /** Tool calling through each model's chat template; no schema-constrained decoding. */
+  get profile(): ModelProfile {
+    return { toolCalling: true, structuredOutput: false } as ModelProfile;
+  }
+
+  /** The resolved SAFE options of a call (for tracing). */
+  invocationParams(options?: this['ParsedCallOptions']): Record<string, unknown> {
+    const { signal: _s, tools: _t, ...params } = callOptionsFor(this.fields, this.handle.modelCount, options ?? {});
+    void _s;
+    void _t;
+    return { models: this.handle.modelNames, ...params };
+  }
+
+  _identifyingParams(): Record<string, unknown> {
+    return { models: this.handle.modelNames, drafter: this.fields.drafter ?? 0, ...this.invocationParams() };
+  }
+
+  getLsParams(options: this['ParsedCallOptions']): LangSmithParams {
+    const params = callOptionsFor(this.fields, this.handle.modelCount, options ?? {});
+    return {
+      ls_provider: 'safe_ensemble',
+      ls_model_name: this.handle.modelNames.join('+'),
+      ls_model_type: 'chat',
+      ls_temperature: 0,
+      ls_max_tokens: params.maxNewTokens ?? 256,
+      ls_stop: params.stop ?? [],
+    };
+  }
+
+  protected _separateRunnableConfigFromCallOptionsCompat(options?: Partial<SafeEnsembleChatModelCallOptions>): [RunnableConfig, this['ParsedCallOptions']] {
+    const [config, callOptions] = super._separateRunnableConfigFromCallOptionsCompat(options);
+    return [config, mergeConfigurable(config, callOptions)];
+  }
+
+  /** Binds tools for the chat templates (what `createAgent` calls). Never stored on the instance. */
+  bindTools(tools: BindToolsInput[], kwargs?: Partial<SafeEnsembleChatModelCallOptions>): Runnable<BaseLanguageModelInput, AIMessageChunk, SafeEnsembleChatModelCallOptions> {
+    return this.withConfig({ tools: tools.map((t) => convertToOpenAITool(t as never) as unknown as Record<string, unknown>), ...kwargs });
+  }
+
+  async _generate(messages: BaseMessage[], options: this['ParsedCallOptions'], runManager?: CallbackManagerForLLMRun): Promise<ChatResult> {
+    let final: ChatGenerationChunk | undefined;
+    let invalid: AIMessageChunk['invalid_tool_calls'] = [];
+    for await (const chunk of this._streamResponseChunks(messages, options, runManager)) {
+      final = final ? final.concat(chunk) : chunk;
+      invalid = (chunk.message as AIMessageChunk).invalid_tool_calls ?? [];
+    }
+    const message = (final?.message ?? new AIMessageChunk({ content: '' })) as AIMessageChunk;
+    if (invalid && invalid.length > 0) message.invalid_tool_calls = invalid;
+    return { generations: [{ text: typeof message.content === "string" ? message.content : "", message }], llmOutput: { ensemble: (message.response_metadata as { ensemble?: unknown } | undefined)?.ensemble } };
+  }
+
+  async *_streamResponseChunks(messages: BaseMessage[], options: this['ParsedCallOptions'], runManager?: CallbackManagerForLLMRun): AsyncGenerator<ChatGenerationChunk> {
+    const signal = callSignal(this.fields, options.signal);
+    const engineOptions = callOptionsFor(this.fields, this.handle.modelCount, { ...options, signal });
+    throwIfSignalAborted(signal);
+    const chat = toChatMessages(messages);
+    const ensemble = await this.handle.get();
+    let text = '';
+    let emitted = 0;
+    let result: EnsembleResult | undefined;
+    const emit = async (content: string, extra: Partial<ConstructorParameters<typeof AIMessageChunk>[0] & object> = {}) => {
+      const chunk = new ChatGenerationChunk({ text: content, message: new AIMessageChunk({ content, ...extra }) });
+      if (content) await runManager?.handleLLMNewToken(content, undefined, undefined, undefined, undefined, { chunk });
+      return chunk;
+    };
+    for await (const piece of ensemble.stream(chat, engineOptions)) {
+      if (piece.type === 'result') {
+        result = piece.result;
+        break;
+      }
+      text += piece.text;
+      // Text that may be the start of a tool call is held back until the end.
+      const hold = toolCallStart(text);
+      const safe = hold >= 0 ? hold : text.length;
+      if (safe > emitted) {
+        yield await emit(text.slice(emitted, safe));
+        emitted = safe;
+      }
+    }
+    throwIfAborted(result!, signal);
+    const parsed = parseToolCalls(text);
+    // Valid calls travel as tool_call_chunks (what streaming consumers merge); broken ones are
+    // set as invalid_tool_calls directly, since LangChain would "repair" their partial JSON.
+    const calls = parsed.toolCalls.map((c) => ({ name: c.name, args: JSON.stringify(c.args), id: c.id }));
+    const anyCalls = calls.length + parsed.invalidToolCalls.length > 0;
+    const rest = anyCalls ? (parsed.content.startsWith(text.slice(0, emitted)) ? parsed.content.slice(emitted) : '') : text.slice(emitted);
+    const stats = result!.stats;
+    const drafterPrompt = stats.promptTokens[ensemble.drafterIndex] ?? 0;
+    const last = await emit(rest, {
+      tool_call_chunks: calls.map((c, index) => ({ ...c, index, type: 'tool_call_chunk' as const })),
+      usage_metadata: { input_tokens: drafterPrompt, output_tokens: stats.generatedTokens, total_tokens: drafterPrompt + stats.generatedTokens },
+      response_metadata: {
+        model_name: this.handle.modelNames.join('+'),
+        finish_reason: anyCalls ? 'tool_calls' : result!.finishReason,
+        ensemble: stats,
+        ...(result!.trace ? { trace: result!.trace } : {}),
+      },
+    });
+    if (parsed.invalidToolCalls.length > 0) (last.message as AIMessageChunk).invalid_tool_calls = parsed.invalidToolCalls;
+    yield last;
+  }
+
+  /** Frees the models (when no other instance built from the same sources still uses them). */
+  async dispose(): Promise<void> {
+    await this.handle.dispose();
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * What the two LangChain classes share: constructor fields, call options, knob resolution
+ * across the four channels, and loaded ensembles shared between instances.
+ * @module
+ */
+import { resolve } from 'node:path';
+import type { RunnableConfig } from '@langchain/core/runnables';
+import { InvalidArgumentError } from '../errors.js';
+import { OPTION_KEYS, resolveOptions, type EnsembleOptions } from '../ensemble/options.js';
+import { SafeEnsemble, type ModelSpec } from '../ensemble/safeEnsemble.js';
+import type { EnsembleResult } from '../ensemble/types.js';
+import type { LoadModelOptions } from '../runtime/loadModel.js';
+
+/** SAFE's knobs as LangChain fields and call options (see the engine's EnsembleOptions). */
+export interface SafeEnsembleKnobs {
+  /** `safe` (default), `single` (drafter only), `every-token` (UniTE at every token) or `gac-threshold`. */
+  strategy?: EnsembleOptions['strategy'];
+  /** Base ensembler at ensemble points: `unite` (default) or `gac`. */
+  baseEnsembler?: EnsembleOptions['baseEnsembler'];
+  /** Tokens per model in the UniTE union (default 10). */
+  topK?: number;
+  /** Tokens the drafter proposes per cycle (default 5). */
+  draftLength?: number;
+  /** Skip the ensemble when the mean own-token probability exceeds this (default 0.5; 0 = drafter only). */
+  consensusThreshold?: number;
+  /** Skip when every verifier's top choice is its own aligned token (default true). */
+  unanimitySkip?: boolean;
+  /** Ensemble only at positions that are token boundaries for every model (default true). */
+  stabilityGate?: boolean;
+  /** GaC: ensemble only where the drafter's own-token probability is below this (default 0.5). */
+  gacDrafterGate?: number;
+  /** Sharpening of smooth ensemble distributions (default heuristic, below 0.5, λ 0.1). */
+  sharpening?: EnsembleOptions['sharpening'];
+  /** One positive weight per model, in model order (default equal). */
+  weights?: number[];
+  /** Most tokens the drafter may generate (default 256). */
+  maxNewTokens?: number;
+  /** Record every ensemble decision; the trace is returned in the generation info / response metadata. */
+  trace?: boolean;
+  /** Use a string prompt as it is, without the chat template (SafeEnsembleLLM default true). */
+  rawPrompt?: boolean;
+}
+
+/** Constructor fields shared by {@link SafeEnsembleLLM} and {@link SafeEnsembleChatModel}. */
+export interface SafeEnsembleFields extends SafeEnsembleKnobs {
+  /** Model folders or Hub ids (or `{ source, weight, ...loadOptions }`); the first drafts unless `drafter` says otherwise. */
+  models?: Array<string | ModelSpec>;
+  /** Which model drafts: index in `models` or its source. */
+  drafter?: number | string;
+  /** Load options for every model (threads, executionProviders, dtype...). */
+  loadOptions?: LoadModelOptions;
+  /** Wrap an already loaded ensemble instead of loading `models` (not serializable). */
+  ensemble?: SafeEnsemble;
+  /** Stop strings used on every call (merged with the call's `stop`). */
+  stop?: string[];
+  /** Alias of `stop` (LangChain convention). */
+  stopSequences?: string[];
+  /** Alias of `maxNewTokens` (LangChain convention). */
+  maxTokens?: number;
+  /** Accepted for compatibility; SAFE decodes greedily, so only 0 (or unset) is meaningful. */
+  temperature?: number;
+  /** Default time limit of every call in milliseconds (a call's own `timeout` or `signal` also applies). */
+  timeout?: number;
+}
+
+/** The call's signal combined with the instance's default `timeout`, if any. */
+export function callSignal(fields: SafeEnsembleFields, signal: AbortSignal | undefined): AbortSignal | undefined {
+  if (fields.timeout === undefined) return signal;
+  if (!(fields.timeout > 0)) throw new InvalidArgumentError('timeout', `timeout: must be a positive number of milliseconds, got ${fields.timeout}.`);
+  const limit = AbortSignal.timeout(fields.timeout);
+  return signal ? AbortSignal.any([signal, limit]) : limit;
+}
+
+/** Names of the knobs, for picking them out of call options and `configurable.safeEnsemble`. */
+export const KNOB_KEYS = OPTION_KEYS.filter((k) => k !== 'signal' && k !== 'stop' && k !== 'tools' && k !== 'recomputeCaches') as ReadonlyArray<keyof SafeEnsembleKnobs>;
+
+/** Copies the defined knob fields of `source`. */
+export function pickKnobs(source: object | undefined | null): SafeEnsembleKnobs {
+  const out: Record<string, unknown> = {};
+  if (!source || typeof source !== 'object') return out;
+  for (const k of KNOB_KEYS) {
+    const v = (source as Record<string, unknown>)[k];
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * Moves `configurable.safeEnsemble` knobs into the call options; explicit call options win.
+ * LangChain strips `configurable` before the model's code runs, so this runs in the
+ * `_separateRunnableConfigFromCallOptionsCompat` override of both classes.
+ */
+export function mergeConfigurable<T extends object>(config: RunnableConfig, callOptions: T): T {
+  const fromConfig = (config.configurable as { safeEnsemble?: object } | undefined)?.safeEnsemble;
+  if (!fromConfig) return callOptions;
+  if (typeof fromConfig !== 'object') throw new InvalidArgumentError('configurable.safeEnsemble', 'configurable.safeEnsemble: must be an object of SAFE options, e.g. { consensusThreshold: 0.6 }.');
+  const explicit = Object.fromEntries(Object.entries(callOptions).filter(([, v]) => v !== undefined));
+  return { ...pickKnobs(fromConfig), ...explicit } as T;
+}
+
+/** The engine options of one call: constructor knobs < call knobs; stops merged. Validated. */
+export function callOptionsFor(
+  fields: SafeEnsembleFields,
+  modelCount: number,
+  call: SafeEnsembleKnobs & { stop?: string[]; signal?: AbortSignal; tools?: unknown[] },
+  defaults: Partial<EnsembleOptions> = {},
+): EnsembleOptions {
+  const stop = [...(fields.stop ?? []), ...(fields.stopSequences ?? []), ...(call.stop ?? [])];
+  const options: EnsembleOptions = {
+    ...defaults,
+    ...(fields.maxTokens !== undefined ? { maxNewTokens: fields.maxTokens } : {}),
+    ...pickKnobs(fields),
+    ...pickKnobs(call),
+    ...(stop.length ? { stop: [...new Set(stop)] } : {}),
+    ...(call.signal ? { signal: call.signal } : {}),
+    ...(call.tools?.length ? { tools: call.tools } : {}),
+  };
+  resolveOptions(modelCount, options); // fail before any model runs
+  if (fields.temperature !== undefined && fields.temperature !== 0) {
+    throw new InvalidArgumentError('temperature', `temperature: SAFE decodes greedily; pass 0 or leave it unset (got ${fields.temperature}).`);
+  }
+  return options;
+}
+
+/** The error LangChain callers get for an aborted call (signal or timeout): name `AbortError`. */
+export function abortError(signal: AbortSignal | undefined): Error {
+  const reason = signal?.reason as { name?: string; message?: string } | undefined;
+  const error = new Error(`Aborted${reason?.message ? `: ${reason.message}` : ''}`, { cause: signal?.reason });
+  error.name = 'AbortError';
+  return error;
+}
+
+/** Throws an {@link abortError} when the signal is aborted already. */
+export function throwIfSignalAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortError(signal);
+}
+
+/** Throws an {@link abortError} when the generation stopped because of an abort. */
+export function throwIfAborted(result: EnsembleResult, signal: AbortSignal | undefined): void {
+  if (result.finishReason === 'abort') throw abortError(signal);
+}
+
+interface Shared {
+  ensemble: Promise<SafeEnsemble>;
+  users: number;
+}
+
+/** Ensembles loaded from the same sources and load options, shared by every instance. */
+const registry = new Map<string, Shared>();
+
+/** Loads (or wraps) the ensemble of an instance lazily and shares it between instances. */
+export class EnsembleHandle {
+  private shared: Shared | null = null;
+  private readonly key: string | null;
+  /** Number of models, known without loading them. */
+  readonly modelCount: number;
+  /** Model sources, for names and LangSmith params. */
+  readonly modelNames: string[];
+
+  constructor(private readonly fields: SafeEnsembleFields) {
+    if (fields.ensemble) {
+      if (!(fields.ensemble instanceof SafeEnsemble)) throw new InvalidArgumentError('ensemble', 'ensemble: must be a SafeEnsemble instance.');
+      this.key = null;
+      this.modelCount = fields.ensemble.models.length;
+      this.modelNames = fields.ensemble.models.map((m) => m.name);
+      return;
+    }
+    if (!Array.isArray(fields.models) || fields.models.length === 0) {
+      throw new InvalidArgumentError('models', 'models: pass model folders or Hub ids (e.g. { models: ["./a", "./b"] }), or an existing SafeEnsemble as `ensemble`.');
+    }
+    this.modelCount = fields.models.length;
+    this.modelNames = fields.models.map((m) => (typeof m === 'string' ? m : m.source));
+    const specs = fields.models.map((m) => (typeof m === 'string' ? { source: resolve(m) } : { ...m, source: resolve(m.source) }));
+    this.key = JSON.stringify({ specs, drafter: fields.drafter ?? 0, load: fields.loadOptions ?? {} });
+  }
+
+  /** The ensemble, loading it on first use. */
+  async get(): Promise<SafeEnsemble> {
+    if (this.fields.ensemble) return this.fields.ensemble;
+    if (!this.shared) {
+      let entry = registry.get(this.key!);
+      if (!entry) {
+        const loading = SafeEnsemble.load({ models: this.fields.models!, drafter: this.fields.drafter, loadOptions: this.fields.loadOptions });
+        entry = { ensemble: loading, users: 0 };
+        registry.set(this.key!, entry);
+        loading.catch(() => registry.delete(this.key!)); // a failed load may be retried
+      }
+      entry.users++;
+      this.shared = entry;
+    }
+    return this.shared.ensemble;
+  }
+
+  /** Releases this instance's use; the models are freed when no instance uses them. */
+  async dispose(): Promise<void> {
+    if (this.fields.ensemble) return this.fields.ensemble.dispose();
+    const entry = this.shared;
+    if (!entry) return;
+    this.shared = null;
+    if (--entry.users > 0) return;
+    if (registry.get(this.key!) === entry) registry.delete(this.key!);
+    const ensemble = await entry.ensemble.catch(() => null);
+    await ensemble?.dispose();
+  }
+}
