@@ -155,6 +155,16 @@ describe('SafeEnsembleLLM', () => {
     expect(liveSessionCount()).toBe(sessions); // still used by `llm`
   });
 
+  it('can wrap an already loaded SafeEnsemble (which then is not serializable)', async () => {
+    const ensemble = await lib.SafeEnsemble.load({ models });
+    const wrapped = new SafeEnsembleLLM({ ensemble });
+    expect(await wrapped.invoke(QA_PROMPT)).toBe(QA_ANSWER);
+    expect(wrapped.lc_serializable).toBe(false);
+    expect(JSON.stringify(wrapped)).toContain('not_implemented');
+    await wrapped.dispose(); // disposes the wrapped ensemble
+    await expect(ensemble.generate(QA_PROMPT)).rejects.toThrow(/used after dispose/);
+  });
+
   it('has LangChain conventions: maxRetries 0, _llmType, identifying params, constructor aliases', () => {
     expect((llm.caller as unknown as { maxRetries: number }).maxRetries).toBe(0);
     expect(llm._llmType()).toBe('safe_ensemble');
