@@ -1,3 +1,5 @@
+import { seededRandom } from './random.js';
+
 /**
  * The demo task: seeded multi-step arithmetic word problems with step-by-step solutions that
  * end in a fixed answer line. Train and held-out test problems never overlap (a hash of the
@@ -40,18 +42,6 @@ const OBJECTS = ['marbles', 'stickers', 'seashells', 'apples', 'pencils', 'coins
 /** [question verb phrase, solution participle] for additions and subtractions. */
 const ADD: Array<[string, string]> = [['finds {n} more', 'finding {n} more'], ['buys {n} more', 'buying {n} more'], ['gets {n} more', 'getting {n} more'], ['receives {n} more', 'receiving {n} more']];
 const SUB: Array<[string, string]> = [['gives away {n}', 'giving away {n}'], ['loses {n}', 'losing {n}'], ['sells {n}', 'selling {n}'], ['uses {n}', 'using {n}']];
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** FNV-1a hash of a string; one problem in eight belongs to the test split. */
 function splitOf(question: string): 'train' | 'test' {
@@ -97,7 +87,7 @@ function draw(rand: () => number, addProbability: number, steps: [number, number
 
 /** An endless, seeded stream of problems of one split. */
 export function* wordProblems(options: ProblemOptions): Generator<WordProblem> {
-  const rand = rng(options.seed);
+  const rand = seededRandom(options.seed);
   const p = options.addProbability ?? 0.5;
   const steps = options.steps ?? [2, 3];
   for (;;) {

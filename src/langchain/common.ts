@@ -11,35 +11,24 @@ import { SafeEnsemble, type ModelSpec } from '../ensemble/safeEnsemble.js';
 import type { EnsembleResult } from '../ensemble/types.js';
 import type { LoadModelOptions } from '../runtime/loadModel.js';
 
-/** SAFE's knobs as LangChain fields and call options (see the engine's EnsembleOptions). */
-export interface SafeEnsembleKnobs {
-  /** `safe` (default), `single` (drafter only), `every-token` (UniTE at every token) or `gac-threshold`. */
-  strategy?: EnsembleOptions['strategy'];
-  /** Base ensembler at ensemble points: `unite` (default) or `gac`. */
-  baseEnsembler?: EnsembleOptions['baseEnsembler'];
-  /** Tokens per model in the UniTE union (default 10). */
-  topK?: number;
-  /** Tokens the drafter proposes per cycle (default 5). */
-  draftLength?: number;
-  /** Skip the ensemble when the mean own-token probability exceeds this (default 0.5; 0 = drafter only). */
-  consensusThreshold?: number;
-  /** Skip when every verifier's top choice is its own aligned token (default true). */
-  unanimitySkip?: boolean;
-  /** Ensemble only at positions that are token boundaries for every model (default true). */
-  stabilityGate?: boolean;
-  /** GaC: ensemble only where the drafter's own-token probability is below this (default 0.5). */
-  gacDrafterGate?: number;
-  /** Sharpening of smooth ensemble distributions (default heuristic, below 0.5, λ 0.1). */
-  sharpening?: EnsembleOptions['sharpening'];
-  /** One positive weight per model, in model order (default equal). */
-  weights?: number[];
-  /** Most tokens the drafter may generate (default 256). */
-  maxNewTokens?: number;
-  /** Record every ensemble decision; the trace is returned in the generation info / response metadata. */
-  trace?: boolean;
-  /** Use a string prompt as it is, without the chat template (SafeEnsembleLLM default true). */
-  rawPrompt?: boolean;
-}
+/** SAFE's knobs as LangChain constructor fields and call options (documented on EnsembleOptions). */
+export interface SafeEnsembleKnobs
+  extends Pick<
+    EnsembleOptions,
+    | 'strategy'
+    | 'baseEnsembler'
+    | 'topK'
+    | 'draftLength'
+    | 'consensusThreshold'
+    | 'unanimitySkip'
+    | 'stabilityGate'
+    | 'gacDrafterGate'
+    | 'sharpening'
+    | 'weights'
+    | 'maxNewTokens'
+    | 'trace'
+    | 'rawPrompt'
+  > {}
 
 /** Constructor fields shared by {@link SafeEnsembleLLM} and {@link SafeEnsembleChatModel}. */
 export interface SafeEnsembleFields extends SafeEnsembleKnobs {

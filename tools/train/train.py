@@ -33,6 +33,24 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
+def rotate_half(x):
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat([-b, a], dim=-1)
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (as in Llama): relative positions, which arithmetic needs."""
+
+    def __init__(self, hd, base=10000.0):
+        super().__init__()
+        self.register_buffer('inv_freq', 1.0 / (base ** (torch.arange(0, hd, 2).float() / hd)))
+
+    def forward(self, positions):
+        freqs = positions.float().unsqueeze(-1) * self.inv_freq  # [b, t, hd/2]
+        emb = torch.cat([freqs, freqs], dim=-1).unsqueeze(1)  # [b, 1, t, hd]
+        return emb.cos(), emb.sin()
+
+
 class Block(nn.Module):
     def __init__(self, d, heads):
         super().__init__()
@@ -45,12 +63,15 @@ class Block(nn.Module):
         self.up = nn.Linear(d, 2 * 2 * d, bias=False)
         self.down = nn.Linear(2 * d, d, bias=False)
 
-    def forward(self, x, bias, past_k=None, past_v=None):
+    def forward(self, x, bias, rope, past_k=None, past_v=None):
         b, t, d = x.shape
         q, k, v = self.qkv(self.n1(x)).split(d, dim=-1)
         q = q.view(b, t, self.heads, self.hd).transpose(1, 2)
         k = k.view(b, t, self.heads, self.hd).transpose(1, 2)
         v = v.view(b, t, self.heads, self.hd).transpose(1, 2)
+        cos, sin = rope
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
         if past_k is not None:
             k = torch.cat([past_k, k], dim=2)
             v = torch.cat([past_v, v], dim=2)
@@ -65,16 +86,17 @@ class TinyLM(nn.Module):
     def __init__(self, vocab, d, layers, heads, max_pos):
         super().__init__()
         self.embed = nn.Embedding(vocab, d)
-        self.pos = nn.Embedding(max_pos, d)
+        self.rotary = Rotary(d // heads)
         self.blocks = nn.ModuleList([Block(d, heads) for _ in range(layers)])
         self.norm = RMSNorm(d)
 
     def forward(self, ids, positions, bias, pasts=None):
-        x = self.embed(ids) + self.pos(positions)
+        x = self.embed(ids)
+        rope = self.rotary(positions)
         presents = []
         for i, blk in enumerate(self.blocks):
             pk, pv = (pasts[i] if pasts is not None else (None, None))
-            x, k, v = blk(x, bias, pk, pv)
+            x, k, v = blk(x, bias, rope, pk, pv)
             presents.append((k, v))
         logits = self.norm(x) @ self.embed.weight.t()  # tied embeddings
         return logits, presents
@@ -140,6 +162,13 @@ def main():
         s = [full_to_compact[int(t)] for t in flat[offsets[i]:offsets[i + 1]]]
         if len(s) <= args.max_pos:
             seqs.append((s, prompt_lengths[i]))
+    # Batches are drawn from one length bucket at a time, so little compute goes to padding
+    # (calculator conversations are several times longer than word problems).
+    buckets = {}
+    for s in seqs:
+        buckets.setdefault(len(s[0]) // 32, []).append(s)
+    bucket_list = list(buckets.values())
+    bucket_weights = [len(b) for b in bucket_list]
     vocab = len(compact)
     lm = TinyLM(vocab, args.d, args.layers, args.heads, args.max_pos)
     params = sum(p.numel() for p in lm.parameters())
@@ -157,7 +186,8 @@ def main():
         lr = args.lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for group in opt.param_groups:
             group['lr'] = lr
-        batch = random.sample(seqs, min(args.batch, len(seqs)))
+        bucket = random.choices(bucket_list, weights=bucket_weights)[0]
+        batch = random.sample(bucket, min(args.batch, len(bucket)))
         t = max(len(s) for s, _ in batch)
         ids = torch.zeros((len(batch), t), dtype=torch.long)
         target = torch.full((len(batch), t), -100, dtype=torch.long)

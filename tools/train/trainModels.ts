@@ -128,7 +128,7 @@ arithmetic word problems (src/demo/wordProblems.ts) and calls a calculator tool.
 
 | | |
 |---|---|
-| architecture | Llama-style decoder: ${result.layers} layers, hidden ${result.d}, ${heads} heads, SwiGLU, RMSNorm, learned positions (${result.maxPositions}), tied embeddings |
+| architecture | Llama-style decoder: ${result.layers} layers, hidden ${result.d}, ${heads} heads, SwiGLU, RMSNorm, rotary positions, tied embeddings, context ${result.maxPositions} |
 | parameters | ${result.parameters.toLocaleString('en')} over a compact vocabulary of ${result.compactVocab} token ids; logits span the full ${tok.vocabSize.toLocaleString('en')}-id vocabulary through an index table (no full-vocabulary weights) |
 | data | ${prepared.examples.toLocaleString('en')} examples rendered through the model's chat template: word problems with 1–4 steps, ${Math.round(model.mix.addProbability * 100)}% of steps additions; ${Math.round(model.mix.toolShare * 100)}% calculator tool-call conversations |
 | training | ${result.steps} steps, ${result.seconds} s on 2 CPU cores (PyTorch ${'1.13'}), seed ${model.mix.seed}: \`npx tsx tools/train/trainModels.ts --seconds ${result.seconds} --only ${model.name}\` |

@@ -1,0 +1,91 @@
+/**
+ * Command-line flags for every SAFE knob, parsed with Node's util.parseArgs.
+ * @module
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { EnsembleOptions } from '../ensemble/options.js';
+
+/** A usage error: printed with the command's help hint, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** Flags shared by `generate` and `bench`: the SAFE knobs. */
+export const KNOB_FLAGS = {
+  strategy: { type: 'string' },
+  'base-ensembler': { type: 'string' },
+  'top-k': { type: 'string' },
+  'draft-length': { type: 'string' },
+  'consensus-threshold': { type: 'string' },
+  'no-unanimity-skip': { type: 'boolean' },
+  'no-stability-gate': { type: 'boolean' },
+  'gac-drafter-gate': { type: 'string' },
+  sharpening: { type: 'string' },
+  'sharpen-below': { type: 'string' },
+  'sharpen-lambda': { type: 'string' },
+  weights: { type: 'string' },
+  drafter: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+/** Help text of the knob flags. */
+export const KNOB_HELP = `SAFE options (defaults are the paper's):
+  --strategy NAME             safe | single | every-token | gac-threshold   (safe)
+  --base-ensembler NAME       unite | gac                                    (unite)
+  --top-k N                   tokens per model in the UniTE union            (10)
+  --draft-length N            tokens drafted per cycle                        (5)
+  --consensus-threshold P     skip when mean own-token probability > P        (0.5)
+  --no-unanimity-skip         do not skip when every verifier agrees
+  --no-stability-gate         allow ensembles at unstable positions (ablation)
+  --gac-drafter-gate P        GaC: ensemble only where drafter prob < P       (0.5)
+  --sharpening NAME           heuristic | geometric | none                    (heuristic)
+  --sharpen-below P           sharpen when the top average prob < P           (0.5)
+  --sharpen-lambda P          heuristic candidates need average prob > P      (0.1)
+  --weights W1,W2,...         one weight per model, in --model order          (equal)
+  --drafter N                 index of the drafting model                     (0)`;
+
+function number(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag} needs a number, got "${value}".`);
+  return n;
+}
+
+/** Converts parsed knob flags to engine options (the engine validates ranges). */
+export function knobsFromFlags(values: Record<string, unknown>): EnsembleOptions {
+  const v = values as Record<string, string | boolean | undefined>;
+  const options: EnsembleOptions = {};
+  if (v.strategy !== undefined) options.strategy = v.strategy as EnsembleOptions['strategy'];
+  if (v['base-ensembler'] !== undefined) options.baseEnsembler = v['base-ensembler'] as EnsembleOptions['baseEnsembler'];
+  const set = <K extends keyof EnsembleOptions>(key: K, flag: string) => {
+    const n = number(flag, v[flag] as string | undefined);
+    if (n !== undefined) (options as Record<string, unknown>)[key] = n;
+  };
+  set('topK', 'top-k');
+  set('draftLength', 'draft-length');
+  set('consensusThreshold', 'consensus-threshold');
+  set('gacDrafterGate', 'gac-drafter-gate');
+  if (v['no-unanimity-skip']) options.unanimitySkip = false;
+  if (v['no-stability-gate']) options.stabilityGate = false;
+  const sharpening: NonNullable<EnsembleOptions['sharpening']> = {};
+  if (v.sharpening !== undefined) sharpening.method = v.sharpening as 'heuristic';
+  const below = number('sharpen-below', v['sharpen-below'] as string | undefined);
+  const lambda = number('sharpen-lambda', v['sharpen-lambda'] as string | undefined);
+  if (below !== undefined) sharpening.below = below;
+  if (lambda !== undefined) sharpening.lambda = lambda;
+  if (Object.keys(sharpening).length) options.sharpening = sharpening;
+  if (typeof v.weights === 'string') options.weights = v.weights.split(',').map((w) => number('weights', w)!);
+  return options;
+}
+
+/** parseArgs with usage errors instead of raw TypeErrors. */
+export function parse<T extends ParseArgsConfig['options']>(args: string[], options: T): { values: Record<string, unknown>; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true });
+    return { values: values as Record<string, unknown>, positionals };
+  } catch (error) {
+    throw new UsageError((error as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
+  }
+}

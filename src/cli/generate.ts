@@ -1,0 +1,98 @@
+/**
+ * `safe-ensemble [generate] "question"`: answers with SAFE, streaming committed text.
+ * @module
+ */
+import { SafeEnsemble } from '../ensemble/safeEnsemble.js';
+import type { EnsembleOptions } from '../ensemble/options.js';
+import type { EnsembleResult, TraceRecord } from '../ensemble/types.js';
+import { bundledModels } from '../demo/models.js';
+import { KNOB_FLAGS, KNOB_HELP, knobsFromFlags, parse, UsageError } from './flags.js';
+
+export const GENERATE_HELP = `Usage: safe-ensemble [generate] [options] "question"
+
+Answers with SAFE on the bundled demo models (or the models you name), streaming the text as it
+is committed, then prints one line of statistics.
+
+Options:
+  --model DIR                 model folder or Hub id; repeat for each model, the first drafts
+                              (default: the bundled qwen-adder and mistral-subtractor)
+  --max-new-tokens N          most tokens to generate                         (256)
+  --stop TEXT                 stop string; repeatable
+  --raw-prompt                use the text as it is, without the chat template
+  --trace                     print every ensemble decision
+  --json                      print one JSON object (text, finishReason, stats[, trace])
+  --threads N                 onnxruntime threads per model
+  -h, --help                  this help
+
+${KNOB_HELP}`;
+
+const FLAGS = {
+  ...KNOB_FLAGS,
+  model: { type: 'string', multiple: true },
+  'max-new-tokens': { type: 'string' },
+  stop: { type: 'string', multiple: true },
+  'raw-prompt': { type: 'boolean' },
+  trace: { type: 'boolean' },
+  json: { type: 'boolean' },
+  threads: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** One readable line per ensemble decision. */
+export function formatTrace(t: TraceRecord): string {
+  const models = t.models.map((m) => `${m.model.split(/[\\/]/).pop()}: ${JSON.stringify(m.token)} ${(m.probability * 100).toFixed(1)}%`).join(', ');
+  const candidates = t.candidates
+    .slice(0, 4)
+    .map((c) => `${JSON.stringify(c.text)} ${(c.average * 100).toFixed(1)}%${c.score !== c.average ? `→${(c.score * 100).toFixed(1)}` : ''}`)
+    .join(', ');
+  return `[ensemble] token ${t.tokenIndex} (byte ${t.byteOffset}): drafted ${JSON.stringify(t.drafted.text)}; ${models}; mean ${(t.meanOwnProbability * 100).toFixed(1)}%; candidates ${candidates}${t.sharpened ? ' (sharpened)' : ''} → ${JSON.stringify(t.winner.text)}`;
+}
+
+/** The one-line summary after a generation. */
+export function statsLine(r: EnsembleResult): string {
+  const s = r.stats;
+  const tps = s.generatedTokens / Math.max(1e-9, s.time.totalMs / 1000);
+  return `[${s.strategy}] ${s.generatedTokens} tokens, ${s.ensembledTokens} ensembled (E/T ${s.ensembleRatePct.toFixed(1)}%), ${tps.toFixed(1)} tokens/s, finish: ${r.finishReason}`;
+}
+
+/** Runs the subcommand; returns the exit code. */
+export async function generate(args: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
+  const { values, positionals } = parse(args, FLAGS);
+  if (values.help) {
+    out.write(`${GENERATE_HELP}\n`);
+    return 0;
+  }
+  const question = positionals.join(' ').trim();
+  if (!question) throw new UsageError('give a question, e.g. safe-ensemble "Mia has 37 marbles. She finds 25 more. How many marbles does she have now?"');
+  const options: EnsembleOptions = knobsFromFlags(values);
+  if (values['max-new-tokens'] !== undefined) {
+    const n = Number(values['max-new-tokens']);
+    if (!Number.isFinite(n)) throw new UsageError(`--max-new-tokens needs a number, got "${String(values['max-new-tokens'])}".`);
+    options.maxNewTokens = n;
+  }
+  if (values.stop) options.stop = values.stop as string[];
+  if (values['raw-prompt']) options.rawPrompt = true;
+  if (values.trace || values.json) options.trace = Boolean(values.trace);
+  const threads = values.threads === undefined ? undefined : Number(values.threads);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new UsageError(`--threads needs a positive integer, got "${String(values.threads)}".`);
+  const models = (values.model as string[] | undefined) ?? bundledModels();
+  const drafter = values.drafter === undefined ? undefined : Number(values.drafter);
+  const ensemble = await SafeEnsemble.load({ models, drafter, loadOptions: threads ? { threads } : {}, ...(models.length === 1 && !options.strategy ? { strategy: 'single' as const } : {}) });
+  try {
+    let result: EnsembleResult | undefined;
+    for await (const chunk of ensemble.stream(question, options)) {
+      if (chunk.type === 'result') result = chunk.result;
+      else if (!values.json) out.write(chunk.text);
+    }
+    if (values.json) {
+      out.write(`${JSON.stringify({ text: result!.text, finishReason: result!.finishReason, stats: result!.stats, ...(result!.trace ? { trace: result!.trace } : {}) })}\n`);
+    } else {
+      out.write('\n');
+      if (values.trace) for (const t of result!.trace ?? []) err.write(`${formatTrace(t)}\n`);
+      err.write(`${statsLine(result!)}\n`);
+    }
+    return 0;
+  } finally {
+    await ensemble.dispose();
+  }
+}
