@@ -1,0 +1,100 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Writable } from 'node:stream';
+import { main } from '../../src/cli/main';
+import { bundledModels } from '../../src/demo/models';
+import { extractAnswer, problemSet } from '../../src/demo/wordProblems';
+import { plotSvg } from '../../src/cli/bench';
+
+const root = join(__dirname, '..', '..');
+const run = promisify(execFile);
+
+/** Captures what a command writes. */
+function sink(): Writable & { text: () => string } {
+  const chunks: string[] = [];
+  const w = new Writable({
+    write(chunk, _enc, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  }) as Writable & { text: () => string };
+  w.text = () => chunks.join('');
+  return w;
+}
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = sink();
+  const err = sink();
+  const code = await main(args, out, err);
+  return { code, out: out.text(), err: err.text() };
+}
+
+describe('the safe-ensemble command', () => {
+  beforeAll(() => {
+    if (!existsSync(join(root, 'dist', 'cjs', 'cli', 'main.js'))) require('node:child_process').execFileSync(process.execPath, ['tools/build.mjs'], { cwd: root });
+  });
+
+  it('answers held-out problems end to end as JSON (the real bin, bundled models)', async () => {
+    // Three fixed held-out problems the bundled pair answers correctly with SAFE (greedy, deterministic).
+    const fixed = problemSet(20);
+    for (const p of [fixed[0]!, fixed[3]!, fixed[13]!]) {
+      const { stdout } = await run(process.execPath, [join(root, 'bin', 'safe-ensemble.cjs'), '--json', p.question], { cwd: root });
+      const result = JSON.parse(stdout);
+      expect(result.finishReason).toBe('eos');
+      expect(result.stats).toMatchObject({ strategy: 'safe', generatedTokens: expect.any(Number), ensembleRatePct: expect.any(Number) });
+      expect(result.stats.forwardPasses).toHaveLength(2);
+      expect(extractAnswer(result.text)).toBe(p.answer);
+    }
+  });
+
+  it('streams text and prints one line of statistics; --trace explains each ensemble', async () => {
+    const p = problemSet(1)[0]!;
+    const { code, out, err } = await cli([p.question, '--trace', '--max-new-tokens', '120']);
+    expect(code).toBe(0);
+    expect(out).toContain('The answer is');
+    expect(err).toMatch(/\[safe\] \d+ tokens, \d+ ensembled \(E\/T [\d.]+%\), [\d.]+ tokens\/s, finish: eos/);
+  });
+
+  it('takes every knob as a flag', async () => {
+    const p = problemSet(1)[0]!;
+    const { code, out } = await cli(['generate', '--json', '--strategy', 'every-token', '--top-k', '5', '--draft-length', '3', '--consensus-threshold', '0.6', '--no-unanimity-skip', '--no-stability-gate', '--gac-drafter-gate', '0.4', '--sharpening', 'geometric', '--sharpen-below', '0.4', '--sharpen-lambda', '0.2', '--weights', '2,1', '--drafter', '1', p.question]);
+    expect(code).toBe(0);
+    expect(JSON.parse(out).stats.strategy).toBe('every-token');
+  });
+
+  it('inspects a model folder, and says why one cannot load', async () => {
+    const ok = await cli(['inspect', bundledModels()[0]!]);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/kv cache\s+4 layers/);
+    expect(ok.out).toMatch(/chat template\s+\d+ characters/);
+    const bad = await cli(['inspect', '/no/such/model']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/MODEL_NOT_FOUND.*does not exist/);
+  });
+
+  it('has --help everywhere and exits 2 on bad flags', async () => {
+    for (const args of [['--help'], ['generate', '--help'], ['inspect', '--help'], ['bench', '--help']]) {
+      const r = await cli(args);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/Usage: safe-ensemble/);
+    }
+    expect((await cli([])).code).toBe(2);
+    const bogus = await cli(['--bogus', 'x']);
+    expect(bogus.code).toBe(2);
+    expect(bogus.err).toMatch(/Unknown option '--bogus'/);
+    expect((await cli(['x', '--top-k', 'many'])).err).toMatch(/--top-k needs a number/);
+    expect((await cli(['x', '--consensus-threshold', '3'])).code).toBe(2);
+    expect((await cli(['bench', '--problems', '0'])).code).toBe(2);
+  });
+
+  it('draws the benchmark plot as SVG', () => {
+    const svg = plotSvg([
+      { method: 'single model', drafter: 'qwen-adder', accuracy: 0.5, etPct: 0, tokensPerSecond: 100, speedVsDrafter: 1, correct: 5, problems: 10 },
+      { method: 'SAFE + UniTE (heuristic λ 0.1)', drafter: 'mistral-subtractor', accuracy: 0.9, etPct: 2, tokensPerSecond: 90, speedVsDrafter: 0.9, correct: 9, problems: 10 },
+    ]);
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg).toContain('SAFE + UniTE');
+  });
+});
