@@ -30,7 +30,7 @@ export type { EnsembleInput, ModelPrompt } from './ensemble/prompt.js';
 export { uniteDistribution, decide, GacUnion, topKeys, type ModelView, type EnsembleDistribution, type EnsembleDecision } from './ensemble/aggregate.js';
 export { Vocabulary, EOS_KEY, bytesKey, keyBytes, keyText, isBareSpace } from './ensemble/vocabulary.js';
 export { encodeContinuation, ResponseTokenization, validUtf8Length, type TokenSpans, type EncodingContext } from './text/continuation.js';
-export { consensusSkip, meanOwnProbability, type ConsensusInput, type ConsensusRule } from './ensemble/gates.js';
+export { consensusSkip, meanOwnProbability, stableAlignment, type ConsensusInput, type ConsensusRule } from './ensemble/gates.js';
 export { SafeEnsembleLLM, type SafeEnsembleLLMParams, type SafeEnsembleLLMCallOptions } from './langchain/llm.js';
 export { SafeEnsembleChatModel, toChatMessages, type SafeEnsembleChatModelParams, type SafeEnsembleChatModelCallOptions } from './langchain/chatModel.js';
 export { type SafeEnsembleKnobs, type SafeEnsembleFields } from './langchain/common.js';

@@ -3,6 +3,8 @@
  * is needed (consensus).
  * @module
  */
+import { isCharBoundary } from '../text/bytes.js';
+import type { ResponseTokenization } from '../text/continuation.js';
 
 /** What the consensus gate looks at for one position. */
 export interface ConsensusInput {
@@ -37,4 +39,21 @@ export function meanOwnProbability(input: Pick<ConsensusInput, 'ownProbabilities
 export function consensusSkip(input: ConsensusInput, rule: ConsensusRule): boolean {
   if (rule.unanimity && input.verifierArgmaxIsOwn.every(Boolean)) return true;
   return meanOwnProbability(input) > rule.threshold;
+}
+
+/**
+ * Stability gate: the index of the token that starts at byte `offset` of the candidate
+ * response in every verifier's tokenization, or null when the position is not stable (inside
+ * a character, or not a token boundary for some verifier). `eos` positions may sit at the end
+ * of a verifier's text; others need a token that starts there.
+ */
+export function stableAlignment(candidate: Uint8Array, offset: number, verifiers: readonly ResponseTokenization[], eos: boolean): number[] | null {
+  if (!isCharBoundary(candidate, offset)) return null;
+  const out: number[] = [];
+  for (const t of verifiers) {
+    const k = t.tokenStartingAt(offset);
+    if (k < 0 || (!eos && k >= t.ids.length)) return null;
+    out.push(k);
+  }
+  return out;
 }

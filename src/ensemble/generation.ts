@@ -8,7 +8,7 @@ import { argmax, logSumExp, maxOf, logSumExpFrom } from '../runtime/distribution
 import { isCharBoundary } from '../text/bytes.js';
 import { ResponseTokenization } from '../text/continuation.js';
 import { decide, GacUnion, topKeys, uniteDistribution, type EnsembleDecision, type ModelView } from './aggregate.js';
-import { consensusSkip } from './gates.js';
+import { consensusSkip, stableAlignment } from './gates.js';
 import type { ResolvedOptions } from './options.js';
 import type { ModelPrompt } from './prompt.js';
 import { ByteBuffer, ResponseText } from './responseText.js';
@@ -259,15 +259,13 @@ export class Generation {
    * is not stable (with the stability gate off: the token covering the position).
    */
   private alignAt(offset: number, eos: boolean, candidate: Uint8Array): number[] | null {
-    const gate = this.options.stabilityGate;
-    if (gate && !isCharBoundary(candidate, offset)) return null;
+    if (this.options.stabilityGate) return stableAlignment(candidate, offset, this.verifiers.map((v) => v.tokens!), eos);
     const out: number[] = [];
     for (const v of this.verifiers) {
       const t = v.tokens!;
       let k = t.tokenStartingAt(offset);
       if (k >= 0 && !eos && k >= t.ids.length) k = -1; // the text ends here for this verifier
       if (k < 0) {
-        if (gate) return null;
         k = firstTokenAtOrAfter(t, offset + 1) - 1; // the token that covers the offset
         if (k < 0 || k >= t.ids.length) return null;
       }

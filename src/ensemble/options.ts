@@ -53,6 +53,8 @@ export interface EnsembleOptions {
   trace?: boolean;
   /** Treat a string input as the final prompt text: no chat template (default false). */
   rawPrompt?: boolean;
+  /** Let special-token strings in the prompt's text (`<|im_end|>`, `</s>`...) act as control tokens (default false: they stay text). */
+  allowSpecialTokens?: boolean;
   /** Tools offered to the chat template (OpenAI function format). */
   tools?: unknown[];
   /** Debug: re-tokenize every model's text and recompute every cache from scratch each cycle. */
@@ -76,6 +78,7 @@ export interface ResolvedOptions {
   signal: AbortSignal | undefined;
   trace: boolean;
   rawPrompt: boolean;
+  allowSpecialTokens: boolean;
   tools: unknown[] | undefined;
   recomputeCaches: boolean;
 }
@@ -95,13 +98,14 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
   stop: [] as string[],
   trace: false,
   rawPrompt: false,
+  allowSpecialTokens: false,
   recomputeCaches: false,
 });
 
 /** Names of all option fields, for filtering call options. */
 export const OPTION_KEYS: ReadonlyArray<keyof EnsembleOptions> = [
   'strategy', 'baseEnsembler', 'topK', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
-  'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'tools', 'recomputeCaches',
+  'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches',
 ];
 
 function fail(field: string, message: string): never {
@@ -191,6 +195,7 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     signal: signal as AbortSignal | undefined,
     trace: bool('trace', get('trace')),
     rawPrompt: bool('rawPrompt', get('rawPrompt')),
+    allowSpecialTokens: bool('allowSpecialTokens', get('allowSpecialTokens')),
     tools: tools as unknown[] | undefined,
     recomputeCaches: bool('recomputeCaches', get('recomputeCaches')),
   };

@@ -141,7 +141,7 @@ export class SafeEnsemble {
     try {
       this.assertUsable();
       // Every model needs room for at least one more token; longer prompts fail before any forward pass.
-      const prompts = this.models.map((m) => renderPrompt(m, input, { rawPrompt: resolved.rawPrompt, tools: resolved.tools, reserve: 1 }));
+      const prompts = this.models.map((m) => renderPrompt(m, input, { rawPrompt: resolved.rawPrompt, tools: resolved.tools, allowSpecialTokens: resolved.allowSpecialTokens, reserve: 1 }));
       const generation = new Generation(this.models, prompts, this.drafterIndex, resolved, () => this.gacUnion());
       const run = generation.run();
       for (;;) {

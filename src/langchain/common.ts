@@ -28,6 +28,7 @@ export interface SafeEnsembleKnobs
     | 'maxNewTokens'
     | 'trace'
     | 'rawPrompt'
+    | 'allowSpecialTokens'
   > {}
 
 /** Constructor fields shared by {@link SafeEnsembleLLM} and {@link SafeEnsembleChatModel}. */

@@ -13,6 +13,11 @@ export interface TokenSpans {
   ids: number[];
   /** End byte offset of each token, relative to the start of the encoded text. */
   ends: number[];
+  /**
+   * Bytes of the text up to which `ends` are exact; less than its length only when the
+   * tokenizer cannot reproduce the text (the offsets after this point are approximate).
+   */
+  exactBytes: number;
 }
 
 /** Where a text starts: after plain context text, possibly preceded by a special token. */
@@ -29,22 +34,25 @@ export interface EncodingContext {
  * context and the text merge into one token).
  */
 export function encodeContinuation(tok: TextTokenizer, context: EncodingContext, text: string): TokenSpans | null {
-  if (text.length === 0) return { ids: [], ends: [] };
+  if (text.length === 0) return { ids: [], ends: [], exactBytes: 0 };
   const special = context.special;
   // Special tokens are honoured only for the context's own marker, never inside the text.
   const useSpecial = special !== null && !tok.containsSpecialString(context.text + text);
   const full = (useSpecial ? special : '') + context.text + text;
   const fullBytes = utf8(full);
   const ids = tok.encode(full, { allowSpecialTokens: useSpecial });
-  const ends = tok.tokenEnds(ids, full, fullBytes);
+  const exact = { upTo: fullBytes.length };
+  const ends = tok.tokenEnds(ids, full, fullBytes, exact);
   const boundary = fullBytes.length - utf8(text).length;
+  // Where the context itself does not round-trip, nothing about the text's offsets is known.
+  if (exact.upTo < boundary) return null;
   // Tokens ending at or before the boundary belong to the context; one of them must end exactly there.
   let first = 0;
   if (boundary > 0) {
     while (first < ids.length && ends[first]! <= boundary) first++;
     if (first === 0 || ends[first - 1] !== boundary) return null;
   }
-  const out: TokenSpans = { ids: [], ends: [] };
+  const out: TokenSpans = { ids: [], ends: [], exactBytes: exact.upTo - boundary };
   for (let i = first; i < ids.length; i++) {
     out.ids.push(ids[i]!);
     out.ends.push(ends[i]! - boundary);
@@ -91,6 +99,8 @@ export class ResponseTokenization {
   ends: number[] = [];
   /** Bytes of the response that are tokenized (its valid UTF-8 prefix). */
   private valid = 0;
+  /** Bytes up to which {@link ends} are exact (less than `valid` only for text the tokenizer cannot reproduce). */
+  private exact = 0;
   /** The text of the last update (never mutated by callers). */
   private last: Uint8Array = new Uint8Array(0);
   /** Number of updates that had to re-encode the whole response. */
@@ -135,7 +145,7 @@ export class ResponseTokenization {
       const ctxStart = Math.max(0, this.charAlignedIndex(anchor - CONTEXT_TOKENS * widen, text));
       const ctxByte = ctxStart > 0 ? this.ends[ctxStart - 1]! : 0;
       const anchorByte = this.ends[anchor - 1]!;
-      if (anchorByte > valid) continue;
+      if (anchorByte > valid || anchorByte > this.exact) continue;
       const context: EncodingContext =
         ctxStart === 0
           ? { text: this.promptContext.text + fromUtf8(text.subarray(0, anchorByte)), special: this.promptContext.special }
@@ -148,16 +158,22 @@ export class ResponseTokenization {
         this.ids.push(tail.ids[i]!);
         this.ends.push(anchorByte + tail.ends[i]!);
       }
+      this.exact = anchorByte + tail.exactBytes;
       return anchor;
     }
     this.fullReencodes++;
     return this.reencodeAll(text);
   }
 
-  /** The largest token index <= `index` whose start is a character boundary of `text` (0 if none). */
+  /**
+   * The largest token index <= `index` where re-encoding may start (0 if none): the token starts
+   * on a character boundary of `text` and is not a zero-width piece of a normalized cluster
+   * (those share their end with the token before).
+   */
   private charAlignedIndex(index: number, text: Uint8Array): number {
     let i = Math.min(index, this.ids.length);
-    while (i > 0 && !isCharStart(text, this.ends[i - 1]!)) i--;
+    const ends = this.ends;
+    while (i > 0 && (!isCharStart(text, ends[i - 1]!) || (i < ends.length && ends[i] === ends[i - 1]))) i--;
     return Math.max(0, i);
   }
 
@@ -166,6 +182,7 @@ export class ResponseTokenization {
     const spans = encodeContinuation(this.tok, this.promptContext, str) ?? encodeContinuation(this.tok, { text: '', special: null }, str)!;
     this.ids = spans.ids;
     this.ends = spans.ends;
+    this.exact = spans.exactBytes;
     return 0;
   }
 
@@ -174,7 +191,7 @@ export class ResponseTokenization {
    * the covered text), or -1 when `offset` falls inside a token or beyond the covered text.
    */
   tokenStartingAt(offset: number): number {
-    if (offset > this.valid) return -1;
+    if (offset > this.valid || offset > this.exact) return -1;
     if (offset === 0) return 0;
     let lo = 0;
     let hi = this.ends.length - 1;

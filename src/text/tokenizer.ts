@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as transformers from '@huggingface/transformers';
-import { ModelFileInvalidError, ModelFileMissingError, TokenizerError } from '../errors.js';
+import { InvalidArgumentError, ModelFileInvalidError, ModelFileMissingError, TokenizerError } from '../errors.js';
 import { byteLevelDecoderTable, bytesEqual, concatBytes, fromUtf8, utf8 } from './bytes.js';
 
 /** How vocabulary strings map to bytes. */
@@ -36,6 +36,11 @@ export interface EncodeOptions {
    * Default false: user text is tokenized as plain text, so it cannot inject control tokens.
    */
   allowSpecialTokens?: boolean;
+  /**
+   * With `allowSpecialTokens`: character ranges `[start, end)` of `text` (message contents
+   * inside a rendered chat template) where special-token strings stay plain text.
+   */
+  plainSpans?: ReadonlyArray<readonly [number, number]>;
 }
 
 /** Byte offsets of each token of a text. */
@@ -308,11 +313,49 @@ export class TextTokenizer {
   /** Encodes text. By default no BOS/EOS are added and special-token strings stay plain text. */
   encode(text: string, options: EncodeOptions = {}): number[] {
     const add = options.addSpecialTokens ?? false;
+    if (options.allowSpecialTokens && options.plainSpans) {
+      // A rendered template already holds its BOS/EOS markers.
+      if (add) throw new InvalidArgumentError('plainSpans', 'encode(): plainSpans is for rendered chat templates and cannot be combined with addSpecialTokens.');
+      return this.encodeOutsideSpans(text, options.plainSpans);
+    }
     if (options.allowSpecialTokens || !this.containsSpecialString(text)) {
       return this.hf.encode(text, { add_special_tokens: add });
     }
     this.plain ??= this.makePlain();
     return this.plain.encode(text, { add_special_tokens: add });
+  }
+
+  /**
+   * Splits `text` at the special-token strings that lie outside `plainSpans` (those become
+   * control tokens) and encodes the pieces in between as plain text, as the tokenizer itself
+   * does at added tokens; special strings inside the spans stay text.
+   */
+  private encodeOutsideSpans(text: string, plainSpans: ReadonlyArray<readonly [number, number]>): number[] {
+    this.plain ??= this.makePlain();
+    const plain = this.plain;
+    // Longest first, so a special string that extends another wins.
+    const specials = [...this.specialStrings].sort((a, b) => b.length - a.length);
+    const insidePlain = (from: number, to: number) => plainSpans.some(([a, b]) => from < b && to > a);
+    const ids: number[] = [];
+    let piece = 0;
+    for (let i = 0; i < text.length; ) {
+      const s = specials.find((x) => text.startsWith(x, i));
+      if (s === undefined || insidePlain(i, i + s.length)) {
+        i++;
+        continue;
+      }
+      if (piece < i) ids.push(...plain.encode(text.slice(piece, i), { add_special_tokens: false }));
+      ids.push(this.specialIdOf(s));
+      i += s.length;
+      piece = i;
+    }
+    if (piece < text.length) ids.push(...plain.encode(text.slice(piece), { add_special_tokens: false }));
+    return ids;
+  }
+
+  private specialIdOf(s: string): number {
+    for (const id of this.specialTokenIds) if (this.idToToken[id] === s) return id;
+    throw new TokenizerError(`special token ${JSON.stringify(s)} has no id.`);
   }
 
   /** True when `text` contains the string of a special token (e.g. `<|im_end|>`). */
@@ -351,14 +394,16 @@ export class TextTokenizer {
    * End byte offset, in `bytes` (the UTF-8 of `text`), of each token of `ids`, which must be an
    * encoding of `text`. Monotone; the last one is `bytes.length`.
    */
-  tokenEnds(ids: readonly number[], text: string, bytes: Uint8Array = utf8(text)): Int32Array {
+  tokenEnds(ids: readonly number[], text: string, bytes: Uint8Array = utf8(text), exact?: { upTo: number }): Int32Array {
     if (this.kind === 'other') {
       throw new TokenizerError('byte offsets need a byte-level BPE or sentencepiece tokenizer; this tokenizer.json decoder is neither.');
     }
     const n = ids.length;
     const ends = new Int32Array(n);
     const stream = this.idsToBytes(ids);
-    const map = bytesEqual(stream, bytes) ? null : this.alignment(text, bytes, stream);
+    const aligned = bytesEqual(stream, bytes) ? null : this.alignment(text, bytes, stream);
+    const map = aligned?.map ?? null;
+    if (exact) exact.upTo = aligned ? aligned.exactUpTo : bytes.length;
     let pos = 0;
     let prev = 0;
     for (let i = 0; i < n; i++) {
@@ -373,10 +418,10 @@ export class TextTokenizer {
    * Maps byte positions in a token stream (the concatenated token bytes) to positions in the
    * text it encodes (monotone), accounting for dummy-prefix spaces and normalization.
    */
-  private alignment(text: string, input: Uint8Array, stream: Uint8Array): (x: number) => number {
+  private alignment(text: string, input: Uint8Array, stream: Uint8Array): { map: (x: number) => number; exactUpTo: number } {
     // A dummy prefix space in front of the whole text.
     if (stream.length === input.length + 1 && stream[0] === 0x20 && bytesEqual(stream.subarray(1), input)) {
-      return (x: number) => Math.max(0, x - 1);
+      return { map: (x: number) => Math.max(0, x - 1), exactUpTo: input.length };
     }
     if (this.normalForm) {
       const form = this.normalForm;
@@ -397,7 +442,7 @@ export class TextTokenizer {
       // The stream may also carry one dummy-prefix space in front.
       const strip = bytesEqual(normalized, stream) ? 0 : stream[0] === 0x20 && bytesEqual(normalized, stream.subarray(1)) ? 1 : -1;
       if (strip >= 0) {
-        return (x: number) => {
+        const map = (x: number) => {
           const y = Math.max(0, x - strip);
           // Binary search the first cluster boundary >= y.
           let lo = 0;
@@ -411,14 +456,17 @@ export class TextTokenizer {
           if (lo > 0 && normBounds[lo] !== y && unchanged[lo - 1]) return origBounds[lo - 1]! + (y - normBounds[lo - 1]!);
           return origBounds[lo]!;
         };
+        return { map, exactUpTo: input.length };
       }
     }
-    // Fallback: exact on the common prefix and suffix, coarse in between.
+    // Fallback for lossy tokenizations (e.g. a literal U+2581 that sentencepiece turns into a
+    // space): exact on the common prefix, coarse after it.
     let p = 0;
     while (p < input.length && p < stream.length && input[p] === stream[p]) p++;
     let q = 0;
     while (q < input.length - p && q < stream.length - p && input[input.length - 1 - q] === stream[stream.length - 1 - q]) q++;
-    return (x: number) => (x <= p ? x : x >= stream.length - q ? input.length - (stream.length - x) : p);
+    while (p > 0 && (input[p]! & 0xc0) === 0x80) p--;
+    return { map: (x: number) => (x <= p ? x : x >= stream.length - q ? input.length - (stream.length - x) : p), exactUpTo: p };
   }
 
   /**

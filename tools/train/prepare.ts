@@ -73,7 +73,7 @@ export function prepare(tok: TextTokenizer, mix: TrainingMix, out: string): { vo
     offsets.push(ids.length);
     promptLengths.push(prompt.length);
   };
-  const problems = wordProblems({ split: 'train', seed: mix.seed, addProbability: mix.addProbability, steps: [1, 4] });
+  const problems = wordProblems({ split: 'train', seed: mix.seed, addProbability: mix.addProbability, steps: [1, 3] });
   for (let i = 0; i < mix.examples; i++) {
     if (rand() < mix.toolShare) {
       for (const turn of toolConversation(rand)) {

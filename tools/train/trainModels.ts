@@ -32,19 +32,19 @@ export const DEMO_MODELS: DemoModel[] = [
   {
     name: 'qwen-adder',
     tokenizer: 'qwen3',
-    mix: { addProbability: 0.9, examples: 40000, toolShare: 0.08, seed: 11 },
+    mix: { addProbability: 0.9, examples: 80000, toolShare: 0.04, seed: 11 },
     description: 'trained mostly on addition steps (90%), with the Qwen3 byte-level BPE tokenizer and its ChatML template',
   },
   {
     name: 'mistral-subtractor',
     tokenizer: 'llama2',
     chatTemplate: MISTRAL_TOOLS_TEMPLATE,
-    mix: { addProbability: 0.1, examples: 40000, toolShare: 0.08, seed: 22 },
+    mix: { addProbability: 0.1, examples: 80000, toolShare: 0.04, seed: 22 },
     description: 'trained mostly on subtraction steps (90%), with the 32k Mistral sentencepiece tokenizer and a Mistral-style template',
   },
 ];
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '600' }, only: { type: 'string' }, examples: { type: 'string' }, out: { type: 'string' }, python: { type: 'string', default: '/usr/bin/python3' } } });
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '600' }, only: { type: 'string' }, examples: { type: 'string' }, out: { type: 'string' }, python: { type: 'string', default: '/usr/bin/python3' }, threads: { type: 'string', default: '2' } } });
 const root = join(import.meta.dirname, '..', '..');
 
 for (const model of DEMO_MODELS) {
@@ -61,7 +61,7 @@ for (const model of DEMO_MODELS) {
   const prepared = prepare(tok, model.mix, data);
   console.log(`${model.name}: ${prepared.examples} examples, ${prepared.tokens} tokens, compact vocabulary ${prepared.vocab} (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   const onnxFile = join(dir, 'onnx', 'model.onnx');
-  execFileSync(values.python!, [join(import.meta.dirname, 'train.py'), data, onnxFile, '--seconds', values.seconds!, '--seed', String(model.mix.seed)], { stdio: 'inherit' });
+  execFileSync(values.python!, [join(import.meta.dirname, 'train.py'), data, onnxFile, '--seconds', values.seconds!, '--seed', String(model.mix.seed), '--threads', values.threads!], { stdio: 'inherit' });
   const result = JSON.parse(readFileSync(join(data, 'result.json'), 'utf8'));
   const heads = result.heads as number;
   writeFileSync(
@@ -130,7 +130,7 @@ arithmetic word problems (src/demo/wordProblems.ts) and calls a calculator tool.
 |---|---|
 | architecture | Llama-style decoder: ${result.layers} layers, hidden ${result.d}, ${heads} heads, SwiGLU, RMSNorm, rotary positions, tied embeddings, context ${result.maxPositions} |
 | parameters | ${result.parameters.toLocaleString('en')} over a compact vocabulary of ${result.compactVocab} token ids; logits span the full ${tok.vocabSize.toLocaleString('en')}-id vocabulary through an index table (no full-vocabulary weights) |
-| data | ${prepared.examples.toLocaleString('en')} examples rendered through the model's chat template: word problems with 1–4 steps, ${Math.round(model.mix.addProbability * 100)}% of steps additions; ${Math.round(model.mix.toolShare * 100)}% calculator tool-call conversations |
+| data | ${prepared.examples.toLocaleString('en')} examples rendered through the model's chat template: word problems with 1–3 steps, ${Math.round(model.mix.addProbability * 100)}% of steps additions; ${Math.round(model.mix.toolShare * 100)}% calculator tool-call conversations |
 | training | ${result.steps} steps, ${result.seconds} s on 2 CPU cores (PyTorch ${'1.13'}), seed ${model.mix.seed}: \`npx tsx tools/train/trainModels.ts --seconds ${result.seconds} --only ${model.name}\` |
 | ONNX | \`onnx/model.onnx\`, ${(size / 2 ** 20).toFixed(2)} MiB, fp32, KV cache in the Optimum layout |
 | onnxruntime-node vs PyTorch | greedy output identical on ${identical} of ${meta.evaluation.length} held-out problems |
