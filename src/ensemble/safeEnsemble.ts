@@ -71,7 +71,13 @@ export class SafeEnsemble {
       if (seen.has(m)) throw new InvalidArgumentError('models', `models: model "${m.name}" appears twice; each model can take part once (load it twice to use two copies).`);
       seen.add(m);
     }
-    for (const m of models) checkRoundTrip(m);
+    for (const m of models) {
+      if (m.disposed) throw new DisposedError(`Model "${m.name}"`);
+      if (m.tokenizer.eosTokenIds.length === 0) {
+        throw new TokenizerError(`model "${m.name}": its tokenizer defines no end-of-sequence token, so generation could never stop on its own. Set "eos_token" in tokenizer_config.json or "eos_token_id" in generation_config.json.`);
+      }
+      checkRoundTrip(m);
+    }
     this.models = [...models];
     this.drafterIndex = resolveDrafter(config.drafter, this.models);
     const { drafter: _drafter, ...defaults } = config;
