@@ -159,6 +159,8 @@ export class Generation {
       const delta = this.text.release();
       if (delta) yield delta;
     }
+    // A signal that fired during the last pass still wins: the caller asked to stop.
+    if (this.options.signal?.aborted) this.finish = 'abort';
     const rest = this.text.finish();
     if (rest) yield rest;
     return this.result();
