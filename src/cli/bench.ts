@@ -10,7 +10,7 @@ import { SafeEnsemble } from '../ensemble/safeEnsemble.js';
 import type { EnsembleOptions } from '../ensemble/options.js';
 import { bundledModels } from '../demo/models.js';
 import { extractAnswer, problemSet, type WordProblem } from '../demo/wordProblems.js';
-import { loadModel } from '../runtime/loadModel.js';
+import type { EnsembleResult } from '../ensemble/types.js';
 import { parse, UsageError } from './flags.js';
 
 export const BENCH_HELP = `Usage: safe-ensemble bench [options]
@@ -18,7 +18,8 @@ export const BENCH_HELP = `Usage: safe-ensemble bench [options]
 Runs every strategy on held-out word problems with the bundled demo models (or --model DIRs):
 each model alone, every-token UniTE, thresholded GaC, SAFE+UniTE, SAFE+GaC, and the sharpening
 ablation (none, heuristic λ 0.1/0.2/0.3, geometric), each ensemble with every model drafting.
-Speeds are ratios to the same drafter alone, measured in the same run.
+Speeds are ratios to the same drafter alone, measured in the same run with every method run on
+each problem in turn (so machine drift hits all methods alike).
 
 Options:
   --problems N     held-out problems (default 300)
@@ -64,20 +65,27 @@ function rowsFor(): Array<{ method: string; options: EnsembleOptions }> {
   ];
 }
 
-async function score(ensemble: SafeEnsemble, problems: WordProblem[], options: EnsembleOptions, tick: () => void) {
-  let correct = 0;
-  let tokens = 0;
-  let ensembled = 0;
-  let ms = 0;
-  for (const p of problems) {
-    const r = await ensemble.generate(p.question, options);
-    if (extractAnswer(r.text) === p.answer) correct++;
-    tokens += r.stats.generatedTokens;
-    ensembled += r.stats.ensembledTokens;
-    ms += r.stats.time.totalMs;
-    tick();
+/** Running totals of one row. */
+class Tally {
+  correct = 0;
+  tokens = 0;
+  ensembled = 0;
+  ms = 0;
+
+  add(problem: WordProblem, r: EnsembleResult): void {
+    if (extractAnswer(r.text) === problem.answer) this.correct++;
+    this.tokens += r.stats.generatedTokens;
+    this.ensembled += r.stats.ensembledTokens;
+    this.ms += r.stats.time.totalMs;
   }
-  return { correct, accuracy: correct / problems.length, etPct: tokens ? (100 * ensembled) / tokens : 0, tokensPerSecond: tokens / (ms / 1000) };
+
+  get tokensPerSecond(): number {
+    return this.tokens / (this.ms / 1000);
+  }
+
+  get etPct(): number {
+    return this.tokens ? (100 * this.ensembled) / this.tokens : 0;
+  }
 }
 
 /** An SVG scatter of accuracy against speed relative to the drafter alone. */
@@ -129,33 +137,31 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
   if (dirs.length < 2) throw new UsageError('bench needs at least two models (--model DIR --model DIR).');
   const problems = problemSet(count);
   const names = dirs.map((d) => d.split(/[\\/]/).filter(Boolean).pop()!);
-  const ensembleRows = rowsFor();
-  const total = problems.length * (dirs.length + dirs.length * ensembleRows.length);
+  const methods = [{ method: 'single model', options: { strategy: 'single' } as EnsembleOptions }, ...rowsFor()];
+  const total = problems.length * dirs.length * methods.length;
   const bar = new cliProgress.SingleBar({ stream: err as NodeJS.WriteStream, format: 'bench [{bar}] {percentage}% | {value}/{total} generations | {row}', hideCursor: true, noTTYOutput: true, notTTYSchedule: 5000 }, cliProgress.Presets.shades_classic);
   bar.start(total, 0, { row: '' });
   const loadOptions = threads ? { threads } : {};
   const rows: BenchRow[] = [];
-  const alone = new Map<string, number>();
   try {
-    for (let i = 0; i < dirs.length; i++) {
-      bar.update({ row: `${names[i]} alone` });
-      const single = new SafeEnsemble([await loadModel(dirs[i]!, loadOptions)]);
-      const s = await score(single, problems, { strategy: 'single', maxNewTokens }, () => bar.increment());
-      await single.dispose();
-      alone.set(names[i]!, s.tokensPerSecond);
-      rows.push({ method: 'single model', drafter: names[i]!, accuracy: s.accuracy, etPct: 0, tokensPerSecond: s.tokensPerSecond, speedVsDrafter: 1, correct: s.correct, problems: problems.length });
-    }
     for (let d = 0; d < dirs.length; d++) {
       const ensemble = await SafeEnsemble.load({ models: dirs, drafter: d, loadOptions });
-      // The drafter alone, measured again next to this order's rows (machines drift).
-      bar.update({ row: `${names[d]} alone (reference)` });
-      const reference = await score(ensemble, problems.slice(0, Math.min(60, problems.length)), { strategy: 'single', maxNewTokens }, () => undefined);
-      for (const row of ensembleRows) {
-        bar.update({ row: `${row.method}, ${names[d]} drafts` });
-        const s = await score(ensemble, problems, { ...row.options, maxNewTokens }, () => bar.increment());
-        rows.push({ method: row.method, drafter: names[d]!, accuracy: s.accuracy, etPct: s.etPct, tokensPerSecond: s.tokensPerSecond, speedVsDrafter: s.tokensPerSecond / reference.tokensPerSecond, correct: s.correct, problems: problems.length });
+      const tallies = methods.map(() => new Tally());
+      // Every method runs on a problem before the next problem starts, so a machine that slows
+      // down or speeds up during the run affects all of them alike (speeds are ratios).
+      bar.update({ row: `${names[d]} drafts` });
+      for (const p of problems) {
+        for (let k = 0; k < methods.length; k++) {
+          tallies[k]!.add(p, await ensemble.generate(p.question, { ...methods[k]!.options, maxNewTokens }));
+          bar.increment();
+        }
       }
       await ensemble.dispose();
+      const reference = tallies[0]!.tokensPerSecond;
+      methods.forEach((m, k) => {
+        const t = tallies[k]!;
+        rows.push({ method: m.method, drafter: names[d]!, accuracy: t.correct / problems.length, etPct: t.etPct, tokensPerSecond: t.tokensPerSecond, speedVsDrafter: t.tokensPerSecond / reference, correct: t.correct, problems: problems.length });
+      });
     }
   } finally {
     bar.stop();
@@ -165,7 +171,7 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
   else {
     out.write(`${problems.length} held-out problems, max ${maxNewTokens} new tokens, greedy\n\n`);
     out.write('| method | drafter | accuracy | E/T % | tokens/s | speed vs drafter alone |\n|---|---|---:|---:|---:|---:|\n');
-    for (const r of rows) out.write(`| ${r.method} | ${r.drafter} | ${(r.accuracy * 100).toFixed(1)}% | ${r.etPct.toFixed(2)} | ${r.tokensPerSecond.toFixed(0)} | ${r.speedVsDrafter.toFixed(2)}× |\n`);
+    for (const r of [...rows.filter((r) => r.method === 'single model'), ...rows.filter((r) => r.method !== 'single model')]) out.write(`| ${r.method} | ${r.drafter} | ${(r.accuracy * 100).toFixed(1)}% | ${r.etPct.toFixed(2)} | ${r.tokensPerSecond.toFixed(0)} | ${r.speedVsDrafter.toFixed(2)}× |\n`);
     if (values.plot) out.write(`\nplot: ${String(values.plot)}\n`);
   }
   return 0;

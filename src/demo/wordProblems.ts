@@ -43,6 +43,9 @@ const OBJECTS = ['marbles', 'stickers', 'seashells', 'apples', 'pencils', 'coins
 const ADD: Array<[string, string]> = [['finds {n} more', 'finding {n} more'], ['buys {n} more', 'buying {n} more'], ['gets {n} more', 'getting {n} more'], ['receives {n} more', 'receiving {n} more']];
 const SUB: Array<[string, string]> = [['gives away {n}', 'giving away {n}'], ['loses {n}', 'losing {n}'], ['sells {n}', 'selling {n}'], ['uses {n}', 'using {n}']];
 
+/** Largest count a problem ever reaches. */
+const MAX_COUNT = 99;
+
 /** FNV-1a hash of a string; one problem in eight belongs to the test split. */
 function splitOf(question: string): 'train' | 'test' {
   let h = 0x811c9dc5;
@@ -70,8 +73,9 @@ function draw(rand: () => number, addProbability: number, steps: [number, number
   const solutionSteps: string[] = [];
   const ops: Array<'+' | '-'> = [];
   for (let i = 0; i < n; i++) {
-    const add = rand() < addProbability || total < 5;
-    const amount = add ? int(rand, 1, 99) : int(rand, 1, Math.min(total, 99));
+    // Every count stays within 0..MAX_COUNT: two-digit arithmetic at every step.
+    const add = total < MAX_COUNT && (rand() < addProbability || total < 5);
+    const amount = add ? int(rand, 1, MAX_COUNT - total) : int(rand, 1, total);
     const [verb, participle] = pick(rand, add ? ADD : SUB);
     const next = add ? total + amount : total - amount;
     questionSteps.push(verb.replace('{n}', String(amount)));

@@ -25,8 +25,18 @@ interface Member {
   tokens: ResponseTokenization | null;
   forwardPasses: number;
   /** Last logits row of the previous forward pass and the sequence position it predicts. */
-  lastRow: Float32Array | null;
+  lastRow: ScoredRow | null;
   lastRowAt: number;
+}
+
+/** A logits row with its greedy choice (found while forward() checked the row). */
+interface ScoredRow {
+  row: Float32Array;
+  best: number;
+}
+
+function scored(logits: Logits, i: number): ScoredRow {
+  return { row: logits.row(i), best: logits.argmax(i) };
 }
 
 /** Bytes of context (before a position) used to tokenize candidate strings in context. */
@@ -182,17 +192,17 @@ export class Generation {
     this.carry = [];
     const last = () => drafted[drafted.length - 1]!;
     while (drafted.length < n && !(drafted.length > 0 && this.drafter.vocab.isEos(last().id))) {
-      const row = await this.drafterRow(drafted.map((d) => d.id));
-      if (!row) return null;
+      const next = await this.drafterRow(drafted.map((d) => d.id));
+      if (!next) return null;
       const offset = drafted.length === 0 ? base : last().offset + this.drafter.lm.tokenizer.tokenBytes(last().id).length;
-      drafted.push({ id: argmax(row), row, offset, index: this.ids.length + drafted.length });
+      drafted.push({ id: next.best, row: next.row, offset, index: this.ids.length + drafted.length });
     }
     this.stats.draftedTokens += drafted.length - carried;
     const chunk = drafted.filter((d) => !this.drafter.vocab.isEos(d.id)).map((d) => this.drafter.lm.tokenizer.tokenBytes(d.id));
     const candidate = this.bytes.with(chunk);
 
     // 2–3. Verifiers re-tokenize the candidate text and score it in one pass each.
-    const verified: Array<{ rowOf: (k: number) => Float32Array }> = [];
+    const verified: Array<{ rowOf: (k: number) => ScoredRow }> = [];
     for (const v of this.verifiers) {
       const t0 = performance.now();
       const firstChanged = v.tokens!.update(candidate, this.verifiedBase, o.recomputeCaches);
@@ -214,9 +224,10 @@ export class Generation {
       const eos = this.drafter.vocab.isEos(d.id);
       const at = this.alignAt(d.offset, eos, candidate);
       if (!at) continue; // unstable: a verifier has no token boundary here
-      const rows = at.map((k, vi) => verified[vi]!.rowOf(k));
+      const scoredRows = at.map((k, vi) => verified[vi]!.rowOf(k));
+      const rows = scoredRows.map((r) => r.row);
       const ownIds = at.map((k, vi) => (eos ? this.verifiers[vi]!.vocab.eosId! : this.verifiers[vi]!.tokens!.ids[k]!));
-      const argmaxIsOwn = rows.map((r, vi) => this.sameChoice(this.verifiers[vi]!.vocab, argmax(r), ownIds[vi]!));
+      const argmaxIsOwn = scoredRows.map((r, vi) => this.sameChoice(this.verifiers[vi]!.vocab, r.best, ownIds[vi]!));
       // Rule (a) needs only argmaxes; probabilities (a pass of exponentials) only when it fails.
       if (o.unanimitySkip && argmaxIsOwn.every(Boolean)) continue;
       const pDraft = Math.exp(d.row[d.id]! - logSumExp(d.row));
@@ -237,7 +248,7 @@ export class Generation {
     } else {
       const d = drafted[trigger]!;
       const [at, ownIds] = aligned as [number[], number[]];
-      const rows = at.map((k, vi) => verified[vi]!.rowOf(k));
+      const rows = at.map((k, vi) => verified[vi]!.rowOf(k).row);
       const appended = this.ensemble(d, rows, ownIds, candidate, this.options.baseEnsembler === 'gac');
       commit = drafted.slice(0, trigger).map((x) => x.id).concat(appended);
       this.stats.acceptedTokens += trigger;
@@ -285,9 +296,9 @@ export class Generation {
   /** One token of `single`, `every-token` or `gac-threshold`. */
   private async perTokenStep(): Promise<number[] | null> {
     const o = this.options;
-    const row = await this.drafterRow();
-    if (!row) return null;
-    const id = argmax(row);
+    const next = await this.drafterRow();
+    if (!next) return null;
+    const { row, best: id } = next;
     this.stats.draftedTokens++;
     let ensembleHere = o.strategy === 'every-token';
     if (o.strategy === 'gac-threshold') {
@@ -299,7 +310,7 @@ export class Generation {
       return [id];
     }
     // Verifiers: the distribution after their tokenization of the committed text, wherever it ends.
-    const rows: Float32Array[] = [];
+    const rows: ScoredRow[] = [];
     const base = this.bytes.length;
     for (const v of this.verifiers) {
       const t0 = performance.now();
@@ -311,8 +322,8 @@ export class Generation {
       rows.push(rowAt(end));
     }
     this.verifiedBase = base;
-    const own = this.verifiers.map((v, vi) => argmax(rows[vi]!));
-    const appended = this.ensemble({ id, row, offset: base, index: this.ids.length }, rows, own, this.bytes.view(), o.strategy === 'gac-threshold');
+    const own = rows.map((r) => r.best);
+    const appended = this.ensemble({ id, row, offset: base, index: this.ids.length }, rows.map((r) => r.row), own, this.bytes.view(), o.strategy === 'gac-threshold');
     this.stats.ensembledTokens++;
     return appended;
   }
@@ -374,7 +385,7 @@ export class Generation {
    * Only the uncached suffix is fed; when the cache already ends at `need` with the last row of
    * the previous pass predicting it, that row is reused instead of cropping and re-feeding.
    */
-  private async verifierRows(v: Member, firstChanged: number, need: number, rows: 'all' | 'last'): Promise<((q: number) => Float32Array) | null> {
+  private async verifierRows(v: Member, firstChanged: number, need: number, rows: 'all' | 'last'): Promise<((q: number) => ScoredRow) | null> {
     const P = v.prompt.ids.length;
     const seq = new Joined(v.prompt.ids, v.tokens!.ids);
     const recompute = this.options.recomputeCaches;
@@ -389,14 +400,13 @@ export class Generation {
     if (from < seq.length) {
       logits = await this.forward(v, seq.from(from), rows, false);
       if (!logits) return null;
-      v.lastRow = logits.row(-1);
+      v.lastRow = scored(logits, logits.rows - 1);
       v.lastRowAt = seq.length;
     }
     const out = logits;
     return (q: number) => {
       if (saved && q === from) return saved;
-      if (rows === 'last') return out!.row(-1);
-      return out!.row(q - 1 - from);
+      return scored(out!, rows === 'last' ? out!.rows - 1 : q - 1 - from);
     };
   }
 
@@ -404,7 +414,7 @@ export class Generation {
    * The drafter's next-token row after prompt ++ committed response ++ `extra` (drafted ids),
    * feeding only what its cache lacks. `cachedIds` says how much of response ++ extra is cached.
    */
-  private async drafterRow(extra: readonly number[] = []): Promise<Float32Array | null> {
+  private async drafterRow(extra: readonly number[] = []): Promise<ScoredRow | null> {
     const lm = this.drafter.lm;
     const P = this.drafter.prompt.ids.length;
     const seq = new Joined(this.drafter.prompt.ids, this.ids, extra);
@@ -415,7 +425,7 @@ export class Generation {
     const logits = await this.forward(this.drafter, seq.from(from), 'last', true);
     if (!logits) return null;
     this.cachedIds = seq.length - P;
-    return logits.row(-1);
+    return scored(logits, logits.rows - 1);
   }
 
   /** One forward pass with abort check and timing; null when aborted. */

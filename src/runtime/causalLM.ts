@@ -5,7 +5,7 @@
  */
 import { ContextOverflowError, DisposedError, InferenceError, InvalidArgumentError } from '../errors.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
-import { float16ToFloat32, isFiniteRow, type LogitsRow } from './distribution.js';
+import { argmax, argmaxIfFinite, float16ToFloat32, type LogitsRow } from './distribution.js';
 import type { GraphContract } from './graph.js';
 import { ort, releaseSession, type InferenceSession, type Tensor } from './ort.js';
 import type { ResolvedProviders } from './providers.js';
@@ -49,6 +49,8 @@ export interface ForwardOptions {
 
 /** Logits rows returned by {@link CausalLM.forward}; rows are views, not copies. */
 export class Logits {
+  private readonly best: Int32Array;
+
   constructor(
     /** Row-major data, `rows × vocabSize`. */
     readonly data: Float32Array,
@@ -56,7 +58,23 @@ export class Logits {
     readonly rows: number,
     /** Width of a row. */
     readonly vocabSize: number,
-  ) {}
+  ) {
+    this.best = new Int32Array(rows).fill(-1);
+  }
+
+  /** Greedy choice of row `i` (computed once per row; forward() fills it while checking rows). */
+  argmax(i: number): number {
+    const r = i < 0 ? this.rows + i : i;
+    if (this.best[r]! < 0) this.best[r] = argmax(this.row(r));
+    return this.best[r]!;
+  }
+
+  /** Checks row `r` is finite and records its argmax, in one pass; false when it is not finite. */
+  checkRow(r: number): boolean {
+    const best = argmaxIfFinite(this.row(r));
+    this.best[r] = best;
+    return best >= 0;
+  }
 
   /** Row `i` (0-based; negative counts from the end) as a view into `data`. */
   row(i: number): LogitsRow {
@@ -245,7 +263,7 @@ export class CausalLM {
       const logits = new Logits(data as Float32Array, wanted, width);
       if (this.checkLogits) {
         for (let r = 0; r < wanted; r++) {
-          if (!isFiniteRow(logits.row(r))) {
+          if (!logits.checkRow(r)) {
             throw new InferenceError(`${this.name}: non-finite logits (NaN/Inf) at position ${total - wanted + r} (step ${this.steps}). The model weights or its fp16 export are broken; try the fp32 file.`);
           }
         }

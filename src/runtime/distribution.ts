@@ -96,8 +96,25 @@ export function probOf(row: LogitsRow, id: number, normalizer = logSumExp(row)):
  * deterministic). One pass; four lanes break the dependency chain. NaN rows give 0.
  */
 export function argmax(row: LogitsRow): number {
+  return argmaxScan(row, null);
+}
+
+/**
+ * {@link argmax} that also checks every value is finite, in the same pass; returns -1 when
+ * the row holds a NaN or ±Infinity.
+ */
+export function argmaxIfFinite(row: LogitsRow): number {
+  const finite = { ok: true };
+  const best = argmaxScan(row, finite);
+  return finite.ok ? best : -1;
+}
+
+function argmaxScan(row: LogitsRow, finite: { ok: boolean } | null): number {
   const n = row.length;
   if (n === 0) return 0;
+  // x * 0 is 0 for finite x and NaN for NaN/±Inf, and cannot overflow.
+  let s0 = 0;
+  let s1 = 0;
   let v0 = -Infinity;
   let v1 = -Infinity;
   let v2 = -Infinity;
@@ -116,11 +133,15 @@ export function argmax(row: LogitsRow): number {
     if (b > v1) { v1 = b; i1 = i + 1; }
     if (c > v2) { v2 = c; i2 = i + 2; }
     if (d > v3) { v3 = d; i3 = i + 3; }
+    s0 += a * 0 + b * 0;
+    s1 += c * 0 + d * 0;
   }
   for (; i < n; i++) {
     const a = row[i]!;
     if (a > v0 || (a === v0 && i < i0)) { v0 = a; i0 = i; }
+    s0 += a * 0;
   }
+  if (finite) finite.ok = s0 + s1 === 0;
   let best = i0;
   let bestValue = v0;
   const lanes: Array<[number, number]> = [[v1, i1], [v2, i2], [v3, i3]];
