@@ -93,65 +93,54 @@ export function probOf(row: LogitsRow, id: number, normalizer = logSumExp(row)):
 
 /**
  * Index of the largest logit (the lowest index wins ties, so greedy decoding is
- * deterministic). One pass; four lanes break the dependency chain. NaN rows give 0.
+ * deterministic). NaN values are ignored; a row with no number above -Infinity gives 0.
  */
 export function argmax(row: LogitsRow): number {
-  return argmaxScan(row, null);
+  const best = argmaxIfFinite(row);
+  return best >= 0 ? best : argmaxOfAnyRow(row);
 }
 
 /**
- * {@link argmax} that also checks every value is finite, in the same pass; returns -1 when
- * the row holds a NaN or ±Infinity.
+ * {@link argmax} that also checks, in the same pass, that every value is finite; returns -1
+ * when the row holds a NaN or ±Infinity. Two lanes break the dependency chain.
  */
 export function argmaxIfFinite(row: LogitsRow): number {
-  const finite = { ok: true };
-  const best = argmaxScan(row, finite);
-  return finite.ok ? best : -1;
-}
-
-function argmaxScan(row: LogitsRow, finite: { ok: boolean } | null): number {
   const n = row.length;
   if (n === 0) return 0;
-  // x * 0 is 0 for finite x and NaN for NaN/±Inf, and cannot overflow.
-  let s0 = 0;
-  let s1 = 0;
   let v0 = -Infinity;
   let v1 = -Infinity;
-  let v2 = -Infinity;
-  let v3 = -Infinity;
   let i0 = 0;
   let i1 = 1;
-  let i2 = 2;
-  let i3 = 3;
+  // x - x is 0 for finite x and NaN for NaN/±Inf.
+  let nonFinite = 0;
   let i = 0;
-  for (; i + 3 < n; i += 4) {
+  for (; i + 1 < n; i += 2) {
     const a = row[i]!;
     const b = row[i + 1]!;
-    const c = row[i + 2]!;
-    const d = row[i + 3]!;
+    nonFinite += a - a + (b - b);
     if (a > v0) { v0 = a; i0 = i; }
     if (b > v1) { v1 = b; i1 = i + 1; }
-    if (c > v2) { v2 = c; i2 = i + 2; }
-    if (d > v3) { v3 = d; i3 = i + 3; }
-    s0 += a * 0 + b * 0;
-    s1 += c * 0 + d * 0;
   }
   for (; i < n; i++) {
     const a = row[i]!;
-    if (a > v0 || (a === v0 && i < i0)) { v0 = a; i0 = i; }
-    s0 += a * 0;
+    nonFinite += a - a;
+    if (a > v0) { v0 = a; i0 = i; }
   }
-  if (finite) finite.ok = s0 + s1 === 0;
-  let best = i0;
-  let bestValue = v0;
-  const lanes: Array<[number, number]> = [[v1, i1], [v2, i2], [v3, i3]];
-  for (const [v, idx] of lanes) {
-    if (v > bestValue || (v === bestValue && idx < best)) {
-      bestValue = v;
-      best = idx;
+  if (nonFinite !== 0) return -1;
+  return v1 > v0 || (v1 === v0 && i1 < i0) ? i1 : i0;
+}
+
+/** The slow path of {@link argmax} for rows with NaN or infinite values. */
+function argmaxOfAnyRow(row: LogitsRow): number {
+  let best = 0;
+  let value = -Infinity;
+  for (let i = 0; i < row.length; i++) {
+    if (row[i]! > value) {
+      value = row[i]!;
+      best = i;
     }
   }
-  return bestValue === -Infinity && !(row[0]! > -Infinity) ? 0 : best;
+  return best;
 }
 
 /** The k best ids of a row, highest logit first (ties: lower id first). */
