@@ -19,6 +19,7 @@ Options:
   --max-new-tokens N          most tokens to generate                         (256)
   --stop TEXT                 stop string; repeatable
   --raw-prompt                use the text as it is, without the chat template
+  --allow-special-tokens      let special-token strings in the text act as control tokens
   --trace                     print every ensemble decision
   --json                      print one JSON object (text, finishReason, stats[, trace])
   --threads N                 onnxruntime threads per model
@@ -32,6 +33,7 @@ const FLAGS = {
   'max-new-tokens': { type: 'string' },
   stop: { type: 'string', multiple: true },
   'raw-prompt': { type: 'boolean' },
+  'allow-special-tokens': { type: 'boolean' },
   trace: { type: 'boolean' },
   json: { type: 'boolean' },
   threads: { type: 'string' },
@@ -72,6 +74,7 @@ export async function generate(args: string[], out: NodeJS.WritableStream = proc
   }
   if (values.stop) options.stop = values.stop as string[];
   if (values['raw-prompt']) options.rawPrompt = true;
+  if (values['allow-special-tokens']) options.allowSpecialTokens = true;
   if (values.trace || values.json) options.trace = Boolean(values.trace);
   const threads = values.threads === undefined ? undefined : Number(values.threads);
   if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new UsageError(`--threads needs a positive integer, got "${String(values.threads)}".`);

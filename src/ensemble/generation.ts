@@ -6,7 +6,7 @@
 import type { CausalLM, Logits } from '../runtime/causalLM.js';
 import { argmax, logSumExp, maxOf, logSumExpFrom } from '../runtime/distribution.js';
 import { isCharBoundary } from '../text/bytes.js';
-import { ResponseTokenization } from '../text/continuation.js';
+import { encodeContinuation, ResponseTokenization } from '../text/continuation.js';
 import { decide, GacUnion, topKeys, uniteDistribution, type EnsembleDecision, type ModelView } from './aggregate.js';
 import { consensusSkip, stableAlignment } from './gates.js';
 import type { ResolvedOptions } from './options.js';
@@ -113,6 +113,14 @@ export class Generation {
   private eosGenerated = 0;
   /** Most drafter tokens this generation may commit. */
   private readonly budget: number;
+  /**
+   * Bytes at the start of the drafter's text that are not part of the response: the dummy-prefix
+   * space a sentencepiece drafter's first token carries where its own response encoding adds one
+   * (" Omar" where a byte-level model writes "Omar"). Verifiers see the response without it.
+   */
+  private lead = 0;
+  /** 1 when the drafter's response encoding in its prompt context starts with a dummy space. */
+  private readonly drafterAddsSpace: number;
 
   constructor(
     models: readonly CausalLM[],
@@ -136,6 +144,9 @@ export class Generation {
     this.drafter = this.members[drafterIndex]!;
     this.verifiers = this.members.filter((m) => m !== this.drafter);
     this.text = new ResponseText(this.bytes, options.stop);
+    const tok = this.drafter.lm.tokenizer;
+    const probe = encodeContinuation(tok, this.drafter.prompt.context, 'x') ?? encodeContinuation(tok, { text: '', special: null }, 'x');
+    this.drafterAddsSpace = probe && probe.ids.length > 0 && tok.tokenBytes(probe.ids[0]!)[0] === 0x20 ? 1 : 0;
     // Stop at the smallest context among the models (verifier tokenizations may run a little
     // longer than the drafter's, hence the margin of one draft).
     const room = Math.min(...this.members.map((m) => m.lm.info.maxPositions - m.prompt.ids.length)) - options.draftLength - 1;
@@ -198,22 +209,24 @@ export class Generation {
       drafted.push({ id: next.best, row: next.row, offset, index: this.ids.length + drafted.length });
     }
     this.stats.draftedTokens += drafted.length - carried;
+    if (this.ids.length === 0) this.lead = this.leadOf(drafted[0]!.id);
     const chunk = drafted.filter((d) => !this.drafter.vocab.isEos(d.id)).map((d) => this.drafter.lm.tokenizer.tokenBytes(d.id));
     const candidate = this.bytes.with(chunk);
+    const response = candidate.subarray(this.lead);
 
     // 2–3. Verifiers re-tokenize the candidate text and score it in one pass each.
     const verified: Array<{ rowOf: (k: number) => ScoredRow }> = [];
     for (const v of this.verifiers) {
       const t0 = performance.now();
-      const firstChanged = v.tokens!.update(candidate, this.verifiedBase, o.recomputeCaches);
+      const firstChanged = v.tokens!.update(response, this.verifiedBase, o.recomputeCaches);
       this.stats.time.tokenizingMs += performance.now() - t0;
       const P = v.prompt.ids.length;
       // Rows are needed for the verifier tokens that start at or after the chunk start.
-      const rowAt = await this.verifierRows(v, firstChanged, P + firstTokenAtOrAfter(v.tokens!, base), 'all');
+      const rowAt = await this.verifierRows(v, firstChanged, P + firstTokenAtOrAfter(v.tokens!, Math.max(0, base - this.lead)), 'all');
       if (!rowAt) return null;
       verified.push({ rowOf: (k: number) => rowAt(P + k) });
     }
-    this.verifiedBase = base;
+    this.verifiedBase = Math.max(0, base - this.lead);
 
     // 4. Scan for the earliest stable, contested position.
     const t0 = performance.now();
@@ -222,7 +235,10 @@ export class Generation {
     for (let j = 0; j < drafted.length && trigger < 0; j++) {
       const d = drafted[j]!;
       const eos = this.drafter.vocab.isEos(d.id);
-      const at = this.alignAt(d.offset, eos, candidate);
+      // The token that carries the drafter's dummy-prefix space has no counterpart in the
+      // verifiers' texts (they start after it): it stands as drafted.
+      if (this.lead > 0 && d.offset === 0) continue;
+      const at = this.alignAt(d.offset - this.lead, eos, response);
       if (!at) continue; // unstable: a verifier has no token boundary here
       const scoredRows = at.map((k, vi) => verified[vi]!.rowOf(k));
       const rows = scoredRows.map((r) => r.row);
@@ -287,6 +303,12 @@ export class Generation {
     return out;
   }
 
+  /** 1 when `firstId`, the drafter's first token, carries the dummy space of its response encoding. */
+  private leadOf(firstId: number): number {
+    if (this.drafterAddsSpace === 0 || this.drafter.vocab.isEos(firstId)) return 0;
+    return this.drafter.lm.tokenizer.tokenBytes(firstId)[0] === 0x20 ? 1 : 0;
+  }
+
   private sameChoice(vocab: Vocabulary, choice: number, own: number): boolean {
     return choice === own || (vocab.isEos(choice) && vocab.isEos(own));
   }
@@ -305,7 +327,9 @@ export class Generation {
       const max = maxOf(row);
       ensembleHere = Math.exp(max - logSumExpFrom(row, max)) < o.gacDrafterGate;
     }
-    if (!ensembleHere) {
+    if (this.ids.length === 0) this.lead = this.leadOf(id);
+    // The first token of a sentencepiece drafter carries its dummy-prefix space (see `lead`).
+    if (!ensembleHere || (this.ids.length === 0 && this.lead > 0)) {
       this.stats.acceptedTokens++;
       return [id];
     }
@@ -314,14 +338,14 @@ export class Generation {
     const base = this.bytes.length;
     for (const v of this.verifiers) {
       const t0 = performance.now();
-      const firstChanged = v.tokens!.update(this.bytes.view(), this.verifiedBase, o.recomputeCaches);
+      const firstChanged = v.tokens!.update(this.bytes.view().subarray(this.lead), this.verifiedBase, o.recomputeCaches);
       this.stats.time.tokenizingMs += performance.now() - t0;
       const end = v.prompt.ids.length + v.tokens!.ids.length;
       const rowAt = await this.verifierRows(v, firstChanged, end, 'last');
       if (!rowAt) return null;
       rows.push(rowAt(end));
     }
-    this.verifiedBase = base;
+    this.verifiedBase = Math.max(0, base - this.lead);
     const own = rows.map((r) => r.best);
     const appended = this.ensemble({ id, row, offset: base, index: this.ids.length }, rows.map((r) => r.row), own, this.bytes.view(), o.strategy === 'gac-threshold');
     this.stats.ensembledTokens++;
@@ -456,7 +480,7 @@ export class Generation {
       this.ids.push(id);
       this.bytes.append(tok.tokenBytes(id));
       if (this.ids.length === 1 && tok.dummyPrefixBytes('a') === 1 && this.bytes.view()[0] === 0x20) {
-        // A sentencepiece drafter's first word carries the dummy-prefix space: not shown.
+        // A sentencepiece drafter's first word carries a leading space: not shown.
         this.text.setHidden(1);
       }
     }
