@@ -70,7 +70,7 @@ const growth = (a: number, b: number) => (100 * (b - a)) / a;
 const rssGrowth = growth(before.rss, after.rss);
 const heapGrowth = growth(before.heap, after.heap);
 const mib = (x: number) => `${(x / 2 ** 20).toFixed(1)} MiB`;
-console.log(`soak: ${total} generations (${tokens} tokens counted) in ${((Date.now() - started) / 1000).toFixed(0)} s on the bundled models`);
+console.log(`soak: ${total} generations (${tokens} tokens from the engine calls) in ${((Date.now() - started) / 1000).toFixed(0)} s on the bundled models`);
 console.log(`  after ${warmup} warm-up generations: rss ${mib(before.rss)}, heap ${mib(before.heap)}`);
 console.log(`  after ${total}: rss ${mib(after.rss)} (${rssGrowth >= 0 ? '+' : ''}${rssGrowth.toFixed(2)}%), heap ${mib(after.heap)} (${heapGrowth >= 0 ? '+' : ''}${heapGrowth.toFixed(2)}%)`);
 console.log(`  native sessions: ${sessions} while running, ${leaked} after dispose()`);
