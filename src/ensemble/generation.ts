@@ -89,6 +89,8 @@ export class Generation {
   private readonly members: Member[];
   private readonly drafter: Member;
   private readonly verifiers: Member[];
+  /** The verifiers' response tokenizations, in verifier order (for the stability gate). */
+  private readonly verifierTokens: ResponseTokenization[];
   private readonly bytes = new ByteBuffer();
   private readonly text: ResponseText;
   /** Committed drafter ids of the response (EOS excluded). */
@@ -143,6 +145,7 @@ export class Generation {
     }));
     this.drafter = this.members[drafterIndex]!;
     this.verifiers = this.members.filter((m) => m !== this.drafter);
+    this.verifierTokens = this.verifiers.map((v) => v.tokens!);
     this.text = new ResponseText(this.bytes, options.stop);
     const tok = this.drafter.lm.tokenizer;
     const probe = encodeContinuation(tok, this.drafter.prompt.context, 'x') ?? encodeContinuation(tok, { text: '', special: null }, 'x');
@@ -288,7 +291,7 @@ export class Generation {
    * is not stable (with the stability gate off: the token covering the position).
    */
   private alignAt(offset: number, eos: boolean, candidate: Uint8Array): number[] | null {
-    if (this.options.stabilityGate) return stableAlignment(candidate, offset, this.verifiers.map((v) => v.tokens!), eos);
+    if (this.options.stabilityGate) return stableAlignment(candidate, offset, this.verifierTokens, eos);
     const out: number[] = [];
     for (const v of this.verifiers) {
       const t = v.tokens!;
