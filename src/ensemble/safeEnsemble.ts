@@ -12,6 +12,7 @@ import { Generation } from './generation.js';
 import { resolveOptions, type EnsembleOptions, type ResolvedOptions } from './options.js';
 import { renderPrompt, validateInput, type EnsembleInput } from './prompt.js';
 import type { EnsembleChunk, EnsembleResult } from './types.js';
+import { ChunkFeed } from './chunkFeed.js';
 import { Vocabulary } from './vocabulary.js';
 
 /** A model to load, with its own load options and ensemble weight. */
@@ -57,6 +58,8 @@ export class SafeEnsemble {
   readonly drafterIndex: number;
   private readonly defaults: SafeEnsembleConfig;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Stop switches of the generation holding the models (at most one at a time). */
+  private readonly running = new Set<AbortController>();
   private union: GacUnion | null = null;
   private disposed = false;
 
@@ -138,35 +141,76 @@ export class SafeEnsemble {
   /**
    * Streams committed text (never half a character, never a piece of a stop string) and ends
    * with the result. Calls on one ensemble run one at a time, in call order.
+   *
+   * The generation runs on its own once the first chunk is asked for: it holds the models
+   * until it ends, whatever the reader does. Leaving the loop (`break`, a throw, `return()`)
+   * stops it at the next forward-pass boundary; an iterator dropped without `return()` lets
+   * it run to its own end (`maxNewTokens`, EOS or a stop string; earlier when the signal
+   * fires or the iterator is garbage-collected), and then the models are free again.
    */
-  async *stream(input: EnsembleInput, options?: EnsembleOptions): AsyncGenerator<EnsembleChunk, void> {
+  stream(input: EnsembleInput, options?: EnsembleOptions): AsyncGenerator<EnsembleChunk, void> {
+    const leave = new AbortController();
+    const iterator = this.streamUntil(input, options, leave);
+    abandoned.register(iterator, leave);
+    return iterator;
+  }
+
+  private async *streamUntil(input: EnsembleInput, options: EnsembleOptions | undefined, leave: AbortController): AsyncGenerator<EnsembleChunk, void> {
     this.assertUsable();
     validateInput(input);
     const resolved = this.resolveOptions(options);
-    const release = await this.acquire();
+    const feed = new ChunkFeed<EnsembleChunk>();
+    void this.runGeneration(input, resolved, feed, leave);
     try {
+      for (;;) {
+        const item = await feed.next();
+        if (item.done) return;
+        yield item.value;
+      }
+    } finally {
+      // The reader left (or finished): a generation still running stops at its next pass.
+      leave.abort(CONSUMER_LEFT);
+    }
+  }
+
+  /** One generation from lock to release; never rejects (errors go to the feed). */
+  private async runGeneration(input: EnsembleInput, resolved: ResolvedOptions, feed: ChunkFeed<EnsembleChunk>, leave: AbortController): Promise<void> {
+    const release = await this.acquire();
+    this.running.add(leave);
+    try {
+      if (leave.signal.aborted) return feed.end(); // the reader left while the call was queued
       this.assertUsable();
+      const signal = resolved.signal ? AbortSignal.any([resolved.signal, leave.signal]) : leave.signal;
       // Every model needs room for at least one more token; longer prompts fail before any forward pass.
       const prompts = this.models.map((m) => renderPrompt(m, input, { rawPrompt: resolved.rawPrompt, tools: resolved.tools, allowSpecialTokens: resolved.allowSpecialTokens, reserve: 1 }));
-      const generation = new Generation(this.models, prompts, this.drafterIndex, resolved, () => this.gacUnion());
+      const generation = new Generation(this.models, prompts, this.drafterIndex, { ...resolved, signal }, () => this.gacUnion());
       const run = generation.run();
       for (;;) {
         const step = await run.next();
         if (step.done) {
-          yield { type: 'result', result: step.value };
-          return;
+          if (leave.signal.reason === DISPOSING && !resolved.signal?.aborted) throw new DisposedError('SafeEnsemble');
+          feed.push({ type: 'result', result: step.value });
+          break;
         }
-        yield { type: 'text', text: step.value };
+        feed.push({ type: 'text', text: step.value });
       }
+      feed.end();
+    } catch (error) {
+      feed.fail(error);
     } finally {
+      this.running.delete(leave);
       release();
     }
   }
 
-  /** Frees every model. Further calls throw {@link DisposedError}. */
+  /**
+   * Frees every model. Generations still running stop at their next forward pass and queued
+   * ones never start (both end with {@link DisposedError}); further calls throw it too.
+   */
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
+    for (const leave of this.running) leave.abort(DISPOSING);
     await this.queue.catch(() => undefined);
     await Promise.all(this.models.map((m) => m.dispose()));
   }
@@ -189,6 +233,13 @@ export class SafeEnsemble {
     return ready;
   }
 }
+
+/** Abort reasons of a generation's own stop switch. */
+const CONSUMER_LEFT = 'the stream was left before the generation ended';
+const DISPOSING = 'the ensemble was disposed';
+
+/** Stops the generation of a stream iterator that was dropped without being closed. */
+const abandoned = new FinalizationRegistry<AbortController>((leave) => leave.abort(CONSUMER_LEFT));
 
 function resolveDrafter(drafter: number | string | undefined, models: readonly CausalLM[]): number {
   if (drafter === undefined) return 0;
