@@ -76,10 +76,73 @@ export function renderPromptWith(tok: TextTokenizer, input: EnsembleInput, optio
   if (!tok.chatTemplate) {
     throw new TokenizerError(`model "${name}" has no chat template, so it cannot render chat messages. Add chat_template.jinja (or tokenizer_config.json "chat_template") to the model folder, or pass a string prompt with rawPrompt: true.`);
   }
-  const text = tok.applyChatTemplate(messages, { tools: options.tools, addGenerationPrompt: true });
-  const injected = !options.allowSpecialTokens && messages.some((m) => tok.containsSpecialString(m.content));
-  const ids = tok.encode(text, { allowSpecialTokens: true, plainSpans: injected ? contentSpans(tok, messages, options.tools, text, name) : undefined });
+  const { text, plainSpans } = renderKeepingCallerText(tok, messages, options.tools, options.allowSpecialTokens ?? false);
+  const ids = tok.encode(text, { allowSpecialTokens: true, plainSpans });
   return { text, ids, context: contextAfterLastSpecial(tok.specialTokenIds, (id) => tok.tokenString(id), text) };
+}
+
+/**
+ * Renders messages through the chat template so that only the template's own markers become
+ * control tokens. Everything the caller wrote — message contents, tool-call names and
+ * arguments, tool results, tool names, descriptions and schemas — stays text: each
+ * control-token string in it is swapped for a private-use stand-in before rendering, and put
+ * back afterwards as a plain-text span. Templates that trim, JSON-encode or drop contents
+ * (empty assistant contents beside tool calls) keep working, since nothing else changes.
+ */
+function renderKeepingCallerText(
+  tok: TextTokenizer,
+  messages: readonly ChatMessage[],
+  tools: unknown[] | undefined,
+  allowSpecialTokens: boolean,
+): { text: string; plainSpans?: Array<[number, number]> } {
+  const render = (m: readonly ChatMessage[], t: unknown[] | undefined) => tok.applyChatTemplate(m, { tools: t, addGenerationPrompt: true });
+  if (allowSpecialTokens) return { text: render(messages, tools) };
+  const found = new Set<string>();
+  const seen = (value: unknown): void => {
+    if (typeof value === 'string') {
+      for (const s of tok.controlTokenStrings) if (value.includes(s)) found.add(s);
+    } else if (Array.isArray(value)) value.forEach(seen);
+    else if (value && typeof value === 'object') {
+      for (const [k, v] of Object.entries(value)) {
+        seen(k);
+        seen(v);
+      }
+    }
+  };
+  seen(messages);
+  seen(tools ?? null);
+  if (found.size === 0) return { text: render(messages, tools) };
+  // One stand-in character per control string, from characters found nowhere in the input.
+  const everything = JSON.stringify(messages) + JSON.stringify(tools ?? null) + (tok.chatTemplate ?? '');
+  const standIn = new Map<string, string>();
+  const original = new Map<string, string>();
+  let code = 0xe000; // private use area
+  for (const s of [...found].sort((a, b) => b.length - a.length)) {
+    while (everything.includes(String.fromCharCode(code))) code++;
+    if (code > 0xf8ff) throw new TokenizerError('the input uses every private-use character, so caller text cannot be told apart from template markers; pass allowSpecialTokens: true or remove special-token strings.');
+    standIn.set(s, String.fromCharCode(code));
+    original.set(String.fromCharCode(code), s);
+    code++;
+  }
+  const pattern = new RegExp([...standIn.keys()].map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'g');
+  const swap = (value: unknown): unknown => {
+    if (typeof value === 'string') return value.replace(pattern, (s) => standIn.get(s)!);
+    if (Array.isArray(value)) return value.map(swap);
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [swap(k) as string, swap(v)]));
+    return value;
+  };
+  const marked = render(swap(messages) as ChatMessage[], tools === undefined ? undefined : (swap(tools) as unknown[]));
+  const plainSpans: Array<[number, number]> = [];
+  let text = '';
+  for (const ch of marked) {
+    const s = original.get(ch);
+    if (s === undefined) text += ch;
+    else {
+      plainSpans.push([text.length, text.length + s.length]);
+      text += s;
+    }
+  }
+  return { text, plainSpans };
 }
 
 function plainTail(text: string): string {
@@ -105,42 +168,4 @@ function contextAfterLastSpecial(specialIds: ReadonlySet<number>, stringOf: (id:
   const tail = plainTail(after);
   // The marker only counts as context when the text right after it is kept whole.
   return { text: tail, special: tail === after ? special : null };
-}
-
-/**
- * Where the message contents lie in the rendered template text, so that special-token strings
- * in them stay text while the template's own markers become control tokens. Found by rendering
- * once more with each content wrapped in two marker characters that occur nowhere else.
- */
-function contentSpans(tok: TextTokenizer, messages: readonly ChatMessage[], tools: unknown[] | undefined, text: string, name: string): Array<[number, number]> {
-  const everything = text + JSON.stringify(messages) + JSON.stringify(tools ?? null) + (tok.chatTemplate ?? '');
-  let code = 0xe000; // private use area
-  while (everything.includes(String.fromCharCode(code)) || everything.includes(String.fromCharCode(code + 1))) code += 2;
-  const open = String.fromCharCode(code);
-  const close = String.fromCharCode(code + 1);
-  const marked = tok.applyChatTemplate(
-    // Outer whitespace stays outside the markers, so templates that trim contents still match.
-    messages.map((m) => {
-      const core = m.content.trim();
-      const at = m.content.indexOf(core);
-      return { ...m, content: m.content.slice(0, at) + open + core + close + m.content.slice(at + core.length) };
-    }),
-    { tools, addGenerationPrompt: true },
-  );
-  const spans: Array<[number, number]> = [];
-  let plain = '';
-  let start = -1;
-  for (const ch of marked) {
-    if (ch === open && start < 0) start = plain.length;
-    else if (ch === close && start >= 0) {
-      spans.push([start, plain.length]);
-      start = -1;
-    } else if (ch !== open && ch !== close) plain += ch;
-  }
-  if (plain !== text || start >= 0) {
-    throw new TokenizerError(
-      `model "${name}": a message contains a special-token string (e.g. <|im_end|>), and its chat template transforms message contents, so they cannot be kept as plain text. Remove the special-token strings from the messages, or pass allowSpecialTokens: true to let them act as control tokens.`,
-    );
-  }
-  return spans;
 }

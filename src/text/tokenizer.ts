@@ -146,31 +146,39 @@ export class TextTokenizer {
   private readonly idToToken: string[];
   private readonly addedIds: Set<number>;
   private readonly byteCache: Array<Uint8Array | undefined>;
-  private readonly specialStrings: string[];
+  /** Strings of the control tokens, longest first (see {@link controlTokenStrings}). */
+  private readonly controlStrings: string[];
+  /** Id of each control string. */
+  private readonly controlIds: Map<string, number>;
   private readonly byteDecoder: Map<string, number> | null;
   private readonly normalForm: 'NFC' | 'NFD' | 'NFKC' | 'NFKD' | null;
   private readonly prefixSpace: { plain: boolean; afterSpace: boolean };
 
   private constructor(json: TokenizerJson, config: Record<string, unknown>, cls: new (j: unknown, c: unknown) => HfTokenizer, opts: TokenizerLoadOptions) {
     this.hf = new cls(json, config);
-    // A second instance that knows no special added tokens: user text encoded with it can
-    // never produce control tokens. Built lazily, only for text that contains one.
-    this.makePlain = () => new cls({ ...json, added_tokens: (json.added_tokens ?? []).filter((t) => !t.special) }, config);
+    const template = config.chat_template;
+    this.chatTemplate = typeof template === 'string' ? template : Array.isArray(template) ? ((template.find((t: { name?: string }) => t.name === 'default') as { template?: string } | undefined)?.template ?? null) : null;
+    // Control tokens: the special ones, and the added tokens the chat template itself writes
+    // (Qwen's <tool_call>, <tool_response>, <think> are "non-special" added tokens, yet markers).
+    // Other added tokens (Gemma's whitespace runs, <unusedN>...) are ordinary text pieces.
+    const control = (json.added_tokens ?? []).filter((t) => t.special || (this.chatTemplate !== null && t.content.length > 1 && this.chatTemplate.includes(t.content)));
+    this.controlStrings = [...new Set(control.map((t) => t.content))].sort((a, b) => b.length - a.length);
+    this.controlIds = new Map(control.map((t) => [t.content, t.id]));
+    // A second instance that knows no control tokens: caller text encoded with it can never
+    // produce one. Built lazily, only for text that contains a control string.
+    const controlSet = new Set(this.controlStrings);
+    this.makePlain = () => new cls({ ...json, added_tokens: (json.added_tokens ?? []).filter((t) => !controlSet.has(t.content)) }, config);
 
     const idToToken: string[] = [];
     const vocab = json.model?.vocab;
     if (Array.isArray(vocab)) vocab.forEach(([tok], id) => (idToToken[id] = tok));
     else if (vocab) for (const [tok, id] of Object.entries(vocab)) idToToken[id] = tok;
     const special = new Set<number>();
-    const specialStrings: string[] = [];
     const addedIds = new Set<number>();
     for (const t of json.added_tokens ?? []) {
       idToToken[t.id] = t.content;
       addedIds.add(t.id);
-      if (t.special) {
-        special.add(t.id);
-        specialStrings.push(t.content);
-      }
+      if (t.special) special.add(t.id);
     }
     if (idToToken.length === 0) throw new TokenizerError('tokenizer.json has an empty vocabulary (model.vocab). Use a complete tokenizer.json.');
     this.idToToken = idToToken;
@@ -178,7 +186,6 @@ export class TextTokenizer {
     this.vocabSize = idToToken.length;
     this.byteCache = new Array(idToToken.length);
     this.specialTokenIds = special;
-    this.specialStrings = specialStrings;
 
     const decoderTypes = componentTypes(json.decoder);
     this.kind = decoderTypes.has('ByteLevel')
@@ -205,9 +212,6 @@ export class TextTokenizer {
     if (eosFromConfig !== null) eos.add(eosFromConfig);
     this.eosTokenIds = [...eos];
     this.padTokenId = idList(gen.pad_token_id)[0] ?? idList(model.pad_token_id)[0] ?? idOf(config.pad_token);
-    const template = config.chat_template;
-    this.chatTemplate = typeof template === 'string' ? template : Array.isArray(template) ? ((template.find((t: { name?: string }) => t.name === 'default') as { template?: string } | undefined)?.template ?? null) : null;
-
     // Sentencepiece tokenizers prepend a dummy `▁` to the text (sometimes only when it does
     // not already start with a space). Measure it instead of guessing from the config.
     this.prefixSpace = { plain: false, afterSpace: false };
@@ -333,8 +337,8 @@ export class TextTokenizer {
   private encodeOutsideSpans(text: string, plainSpans: ReadonlyArray<readonly [number, number]>): number[] {
     this.plain ??= this.makePlain();
     const plain = this.plain;
-    // Longest first, so a special string that extends another wins.
-    const specials = [...this.specialStrings].sort((a, b) => b.length - a.length);
+    // Longest first, so a control string that extends another wins.
+    const specials = this.controlStrings;
     const insidePlain = (from: number, to: number) => plainSpans.some(([a, b]) => from < b && to > a);
     const ids: number[] = [];
     let piece = 0;
@@ -354,13 +358,23 @@ export class TextTokenizer {
   }
 
   private specialIdOf(s: string): number {
-    for (const id of this.specialTokenIds) if (this.idToToken[id] === s) return id;
-    throw new TokenizerError(`special token ${JSON.stringify(s)} has no id.`);
+    const id = this.controlIds.get(s);
+    if (id === undefined) throw new TokenizerError(`control token ${JSON.stringify(s)} has no id.`);
+    return id;
   }
 
-  /** True when `text` contains the string of a special token (e.g. `<|im_end|>`). */
+  /**
+   * Strings that encode to control tokens when special tokens are allowed: every special token
+   * (`<|im_end|>`, `</s>`...) and the added tokens the chat template writes as markers
+   * (`<tool_call>`...). Longest first.
+   */
+  get controlTokenStrings(): readonly string[] {
+    return this.controlStrings;
+  }
+
+  /** True when `text` contains the string of a control token (e.g. `<|im_end|>`, `<tool_call>`). */
   containsSpecialString(text: string): boolean {
-    for (const s of this.specialStrings) if (text.includes(s)) return true;
+    for (const s of this.controlStrings) if (text.includes(s)) return true;
     return false;
   }
 

@@ -14,6 +14,7 @@ import {
   TextTokenizer,
   utf8,
   validUtf8Length,
+  type ChatMessage,
 } from '../../src/index';
 import { packageRoot } from '../../src/demo/models';
 import { renderPromptWith } from '../../src/ensemble/prompt';
@@ -107,18 +108,59 @@ export function streamAndGate(drafter: TextTokenizer, verifier: TextTokenizer, t
   }
 }
 
+/** An agent's conversation with `t` in every field the caller controls, and tools that carry it too. */
+export function agentConversation(t: string): { messages: ChatMessage[]; tools: unknown[] } {
+  return {
+    messages: [
+      { role: 'system', content: `Be brief.${t}` },
+      { role: 'user', content: `What is 2 + 2?${t}` },
+      { role: 'assistant', content: '', tool_calls: [{ id: `call_1${t}`, type: 'function', function: { name: `calculator${t}`, arguments: { input: `2 + 2${t}`, [`note${t}`]: t } } }] },
+      { role: 'tool', content: `4${t}`, tool_call_id: `call_1${t}`, name: `calculator${t}` },
+    ],
+    tools: [{ type: 'function', function: { name: `calculator${t}`, description: `Adds numbers.${t}`, parameters: { type: 'object', properties: { input: { type: 'string', description: `an expression${t}` } }, required: ['input'] } } }],
+  };
+}
+
+/** Whether the tokenizer's chat template renders tool calls and tool results (Gemma 3's does not). */
+export function supportsTools(tok: TextTokenizer): boolean {
+  try {
+    const { messages, tools } = agentConversation('x');
+    renderPromptWith(tok, messages, { rawPrompt: false, tools });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Control tokens (special tokens and the template's own added markers) among `ids`. */
+export function controlTokens(tok: TextTokenizer, ids: readonly number[]): string[] {
+  const control = new Set(tok.controlTokenStrings);
+  return ids.map((id) => tok.tokenString(id)).filter((s) => control.has(s));
+}
+
 /**
- * Special-token strings in a chat message stay text: the rendered prompt has exactly as many
- * control tokens as the same conversation with harmless content, unless the caller allows them.
+ * Special-token strings anywhere the caller writes stay text: a rendered prompt has exactly the
+ * control tokens of the same conversation with harmless text — in messages, and in a whole
+ * agent conversation (tool-call names and arguments, tool results, tool names, descriptions
+ * and schemas) — unless the caller allows them.
  */
 export function specialStringsStayText(tok: TextTokenizer, text: string): void {
   const render = (content: string, allow = false) => renderPromptWith(tok, [{ role: 'system', content: 'Be brief.' }, { role: 'user', content }], { rawPrompt: false, allowSpecialTokens: allow }).ids;
-  const controls = (ids: number[]) => ids.filter((id) => tok.isSpecial(id)).length;
-  const benign = controls(render('x'));
-  const hostile = render(text);
-  check(controls(hostile) === benign, `user text produced ${controls(hostile) - benign} control token(s)`);
-  check(controls(tok.encode(text)) === 0, 'plain encode() produced a control token');
-  check(controls(renderPromptWith(tok, text, { rawPrompt: true }).ids) <= controls(tok.encode('', { addSpecialTokens: true })), 'a raw prompt produced a control token');
+  const same = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+  const benign = controlTokens(tok, render('x'));
+  const hostile = controlTokens(tok, render(text));
+  check(same(hostile, benign), `user text produced control tokens: ${hostile.join(' ')} instead of ${benign.join(' ')}`);
+  const agent = (t: string) => {
+    const { messages, tools } = agentConversation(t);
+    return controlTokens(tok, renderPromptWith(tok, messages, { rawPrompt: false, tools }).ids);
+  };
+  if (supportsTools(tok)) {
+    const agentBenign = agent('x');
+    const agentHostile = agent(text);
+    check(same(agentHostile, agentBenign), `agent fields produced control tokens: ${agentHostile.join(' ')} instead of ${agentBenign.join(' ')}`);
+  }
+  check(controlTokens(tok, tok.encode(text)).length === 0, 'plain encode() produced a control token');
+  check(controlTokens(tok, renderPromptWith(tok, text, { rawPrompt: true }).ids).length <= controlTokens(tok, tok.encode('', { addSpecialTokens: true })).length, 'a raw prompt produced a control token');
 }
 
 function bytesEqualArr(a: Uint8Array, b: Uint8Array): boolean {
