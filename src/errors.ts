@@ -110,3 +110,4 @@ export class ContextOverflowError extends SafeEnsembleError {
     super('CONTEXT_OVERFLOW', message);
   }
 }
+

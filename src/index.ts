@@ -34,6 +34,7 @@ export { consensusSkip, meanOwnProbability, stableAlignment, type ConsensusInput
 export { SafeEnsembleLLM, type SafeEnsembleLLMParams, type SafeEnsembleLLMCallOptions } from './langchain/llm.js';
 export { SafeEnsembleChatModel, toChatMessages, type SafeEnsembleChatModelParams, type SafeEnsembleChatModelCallOptions } from './langchain/chatModel.js';
 export { type SafeEnsembleKnobs, type SafeEnsembleFields } from './langchain/common.js';
+export { safeEnsembleImportsMap } from './langchain/importsMap.js';
 export { parseToolCalls, toolCallStart, type ParsedToolCall, type ParsedInvalidToolCall, type ParsedOutput } from './langchain/toolCalls.js';
 export { bundledModels, packageRoot, DEMO_MODEL_NAMES } from './demo/models.js';
 export { wordProblems, problemSet, extractAnswer, type WordProblem, type ProblemOptions } from './demo/wordProblems.js';

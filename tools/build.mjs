@@ -11,3 +11,8 @@ tsc('--declaration', '--emitDeclarationOnly', '--outDir', 'dist/types');
 mkdirSync('dist/esm', { recursive: true });
 writeFileSync('dist/esm/package.json', JSON.stringify({ type: 'module' }) + '\n');
 writeFileSync('dist/cjs/package.json', JSON.stringify({ type: 'commonjs' }) + '\n');
+// ES modules have no __filename: their moduleFile reads import.meta.url instead.
+writeFileSync(
+  'dist/esm/runtime/moduleFile.js',
+  "import { fileURLToPath } from 'node:url';\n/** The path of this build file (ESM build: from import.meta.url). */\nexport const moduleFile = fileURLToPath(import.meta.url);\n",
+);

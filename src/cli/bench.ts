@@ -11,7 +11,7 @@ import type { EnsembleOptions } from '../ensemble/options.js';
 import { bundledModels } from '../demo/models.js';
 import { extractAnswer, problemSet, type WordProblem } from '../demo/wordProblems.js';
 import type { EnsembleResult } from '../ensemble/types.js';
-import { parse, UsageError } from './flags.js';
+import { parse, positiveInteger, UsageError } from './flags.js';
 
 export const BENCH_HELP = `Usage: safe-ensemble bench [options]
 
@@ -128,11 +128,9 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
     out.write(`${BENCH_HELP}\n`);
     return 0;
   }
-  const count = values.problems === undefined ? 300 : Number(values.problems);
-  if (!Number.isInteger(count) || count < 1) throw new UsageError(`--problems needs a positive integer, got "${String(values.problems)}".`);
-  const maxNewTokens = values['max-new-tokens'] === undefined ? 160 : Number(values['max-new-tokens']);
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new UsageError(`--max-new-tokens needs a positive integer.`);
-  const threads = values.threads === undefined ? undefined : Number(values.threads);
+  const count = positiveInteger('problems', values.problems) ?? 300;
+  const maxNewTokens = positiveInteger('max-new-tokens', values['max-new-tokens']) ?? 160;
+  const threads = positiveInteger('threads', values.threads);
   const dirs = (values.model as string[] | undefined) ?? bundledModels();
   if (dirs.length < 2) throw new UsageError('bench needs at least two models (--model DIR --model DIR).');
   const problems = problemSet(count);

@@ -46,10 +46,22 @@ export const KNOB_HELP = `SAFE options (defaults are the paper's):
   --weights W1,W2,...         one weight per model, in --model order          (equal)
   --drafter N                 index of the drafting model                     (0)`;
 
-function number(flag: string, value: string | undefined): number | undefined {
+/** Plain decimal numbers only: no hex (0x10), no empty value, no Infinity. */
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A flag's value as a decimal number; undefined when the flag is absent. */
+export function number(flag: string, value: unknown): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag} needs a number, got "${value}".`);
+  const text = String(value).trim();
+  const n = Number(text);
+  if (!DECIMAL.test(text) || !Number.isFinite(n)) throw new UsageError(`--${flag} needs a decimal number, got "${String(value)}".`);
+  return n;
+}
+
+/** A flag's value as a positive integer; undefined when the flag is absent. */
+export function positiveInteger(flag: string, value: unknown): number | undefined {
+  const n = number(flag, value);
+  if (n !== undefined && !(Number.isInteger(n) && n > 0)) throw new UsageError(`--${flag} needs a positive integer, got "${String(value)}".`);
   return n;
 }
 

@@ -6,7 +6,7 @@ import { SafeEnsemble } from '../ensemble/safeEnsemble.js';
 import type { EnsembleOptions } from '../ensemble/options.js';
 import type { EnsembleResult, TraceRecord } from '../ensemble/types.js';
 import { bundledModels } from '../demo/models.js';
-import { KNOB_FLAGS, KNOB_HELP, knobsFromFlags, parse, UsageError } from './flags.js';
+import { KNOB_FLAGS, KNOB_HELP, knobsFromFlags, number, parse, positiveInteger, UsageError } from './flags.js';
 
 export const GENERATE_HELP = `Usage: safe-ensemble [generate] [options] "question"
 
@@ -67,19 +67,15 @@ export async function generate(args: string[], out: NodeJS.WritableStream = proc
   const question = positionals.join(' ').trim();
   if (!question) throw new UsageError('give a question, e.g. safe-ensemble "Mia has 37 marbles. She finds 25 more. How many marbles does she have now?"');
   const options: EnsembleOptions = knobsFromFlags(values);
-  if (values['max-new-tokens'] !== undefined) {
-    const n = Number(values['max-new-tokens']);
-    if (!Number.isFinite(n)) throw new UsageError(`--max-new-tokens needs a number, got "${String(values['max-new-tokens'])}".`);
-    options.maxNewTokens = n;
-  }
+  const maxNewTokens = number('max-new-tokens', values['max-new-tokens']);
+  if (maxNewTokens !== undefined) options.maxNewTokens = maxNewTokens;
   if (values.stop) options.stop = values.stop as string[];
   if (values['raw-prompt']) options.rawPrompt = true;
   if (values['allow-special-tokens']) options.allowSpecialTokens = true;
   if (values.trace || values.json) options.trace = Boolean(values.trace);
-  const threads = values.threads === undefined ? undefined : Number(values.threads);
-  if (threads !== undefined && !(Number.isInteger(threads) && threads > 0)) throw new UsageError(`--threads needs a positive integer, got "${String(values.threads)}".`);
+  const threads = positiveInteger('threads', values.threads);
   const models = (values.model as string[] | undefined) ?? bundledModels();
-  const drafter = values.drafter === undefined ? undefined : Number(values.drafter);
+  const drafter = number('drafter', values.drafter);
   const ensemble = await SafeEnsemble.load({ models, drafter, loadOptions: threads ? { threads } : {}, ...(models.length === 1 && !options.strategy ? { strategy: 'single' as const } : {}) });
   try {
     let result: EnsembleResult | undefined;

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { ModelNotFoundError } from '../errors.js';
+import { moduleFile } from '../runtime/moduleFile.js';
 
 /** Bundled demo models, drafter first: strong at additions (Qwen3 tokenizer), strong at subtractions (Mistral tokenizer). */
 export const DEMO_MODEL_NAMES = ['qwen-adder', 'mistral-subtractor'] as const;
@@ -20,7 +21,8 @@ function isOurRoot(dir: string): boolean {
 
 /** The folder of this package (works from src/, dist/esm and dist/cjs, installed or not). */
 export function packageRoot(): string {
-  const starts = [typeof __filename === 'string' ? __filename : '', process.argv[1] ?? ''].filter(Boolean);
+  // This file's own location first (both module formats), then the running script's.
+  const starts = [moduleFile, process.argv[1] ?? ''].filter(Boolean);
   for (const start of starts) {
     let dir = dirname(start);
     for (let i = 0; i < 8; i++) {

@@ -224,8 +224,9 @@ export class Generation {
       const firstChanged = v.tokens!.update(response, this.verifiedBase, o.recomputeCaches);
       this.stats.time.tokenizingMs += performance.now() - t0;
       const P = v.prompt.ids.length;
-      // Rows are needed for the verifier tokens that start at or after the chunk start.
-      const rowAt = await this.verifierRows(v, firstChanged, P + firstTokenAtOrAfter(v.tokens!, Math.max(0, base - this.lead)), 'all');
+      // Rows are needed for the verifier tokens that start at or after the chunk start, and for
+      // the token that straddles it (the scan aligns to it when the stability gate is off).
+      const rowAt = await this.verifierRows(v, firstChanged, P + Math.max(0, firstTokenAtOrAfter(v.tokens!, Math.max(0, base - this.lead)) - 1), 'all');
       if (!rowAt) return null;
       verified.push({ rowOf: (k: number) => rowAt(P + k) });
     }
@@ -424,8 +425,12 @@ export class Generation {
     const from = saved ? lcp : Math.max(0, Math.min(lcp, need - 1, seq.length - 1));
     v.lm.crop(from);
     let logits: Logits | null = null;
+    const fed = seq.length - from;
+    // Only the rows that predict positions need..seq.length are read: ask for just those, so a
+    // first pass over the whole prompt does not return a full-vocabulary row per prompt token.
+    const kept = rows === 'last' ? 1 : Math.max(1, Math.min(fed, seq.length - need + 1));
     if (from < seq.length) {
-      logits = await this.forward(v, seq.from(from), rows, false);
+      logits = await this.forward(v, seq.from(from), kept, false);
       if (!logits) return null;
       v.lastRow = scored(logits, logits.rows - 1);
       v.lastRowAt = seq.length;
@@ -433,7 +438,10 @@ export class Generation {
     const out = logits;
     return (q: number) => {
       if (saved && q === from) return saved;
-      return scored(out!, rows === 'last' ? out!.rows - 1 : q - 1 - from);
+      if (rows === 'last') return scored(out!, out!.rows - 1);
+      const r = q - 1 - from - (fed - kept);
+      if (r < 0) throw new Error(`internal: row for position ${q} was not requested (need ${need}, from ${from})`);
+      return scored(out!, r);
     };
   }
 
@@ -456,7 +464,7 @@ export class Generation {
   }
 
   /** One forward pass with abort check and timing; null when aborted. */
-  private async forward(m: Member, ids: number[], rows: 'last' | 'all', drafting: boolean): Promise<Logits | null> {
+  private async forward(m: Member, ids: number[], rows: 'last' | number, drafting: boolean): Promise<Logits | null> {
     if (this.options.signal?.aborted) {
       this.finish = 'abort';
       return null;

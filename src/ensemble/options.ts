@@ -2,6 +2,7 @@
  * SAFE's knobs: types, the paper's defaults, and validation that names the bad field.
  * @module
  */
+import { describeValue } from '../describeValue.js';
 import { InvalidArgumentError } from '../errors.js';
 
 /** Decoding strategy. */
@@ -113,25 +114,25 @@ function fail(field: string, message: string): never {
 }
 
 function oneOf<T extends string>(field: string, value: unknown, allowed: readonly T[]): T {
-  if (typeof value !== 'string' || !allowed.includes(value as T)) fail(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(value)}.`);
+  if (typeof value !== 'string' || !allowed.includes(value as T)) fail(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${describeValue(value)}.`);
   return value as T;
 }
 
 function bool(field: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') fail(field, `must be true or false, got ${JSON.stringify(value)}.`);
+  if (typeof value !== 'boolean') fail(field, `must be true or false, got ${describeValue(value)}.`);
   return value;
 }
 
 function int(field: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    fail(field, `must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}.`);
+    fail(field, `must be an integer from ${min} to ${max}, got ${describeValue(value)}.`);
   }
   return value;
 }
 
 function unit(field: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
-    fail(field, `must be a number from 0 to 1, got ${JSON.stringify(value)}.`);
+    fail(field, `must be a number from 0 to 1, got ${describeValue(value)}.`);
   }
   return value;
 }
@@ -148,13 +149,14 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     if (typeof layer !== 'object') fail('options', `must be an object, got ${typeof layer}.`);
     for (const [k, v] of Object.entries(layer)) {
       if (v === undefined) continue;
-      if (k === 'sharpening' && v && typeof v === 'object') merged.sharpening = { ...(merged.sharpening as object), ...(v as object) };
+      if (k === 'sharpening' && v && typeof v === 'object' && !Array.isArray(v) && merged.sharpening && typeof merged.sharpening === 'object' && !Array.isArray(merged.sharpening)) merged.sharpening = { ...(merged.sharpening as object), ...(v as object) };
       else merged[k] = v;
     }
   }
   const get = <K extends keyof typeof DEFAULT_OPTIONS>(k: K) => (merged[k] !== undefined ? merged[k] : DEFAULT_OPTIONS[k]);
   const sharpIn = (merged.sharpening ?? {}) as Record<string, unknown>;
-  if (typeof sharpIn !== 'object' || Array.isArray(sharpIn)) fail('sharpening', 'must be an object like { method, below, lambda }.');
+  if (!sharpIn || typeof sharpIn !== 'object' || Array.isArray(sharpIn)) fail('sharpening', `must be an object like { method, below, lambda }, got ${describeValue(sharpIn)}.`);
+  for (const k of Object.keys(sharpIn)) if (!['method', 'below', 'lambda'].includes(k)) fail(`sharpening.${k}`, 'is not a sharpening option; use method, below and lambda.');
   const sharpening: Required<SharpeningOptions> = {
     method: oneOf('sharpening.method', sharpIn.method ?? DEFAULT_OPTIONS.sharpening.method, ['heuristic', 'geometric', 'none'] as const),
     below: unit('sharpening.below', sharpIn.below ?? DEFAULT_OPTIONS.sharpening.below),
@@ -164,13 +166,13 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
   if (merged.weights !== undefined) {
     const w = merged.weights;
     if (!Array.isArray(w) || w.length !== modelCount || w.some((x) => typeof x !== 'number' || !Number.isFinite(x) || x <= 0)) {
-      fail('weights', `must be ${modelCount} positive numbers (one per model, in model order), got ${JSON.stringify(w)}.`);
+      fail('weights', `must be ${modelCount} positive numbers (one per model, in model order), got ${describeValue(w)}.`);
     }
     const sum = w.reduce((a: number, b: number) => a + b, 0);
     weights = w.map((x: number) => x / sum);
   }
   const stop = get('stop');
-  if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s.length === 0)) fail('stop', `must be an array of non-empty strings, got ${JSON.stringify(stop)}.`);
+  if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s.length === 0)) fail('stop', `must be an array of non-empty strings, got ${describeValue(stop)}.`);
   const signal = merged.signal;
   if (signal !== undefined && (typeof signal !== 'object' || signal === null || typeof (signal as AbortSignal).aborted !== 'boolean')) {
     fail('signal', 'must be an AbortSignal.');

@@ -10,9 +10,12 @@ import { AIMessageChunk, type BaseMessage } from '@langchain/core/messages';
 import { ChatGenerationChunk, type ChatResult } from '@langchain/core/outputs';
 import type { Runnable, RunnableConfig } from '@langchain/core/runnables';
 import { convertToOpenAITool } from '@langchain/core/utils/function_calling';
+import { toJsonSchema } from '@langchain/core/utils/json_schema';
+import type { StructuredOutputMethodOptions } from '@langchain/core/language_models/base';
+import { InvalidArgumentError } from '../errors.js';
 import type { EnsembleResult } from '../ensemble/types.js';
 import type { ChatMessage } from '../text/tokenizer.js';
-import { callOptionsFor, EnsembleHandle, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
+import { callOptionsFor, checkTemperature, effectiveKnobs, EnsembleHandle, PROVIDER, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
 import { parseToolCalls, toolCallStart } from './toolCalls.js';
 
 /** Constructor fields of {@link SafeEnsembleChatModel}. */
@@ -26,17 +29,33 @@ export interface SafeEnsembleChatModelCallOptions extends BaseChatModelCallOptio
 
 type MessageLike = BaseMessage & { tool_calls?: Array<{ id?: string; name: string; args: Record<string, unknown> }>; tool_call_id?: string; name?: string };
 
-function textOf(content: BaseMessage['content']): string {
+/** Content blocks that carry no text of their own and are represented elsewhere (tool calls) or not needed (reasoning). */
+const SKIPPED_BLOCKS = new Set(['tool_call', 'tool_call_chunk', 'tool_use', 'invalid_tool_call', 'reasoning', 'thinking', 'redacted_thinking']);
+
+/** The text of a message's content; media blocks are refused, since the models read text only. */
+function textOf(content: BaseMessage['content'], where: string): string {
   if (typeof content === 'string') return content;
-  return (content as Array<{ type?: string; text?: string }>).map((b) => (typeof b === 'string' ? b : b.type === 'text' ? (b.text ?? '') : '')).join('');
+  if (!Array.isArray(content)) throw new InvalidArgumentError('messages', `${where}: content must be a string or an array of content blocks.`);
+  return (content as Array<string | { type?: string; text?: string }>)
+    .map((b, i) => {
+      if (typeof b === 'string') return b;
+      const type = b?.type;
+      if (type === 'text' || type === 'text-plain') return b.text ?? '';
+      if (typeof type === 'string' && SKIPPED_BLOCKS.has(type)) return '';
+      throw new InvalidArgumentError(
+        'messages',
+        `${where}: content block ${i} is of type ${JSON.stringify(type ?? null)}; the ensemble's models read text only. Send text blocks (describe images, audio or files in words), or use a multimodal model for this step.`,
+      );
+    })
+    .join('');
 }
 
 /** LangChain messages → the chat-template message shape (system, user, assistant with tool calls, tool). */
 export function toChatMessages(messages: readonly BaseMessage[]): ChatMessage[] {
-  return messages.map((m) => {
+  return messages.map((m, index) => {
     const msg = m as MessageLike;
     const type = msg.getType();
-    const content = textOf(msg.content);
+    const content = textOf(msg.content, `messages[${index}] (${type})`);
     switch (type) {
       case 'system':
       case 'developer':
@@ -106,6 +125,7 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
     this.lc_serializable = !fields.ensemble;
     this.handle = new EnsembleHandle(fields);
     callOptionsFor(this.fields, this.handle.modelCount, {});
+    checkTemperature(fields.temperature);
   }
 
   _llmType(): string {
@@ -123,10 +143,8 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
 
   /** The resolved SAFE options of a call (for tracing). */
   invocationParams(options?: this['ParsedCallOptions']): Record<string, unknown> {
-    const { signal: _s, tools: _t, ...params } = callOptionsFor(this.fields, this.handle.modelCount, options ?? {});
-    void _s;
-    void _t;
-    return { models: this.handle.modelNames, ...params };
+    const call = callOptionsFor(this.fields, this.handle.modelCount, options ?? {});
+    return { models: this.handle.modelNames, ...effectiveKnobs(this.handle.modelCount, call), ...(call.tools ? { tools: call.tools } : {}) };
   }
 
   _identifyingParams(): Record<string, unknown> {
@@ -136,8 +154,8 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
   getLsParams(options: this['ParsedCallOptions']): LangSmithParams {
     const params = callOptionsFor(this.fields, this.handle.modelCount, options ?? {});
     return {
-      ls_provider: 'safe_ensemble',
-      ls_model_name: this.handle.modelNames.join('+'),
+      ls_provider: PROVIDER,
+      ls_model_name: this.handle.ensembleName,
       ls_model_type: 'chat',
       ls_temperature: 0,
       ls_max_tokens: params.maxNewTokens ?? 256,
@@ -155,15 +173,31 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
     return this.withConfig({ tools: tools.map((t) => convertToOpenAITool(t as never) as unknown as Record<string, unknown>), ...kwargs });
   }
 
-  async _generate(messages: BaseMessage[], options: this['ParsedCallOptions'], runManager?: CallbackManagerForLLMRun): Promise<ChatResult> {
-    let final: ChatGenerationChunk | undefined;
-    let invalid: AIMessageChunk['invalid_tool_calls'] = [];
-    for await (const chunk of this._streamResponseChunks(messages, options, runManager)) {
-      final = final ? final.concat(chunk) : chunk;
-      invalid = (chunk.message as AIMessageChunk).invalid_tool_calls ?? [];
+  /**
+   * Structured output through tool calling (the models write a call to a tool whose parameters
+   * are the schema). Traces carry `ls_structured_output_format`, as LangChain's providers do.
+   */
+  withStructuredOutput<RunOutput extends Record<string, unknown> = Record<string, unknown>>(
+    outputSchema: Parameters<BaseChatModel['withStructuredOutput']>[0],
+    config?: StructuredOutputMethodOptions<boolean>,
+  ): Runnable<BaseLanguageModelInput, RunOutput> | Runnable<BaseLanguageModelInput, { raw: BaseMessage; parsed: RunOutput }> {
+    const method = config?.method ?? 'functionCalling';
+    if (method !== 'functionCalling' && method !== 'function_calling') {
+      throw new InvalidArgumentError('method', `withStructuredOutput: method ${JSON.stringify(method)} is not supported; the ensemble produces structured output through tool calling (method 'functionCalling').`);
     }
+    const format = { kwargs: { method: 'function_calling' }, schema: toJsonSchema(outputSchema as never) };
+    // The base implementation binds the schema as a tool; this instance's bindTools adds the format.
+    const withFormat = Object.create(this, {
+      bindTools: { value: (tools: BindToolsInput[], kwargs?: Partial<SafeEnsembleChatModelCallOptions>) => this.bindTools(tools, { ...kwargs, ls_structured_output_format: format } as never) },
+    }) as this;
+    return BaseChatModel.prototype.withStructuredOutput.call(withFormat, outputSchema as never, { ...config, method: 'functionCalling' } as never) as never;
+  }
+
+  async _generate(messages: BaseMessage[], options: this['ParsedCallOptions'], runManager?: CallbackManagerForLLMRun): Promise<ChatResult> {
+    // The same chunks, concatenated as a streaming consumer would: invoke() equals stream() + concat().
+    let final: ChatGenerationChunk | undefined;
+    for await (const chunk of this._streamResponseChunks(messages, options, runManager)) final = final ? final.concat(chunk) : chunk;
     const message = (final?.message ?? new AIMessageChunk({ content: '' })) as AIMessageChunk;
-    if (invalid && invalid.length > 0) message.invalid_tool_calls = invalid;
     return { generations: [{ text: typeof message.content === "string" ? message.content : "", message }], llmOutput: { ensemble: (message.response_metadata as { ensemble?: unknown } | undefined)?.ensemble } };
   }
 
@@ -200,21 +234,29 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
     // Valid calls travel as tool_call_chunks (what streaming consumers merge); broken ones are
     // set as invalid_tool_calls directly, since LangChain would "repair" their partial JSON.
     const calls = parsed.toolCalls.map((c) => ({ name: c.name, args: JSON.stringify(c.args), id: c.id }));
+    // Broken calls travel as id-less chunks: LangChain collapses those into invalid_tool_calls,
+    // so invoke() and stream() + concat() report the same ones.
+    const broken = parsed.invalidToolCalls.map((c) => ({ name: c.name, args: c.args ?? '' }));
     const anyCalls = calls.length + parsed.invalidToolCalls.length > 0;
     const rest = anyCalls ? (parsed.content.startsWith(text.slice(0, emitted)) ? parsed.content.slice(emitted) : '') : text.slice(emitted);
     const stats = result!.stats;
     const drafterPrompt = stats.promptTokens[ensemble.drafterIndex] ?? 0;
     const last = await emit(rest, {
-      tool_call_chunks: calls.map((c, index) => ({ ...c, index, type: 'tool_call_chunk' as const })),
+      tool_call_chunks: [
+        ...calls.map((c, index) => ({ ...c, index, type: 'tool_call_chunk' as const })),
+        ...broken.map((c, i) => ({ ...c, index: calls.length + i, type: 'tool_call_chunk' as const })),
+      ],
       usage_metadata: { input_tokens: drafterPrompt, output_tokens: stats.generatedTokens, total_tokens: drafterPrompt + stats.generatedTokens },
       response_metadata: {
-        model_name: this.handle.modelNames.join('+'),
+        model: this.handle.ensembleName,
+        model_name: this.handle.ensembleName,
+        model_provider: PROVIDER,
+        ...(parsed.invalidToolCalls.length ? { tool_call_errors: parsed.invalidToolCalls.map((c) => ({ name: c.name, args: c.args, error: c.error })) } : {}),
         finish_reason: anyCalls ? 'tool_calls' : result!.finishReason,
         ensemble: stats,
         ...(result!.trace ? { trace: result!.trace } : {}),
       },
     });
-    if (parsed.invalidToolCalls.length > 0) (last.message as AIMessageChunk).invalid_tool_calls = parsed.invalidToolCalls;
     yield last;
   }
 

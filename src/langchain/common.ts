@@ -5,11 +5,13 @@
  */
 import { resolve } from 'node:path';
 import type { RunnableConfig } from '@langchain/core/runnables';
+import { describeValue } from '../describeValue.js';
 import { InvalidArgumentError } from '../errors.js';
 import { OPTION_KEYS, resolveOptions, type EnsembleOptions } from '../ensemble/options.js';
 import { SafeEnsemble, type ModelSpec } from '../ensemble/safeEnsemble.js';
 import type { EnsembleResult } from '../ensemble/types.js';
 import type { LoadModelOptions } from '../runtime/loadModel.js';
+import { validateLoadOptions } from '../runtime/loadOptions.js';
 
 /** SAFE's knobs as LangChain constructor fields and call options (documented on EnsembleOptions). */
 export interface SafeEnsembleKnobs
@@ -47,7 +49,7 @@ export interface SafeEnsembleFields extends SafeEnsembleKnobs {
   stopSequences?: string[];
   /** Alias of `maxNewTokens` (LangChain convention). */
   maxTokens?: number;
-  /** Accepted for compatibility; SAFE decodes greedily, so only 0 (or unset) is meaningful. */
+  /** Accepted for compatibility; decoding is greedy (a warning says so once when it is not 0). */
   temperature?: number;
   /** Default time limit of every call in milliseconds (a call's own `timeout` or `signal` also applies). */
   timeout?: number;
@@ -106,10 +108,50 @@ export function callOptionsFor(
     ...(call.tools?.length ? { tools: call.tools } : {}),
   };
   resolveOptions(modelCount, options); // fail before any model runs
-  if (fields.temperature !== undefined && fields.temperature !== 0) {
-    throw new InvalidArgumentError('temperature', `temperature: SAFE decodes greedily; pass 0 or leave it unset (got ${fields.temperature}).`);
-  }
   return options;
+}
+
+/** The provider name in traces and response metadata. */
+export const PROVIDER = 'safe_ensemble';
+
+let warnedTemperature = false;
+
+/**
+ * Validates the constructor's `temperature`: sampling does not exist yet, so a value above 0 is
+ * accepted with one warning per process that decoding stays greedy (traces report 0).
+ */
+export function checkTemperature(temperature: unknown): void {
+  if (temperature === undefined) return;
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
+    throw new InvalidArgumentError('temperature', `temperature: must be a number >= 0, got ${describeValue(temperature)}.`);
+  }
+  if (temperature > 0 && !warnedTemperature) {
+    warnedTemperature = true;
+    console.warn(`[langchain-safe-ensemble] temperature ${temperature} is ignored: decoding is greedy (temperature 0) until sampling is supported.`);
+  }
+}
+
+/** Every SAFE knob as it takes effect in a call (defaults filled in), for traces. */
+export function effectiveKnobs(modelCount: number, call: EnsembleOptions): Record<string, unknown> {
+  const r = resolveOptions(modelCount, call);
+  return {
+    strategy: r.strategy,
+    baseEnsembler: r.baseEnsembler,
+    topK: r.topK,
+    draftLength: r.draftLength,
+    consensusThreshold: r.consensusThreshold,
+    unanimitySkip: r.unanimitySkip,
+    stabilityGate: r.stabilityGate,
+    gacDrafterGate: r.gacDrafterGate,
+    sharpening: r.sharpening,
+    weights: r.weights,
+    maxNewTokens: r.maxNewTokens,
+    stop: r.stop,
+    trace: r.trace,
+    rawPrompt: r.rawPrompt,
+    allowSpecialTokens: r.allowSpecialTokens,
+    temperature: 0,
+  };
 }
 
 /** The error LangChain callers get for an aborted call (signal or timeout): name `AbortError`. */
@@ -147,6 +189,11 @@ export class EnsembleHandle {
   /** Model sources, for names and LangSmith params. */
   readonly modelNames: string[];
 
+  /** The ensemble's name in traces and response metadata: its model sources joined by `+`. */
+  get ensembleName(): string {
+    return this.modelNames.join('+');
+  }
+
   constructor(private readonly fields: SafeEnsembleFields) {
     if (fields.ensemble) {
       if (!(fields.ensemble instanceof SafeEnsemble)) throw new InvalidArgumentError('ensemble', 'ensemble: must be a SafeEnsemble instance.');
@@ -160,6 +207,16 @@ export class EnsembleHandle {
     }
     this.modelCount = fields.models.length;
     this.modelNames = fields.models.map((m) => (typeof m === 'string' ? m : m.source));
+    // Bad load options fail here, at construction, not at the first call.
+    validateLoadOptions(fields.loadOptions, () => undefined);
+    fields.models.forEach((m, i) => {
+      if (typeof m === 'string') return;
+      if (!m || typeof m !== 'object' || typeof m.source !== 'string') throw new InvalidArgumentError('models', `models[${i}]: expected a path/Hub id or { source, weight?, ...loadOptions }.`);
+      const { source: _s, weight: _w, ...own } = m;
+      void _s;
+      void _w;
+      validateLoadOptions(own, () => undefined);
+    });
     const specs = fields.models.map((m) => (typeof m === 'string' ? { source: resolve(m) } : { ...m, source: resolve(m.source) }));
     this.key = JSON.stringify({ specs, drafter: fields.drafter ?? 0, load: fields.loadOptions ?? {} });
   }

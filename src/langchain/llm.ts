@@ -7,7 +7,7 @@ import { LLM, type BaseLLMCallOptions, type BaseLLMParams } from '@langchain/cor
 import type { RunnableConfig } from '@langchain/core/runnables';
 import { GenerationChunk, type Generation, type LLMResult } from '@langchain/core/outputs';
 import type { EnsembleResult } from '../ensemble/types.js';
-import { callOptionsFor, EnsembleHandle, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
+import { callOptionsFor, checkTemperature, effectiveKnobs, EnsembleHandle, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
 
 /** Constructor fields of {@link SafeEnsembleLLM}. */
 export interface SafeEnsembleLLMParams extends BaseLLMParams, SafeEnsembleFields {}
@@ -67,6 +67,7 @@ export class SafeEnsembleLLM extends LLM<SafeEnsembleLLMCallOptions> implements 
     this.handle = new EnsembleHandle(fields);
     // Validate constructor knobs now, so a bad default fails at construction.
     callOptionsFor(this.fields, this.handle.modelCount, {});
+    checkTemperature(fields.temperature);
   }
 
   _llmType(): string {
@@ -79,9 +80,8 @@ export class SafeEnsembleLLM extends LLM<SafeEnsembleLLMCallOptions> implements 
 
   /** The resolved SAFE options of a call (for tracing). */
   invocationParams(options?: this['ParsedCallOptions']): Record<string, unknown> {
-    const { signal: _s, ...params } = callOptionsFor(this.fields, this.handle.modelCount, options ?? {}, { rawPrompt: true });
-    void _s;
-    return { models: this.handle.modelNames, ...params };
+    const call = callOptionsFor(this.fields, this.handle.modelCount, options ?? {}, { rawPrompt: true });
+    return { models: this.handle.modelNames, ...effectiveKnobs(this.handle.modelCount, call) };
   }
 
   _identifyingParams(): Record<string, unknown> {

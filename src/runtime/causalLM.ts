@@ -86,6 +86,9 @@ export class Logits {
 
 type CacheData = Float32Array | Uint16Array;
 
+/** Default most bytes of logits per onnxruntime run: 64 MiB (about 110 rows of a 152k vocabulary). */
+export const DEFAULT_LOGITS_BUDGET_BYTES = 64 * 1024 * 1024;
+
 /** Per-layer past key/value tensors of one sequence (batch 1). */
 class KVCache {
   private tensors: Tensor[] = [];
@@ -166,6 +169,8 @@ export class CausalLM {
     /** What was loaded. */
     readonly info: ModelInfo,
     private readonly checkLogits = true,
+    /** Most bytes of logits one onnxruntime run may return (see LoadModelOptions.logitsBudgetBytes). */
+    private readonly logitsBudgetBytes = DEFAULT_LOGITS_BUDGET_BYTES,
   ) {
     this.session = session;
     const g = info.graph;
@@ -222,6 +227,41 @@ export class CausalLM {
     if (this.busy) throw new InvalidArgumentError('forward', `${this.name}: forward() called while another forward() on the same model is running; await it first.`);
     this.busy = true;
     try {
+      // Graphs without a logits_to_keep input return a row per fed token: feed long inputs in
+      // pieces of at most `maxRows` tokens, so one run never returns more than the budget.
+      const maxRows = this.info.graph.logitsToKeepInput || !this.cache ? Infinity : Math.max(1, Math.floor(this.logitsBudgetBytes / (4 * this.info.vocabSize)));
+      if (ids.length <= maxRows) return await this.run(session, ids, wanted);
+      const before = this.history.length;
+      try {
+        const width = this.info.vocabSize;
+        const rows = new Float32Array(wanted * width);
+        const firstWanted = ids.length - wanted;
+        let filled = 0;
+        for (let at = 0; at < ids.length; at += maxRows) {
+          const piece = ids.slice(at, at + maxRows);
+          const keep = Math.max(0, at + piece.length - Math.max(at, firstWanted));
+          const logits = await this.run(session, piece, Math.max(1, keep));
+          if (keep > 0) {
+            rows.set(logits.data.subarray((logits.rows - keep) * width), filled * width);
+            filled += keep;
+          }
+        }
+        return new Logits(rows, wanted, width);
+      } catch (error) {
+        this.dropAfter(before);
+        throw error;
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** One onnxruntime run over `ids` (the cache holds everything before them). */
+  private async run(session: InferenceSession, ids: readonly number[], wanted: number): Promise<Logits> {
+    const vocab = this.tokenizer.vocabSize;
+    const past = this.history.length;
+    const total = past + ids.length;
+    {
       const g = this.info.graph;
       const fed = this.cache ? ids : [...this.history, ...ids];
       const start = this.cache ? past : 0;
@@ -258,7 +298,8 @@ export class CausalLM {
       }
       const raw = logitsTensor.data as Float32Array | Uint16Array;
       const first = rowsReturned - wanted;
-      let data = raw.subarray(first * width, rowsReturned * width);
+      // Fewer rows than the run returned: copy them, so a view does not keep the whole buffer alive.
+      let data = first > 0 && raw instanceof Float32Array ? raw.slice(first * width, rowsReturned * width) : raw.subarray(first * width, rowsReturned * width);
       if (!(data instanceof Float32Array)) data = data instanceof Uint16Array ? float16ToFloat32(data) : Float32Array.from(data as ArrayLike<number>);
       const logits = new Logits(data as Float32Array, wanted, width);
       if (this.checkLogits) {
@@ -274,9 +315,13 @@ export class CausalLM {
       this.history.push(...ids);
       this.steps++;
       return logits;
-    } finally {
-      this.busy = false;
     }
+  }
+
+  /** Drops positions from `length` on (a failed multi-run forward leaves the cache as it was). */
+  private dropAfter(length: number): void {
+    this.history.length = length;
+    this.cache?.crop(length);
   }
 
   /** Rolls the sequence back to its first `length` tokens. */

@@ -4,6 +4,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
+import { describeValue } from '../describeValue.js';
 import {
   InvalidArgumentError,
   ModelFileInvalidError,
@@ -16,9 +17,10 @@ import { TextTokenizer } from '../text/tokenizer.js';
 import { CausalLM, type ModelInfo } from './causalLM.js';
 import { discoverGraph } from './graph.js';
 import { isHubId, resolveHubModel, type HubOptions } from './hub.js';
-import { releaseSession } from './ort.js';
+import { releaseSession, type InferenceSession } from './ort.js';
 import { DTYPE_SUFFIX, type ModelDType } from './dtypes.js';
 import { createSessionWithProviders, type ExecutionOptions } from './providers.js';
+import { MAX_CONTEXT, validateLoadOptions } from './loadOptions.js';
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions extends ExecutionOptions, HubOptions {
@@ -32,6 +34,12 @@ export interface LoadModelOptions extends ExecutionOptions, HubOptions {
   checkLogits?: boolean;
   /** Override the context length (default: config.json `max_position_embeddings`). */
   maxPositions?: number;
+  /**
+   * Most bytes of logits one onnxruntime run may return (default 64 MiB). Graphs without a
+   * `logits_to_keep` input return a row per fed token, so long prompts are fed in chunks of
+   * at most this many rows' worth; bounds peak memory at prefill.
+   */
+  logitsBudgetBytes?: number;
 }
 
 const BASE_NAMES = ['model', 'decoder_model_merged', 'decoder_with_past_model', 'decoder_model'];
@@ -81,6 +89,21 @@ export function selectOnnxFile(dir: string, options: Pick<LoadModelOptions, 'dty
   return join(sub, found);
 }
 
+/** A size field of config.json that must be a positive integer when present. */
+function sizeField(config: Record<string, unknown>, keys: string[], file: string): number | null {
+  for (const k of keys) {
+    const v = config[k];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_CONTEXT) {
+      throw new ModelFileInvalidError(file, `${file}: "${k}" must be a positive integer, got ${describeValue(v)}. Fix config.json, or pass maxPositions to loadModel.`);
+    }
+    return v;
+  }
+  const text = config.text_config;
+  if (text && typeof text === 'object') return sizeField(text as Record<string, unknown>, keys, file);
+  return null;
+}
+
 function numberField(config: Record<string, unknown>, keys: string[]): number | null {
   for (const k of keys) {
     const v = config[k];
@@ -121,6 +144,7 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
   if (typeof source !== 'string' || source.trim() === '') {
     throw new InvalidArgumentError('source', 'loadModel() needs a model folder path or a Hub id, got an empty value.');
   }
+  options = validateLoadOptions(options, options?.onWarning);
   const dir = await resolveSource(source, options);
   const config = readJsonFile(join(dir, 'config.json'), true);
   const generationConfig = readJsonFile(join(dir, 'generation_config.json'), false);
@@ -149,11 +173,10 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
         throw new UnsupportedGraphError(`${onnxFile}: the graph has ${graph.numCacheLayers} cache layers but config.json says num_hidden_layers = ${configLayers}.`);
       }
     }
-    const vocabSize = graph.logitsVocabSize ?? numberField(config, ['vocab_size']) ?? tokenizer.vocabSize;
-    if (vocabSize < tokenizer.vocabSize) {
-      throw new UnsupportedGraphError(`${onnxFile}: logits have ${vocabSize} columns but the tokenizer has ${tokenizer.vocabSize} ids; the model and tokenizer do not belong together.`);
-    }
-    const maxPositions = options.maxPositions ?? numberField(config, ['max_position_embeddings', 'n_positions', 'max_sequence_length', 'seq_length']) ?? 2048;
+    // The logits width: declared by the graph, else measured with one token.
+    const vocabSize = graph.logitsVocabSize ?? (await measureLogitsWidth(session, tokenizer, { source, dir, onnxFile, config, generationConfig, numLayers: graph.numCacheLayers, numKeyValueHeads: kvHeads ?? 0, headDim: headDim ?? 0, vocabSize: tokenizer.vocabSize, maxPositions: 1 << 20, providers: resolved, graph }));
+    checkVocabularies(dir, tokenizer.vocabSize, vocabSize);
+    const maxPositions = options.maxPositions ?? sizeField(config, ['max_position_embeddings', 'n_positions', 'max_sequence_length', 'seq_length'], join(dir, 'config.json')) ?? 2048;
     const info: ModelInfo = {
       source,
       dir,
@@ -168,11 +191,47 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
       providers: resolved,
       graph,
     };
-    return new CausalLM(session, tokenizer, info, options.checkLogits ?? true);
+    return new CausalLM(session, tokenizer, info, options.checkLogits ?? true, options.logitsBudgetBytes);
   } catch (error) {
     await releaseSession(session);
     throw error;
   }
+}
+
+/** Logits rows may be padded past the tokenizer's ids (to a multiple of 64, 128...) by at most this many. */
+export function paddingAllowance(tokenizerIds: number): number {
+  return Math.max(1024, Math.ceil(tokenizerIds * 0.02));
+}
+
+/**
+ * A model and a tokenizer belong together only if every id the tokenizer can produce (added
+ * and special tokens included) has a logits column, and the logits are not far wider than the
+ * tokenizer's vocabulary (which means another model's tokenizer: its ids would index the
+ * wrong rows and the output would be garbage).
+ */
+function checkVocabularies(dir: string, tokenizerIds: number, logitsWidth: number): void {
+  if (tokenizerIds > logitsWidth) {
+    throw new UnsupportedGraphError(
+      `${dir}: the tokenizer can produce ids up to ${tokenizerIds - 1} (${tokenizerIds} ids, added tokens included) but the model's logits have only ${logitsWidth} columns. ` +
+        'The tokenizer files most likely belong to another model; copy the tokenizer.json / tokenizer_config.json that were exported with this ONNX file.',
+    );
+  }
+  const allowed = paddingAllowance(tokenizerIds);
+  if (logitsWidth - tokenizerIds > allowed) {
+    throw new UnsupportedGraphError(
+      `${dir}: the model's logits have ${logitsWidth} columns but the tokenizer has only ${tokenizerIds} ids (padding of up to ${allowed} rows is accepted). ` +
+        'The tokenizer files most likely belong to another model; copy the tokenizer.json / tokenizer_config.json that were exported with this ONNX file.',
+    );
+  }
+}
+
+/** Runs one token through a graph whose logits width is symbolic, to read it. */
+async function measureLogitsWidth(session: InferenceSession, tokenizer: TextTokenizer, info: ModelInfo): Promise<number> {
+  // The probe feeds id 0 and must not reject a narrow width itself: that is what is measured.
+  const anyWidth = Object.create(tokenizer, { vocabSize: { value: 1 } }) as TextTokenizer;
+  const probe = new CausalLM(session, anyWidth, info, false);
+  const logits = await probe.forward([0], { logits: 'last' });
+  return logits.vocabSize;
 }
 
 async function resolveSource(source: string, options: HubOptions): Promise<string> {

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { ExecutionProviderError } from '../errors.js';
+import { moduleFile } from './moduleFile.js';
 import { createSession, ort, type InferenceSession, type SessionOptions } from './ort.js';
 
 /** Execution provider names accepted by {@link ExecutionOptions.executionProviders}. */
@@ -117,7 +118,7 @@ export async function createSessionWithProviders(
 function providerLibrary(provider: ExecutionProviderName): string | null {
   if (provider !== 'cuda' && provider !== 'tensorrt') return null;
   try {
-    const base = typeof __filename === 'string' ? __filename : join(process.cwd(), 'index.js');
+    const base = moduleFile || join(process.cwd(), 'index.js');
     const main = createRequire(base).resolve('onnxruntime-node');
     const bin = join(dirname(main), '..', 'bin', 'napi-v6', process.platform, process.arch);
     if (!existsSync(bin)) return null;

@@ -84,7 +84,14 @@ describe('the safe-ensemble command', () => {
     const bogus = await cli(['--bogus', 'x']);
     expect(bogus.code).toBe(2);
     expect(bogus.err).toMatch(/Unknown option '--bogus'/);
-    expect((await cli(['x', '--top-k', 'many'])).err).toMatch(/--top-k needs a number/);
+    expect((await cli(['x', '--top-k', 'many'])).err).toMatch(/--top-k needs a decimal number, got "many"/);
+    for (const value of ['0x10', '', ' ', '1e400', 'Infinity']) {
+      const bad = await cli(['x', '--top-k', value]);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/--top-k needs a decimal number/);
+    }
+    expect((await cli(['x', '--threads', '1.5'])).err).toMatch(/--threads needs a positive integer, got "1.5"/);
+    expect((await cli(['x', '--max-new-tokens', ''])).err).toMatch(/--max-new-tokens needs a decimal number, got ""/);
     expect((await cli(['x', '--consensus-threshold', '3'])).code).toBe(2);
     expect((await cli(['bench', '--problems', '0'])).code).toBe(2);
   });
@@ -96,5 +103,19 @@ describe('the safe-ensemble command', () => {
     ]);
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('SAFE + UniTE');
+  });
+
+  it('exits quietly when its output pipe closes early (| head -c 5)', async () => {
+    const { stdout, stderr } = await run('bash', ['-c', 'node bin/safe-ensemble.cjs "Mia has 37 marbles. She finds 25 more. How many marbles does she have now?" --max-new-tokens 40 | head -c 5; echo " exit=${PIPESTATUS[0]}"'], { cwd: root });
+    expect(stdout).toMatch(/^.{1,5} exit=0\n$/s);
+    expect(stderr).not.toMatch(/EPIPE|Error|at /);
+  });
+
+  it('finds the bundled models relative to the package from an ES module, whatever the current folder', async () => {
+    const esm = `import { bundledModels } from ${JSON.stringify(join(root, 'dist', 'esm', 'index.js'))}; console.log(JSON.stringify(bundledModels()));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', esm], { cwd: '/' });
+    expect(JSON.parse(stdout)).toEqual(bundledModels());
+    const cjs = `console.log(JSON.stringify(require(${JSON.stringify(join(root, 'dist', 'cjs', 'index.js'))}).bundledModels()))`;
+    expect(JSON.parse((await run(process.execPath, ['-e', cjs], { cwd: '/' })).stdout)).toEqual(bundledModels());
   });
 });

@@ -26,6 +26,8 @@ export const EXTRACT = [new HumanMessage('Extract the person: Mia is 7 years old
 export const EXTRACT_CALL = '<tool_call>\n{"name": "Person", "arguments": {"name": "Mia", "age": 7}}\n</tool_call>';
 export const BROKEN = [new HumanMessage('Call a tool badly.')];
 export const BROKEN_CALL = '<tool_call>\n{"name": "calculator", "arguments": {"input": "1 +\n</tool_call>';
+export const PROSE_THEN_BROKEN = [new HumanMessage('Explain, then call a tool badly.')];
+export const PROSE_THEN_BROKEN_CALL = `Let me work it out.\n${BROKEN_CALL}`;
 
 /** The tools exactly as createAgent / withStructuredOutput hand them to bindTools. */
 export function calculatorTools(): Record<string, unknown>[] {
@@ -55,6 +57,7 @@ function scripts(): Script[] {
     { prompt: toChatMessages(agentTurnTwo()), completion: AGENT_ANSWER, tools: calculatorTools() },
     { prompt: toChatMessages(EXTRACT), completion: EXTRACT_CALL, tools: personTools() },
     { prompt: toChatMessages(BROKEN), completion: BROKEN_CALL, tools: calculatorTools() },
+    { prompt: toChatMessages(PROSE_THEN_BROKEN), completion: PROSE_THEN_BROKEN_CALL, tools: calculatorTools() },
   ];
 }
 

@@ -6,6 +6,7 @@
 import { cpSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HumanMessage } from '@langchain/core/messages';
+import { describeValue } from '../../src/describeValue';
 import {
   liveSessionCount,
   loadModel,
@@ -36,7 +37,7 @@ function damagedCopy(spec: Parameters<typeof fixtureModel>[0] = BASE): string {
 }
 
 /** Minimal graph: logits = embed(input_ids) · W, plus whatever `extra` adds. */
-function oddModel(extra: (g: GraphBuilder) => void, opts: { logitsName?: string; width?: number } = {}): string {
+function oddModel(extra: (g: GraphBuilder) => void, opts: { logitsName?: string; width?: number; symbolicWidth?: boolean } = {}): string {
   const g = new GraphBuilder();
   const rand = seededRandom(3);
   const ids = g.input('input_ids', DT.int64, ['batch', 'seq']);
@@ -44,7 +45,7 @@ function oddModel(extra: (g: GraphBuilder) => void, opts: { logitsName?: string;
   const width = opts.width ?? V;
   const name = opts.logitsName ?? 'logits';
   g.o('MatMul', [g.o('Gather', [g.floatTensor(randomMatrix(rand, V, 2, 1), [V, 2]), ids], { axis: 0 }), g.floatTensor(randomMatrix(rand, 2, width, 1), [2, width])], {}, name);
-  g.output(name, DT.float, ['batch', 'seq', width]);
+  g.output(name, DT.float, ['batch', 'seq', opts.symbolicWidth ? 'vocab' : width]);
   extra(g);
   return writeModelFolder(scratchDir('odd'), {
     tokenizer: 'llama2',
@@ -104,6 +105,26 @@ async function pair(own: BadInput['run'] extends (o: infer O) => unknown ? O : n
   return own(new SafeEnsemble(models));
 }
 
+const loadOption = (field: string, value: unknown, message: RegExp): BadInput => ({
+  name: `load option ${field} = ${describeValue(value)}`,
+  code: 'INVALID_ARGUMENT',
+  message,
+  run: () => loadModel(fixtureModel(BASE), { [field]: value } as never),
+});
+
+/** Rewrites fields of a copied folder's config.json. */
+function patchConfig(dir: string, fields: Record<string, unknown>): void {
+  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, ...fields }));
+}
+
+/** A copy of the `graph` fixture's folder with the tokenizer files of the `tokenizer` fixture. */
+function withTokenizerOf(graph: Parameters<typeof fixtureModel>[0], tokenizer: Parameters<typeof fixtureModel>[0]): string {
+  const dir = damagedCopy(graph);
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) cpSync(join(fixtureModel(tokenizer), f), join(dir, f));
+  return dir;
+}
+
 const knob = (field: string, value: unknown, message: RegExp): BadInput => ({
   name: `knob ${field} = ${JSON.stringify(value) ?? String(value)}`,
   code: 'INVALID_ARGUMENT',
@@ -140,9 +161,43 @@ const CASES: BadInput[] = [
   { name: 'graph without logits', code: 'UNSUPPORTED_GRAPH', message: /no "logits" output.*hidden_states/, run: () => loadModel(oddModel(() => {}, { logitsName: 'hidden_states' })) },
   { name: 'key cache without value cache', code: 'UNSUPPORTED_GRAPH', message: /layer 0 has a key cache input but no value/, run: () => loadModel(oddModel((g) => g.input('past_key_values.0.key', DT.float, ['batch', 1, 'past', 2]))) },
   { name: 'recurrent state inputs', code: 'UNSUPPORTED_GRAPH', message: /recurrent\/state inputs \(past_ssm_state\.0\)/, run: () => loadModel(oddModel((g) => g.input('past_ssm_state.0', DT.float, ['batch', 4, 2]))) },
-  { name: 'logits narrower than the tokenizer vocabulary', code: 'UNSUPPORTED_GRAPH', message: /logits have 1000 columns but the tokenizer has 32000 ids/, run: () => loadModel(oddModel(() => {}, { width: 1000 })) },
+  { name: 'logits narrower than the tokenizer vocabulary', code: 'UNSUPPORTED_GRAPH', message: /ids up to 31999 \(32000 ids, added tokens included\) but the model's logits have only 1000 columns.*belong to another model/, run: () => loadModel(oddModel(() => {}, { width: 1000 })) },
+  // A model folder with another model's tokenizer files.
+  { name: 'Qwen-vocabulary graph with the Mistral tokenizer', code: 'UNSUPPORTED_GRAPH', message: /bad-.*logits have 151669 columns but the tokenizer has only 32000 ids \(padding of up to 1024 rows is accepted\).*belong to another model/, run: () => loadModel(withTokenizerOf(QWEN, MISTRAL)) },
+  { name: 'Mistral-vocabulary graph with the Qwen tokenizer', code: 'UNSUPPORTED_GRAPH', message: /ids up to 151668 \(151669 ids.*logits have only 32000 columns/, run: () => loadModel(withTokenizerOf(MISTRAL, QWEN)) },
+  { name: 'symbolic logits width, measured at load', code: 'UNSUPPORTED_GRAPH', message: /ids up to 31999.*logits have only 1000 columns/, run: () => loadModel(oddModel(() => {}, { width: 1000, symbolicWidth: true })) },
   // Load options.
   { name: 'unknown dtype', code: 'INVALID_ARGUMENT', message: /unknown dtype "fp8"/, run: () => loadModel(fixtureModel(BASE), { dtype: 'fp8' as never }) },
+  loadOption('threads', -1, /threads: must be a positive integer up to 1024, got -1/),
+  loadOption('threads', Number.NaN, /threads: must be a positive integer up to 1024, got NaN/),
+  loadOption('threads', 'two', /threads: must be a positive integer up to 1024, got "two"/),
+  loadOption('threads', 100000, /threads: must be a positive integer up to 1024, got 100000/),
+  loadOption('executionProviders', ['bogus'], /executionProviders\[0\]: unknown execution provider "bogus"; use one of cpu, cuda/),
+  loadOption('executionProviders', 'cuda', /executionProviders: must be an array/),
+  loadOption('maxPositions', Number.NaN, /maxPositions: must be a positive integer up to \d+, got NaN/),
+  loadOption('maxPositions', 0, /maxPositions: must be a positive integer/),
+  loadOption('maxPositions', -5, /maxPositions: must be a positive integer.*got -5/),
+  loadOption('maxPositions', '2048', /maxPositions: must be a positive integer.*got "2048"/),
+  loadOption('maxPositions', Number.POSITIVE_INFINITY, /maxPositions: must be a positive integer.*got Infinity/),
+  loadOption('deviceId', -1, /deviceId: must be a GPU index/),
+  loadOption('graphOptimizationLevel', 'max', /graphOptimizationLevel: must be 'disabled', 'basic', 'extended' or 'all'/),
+  loadOption('thread', 2, /thread: is not a load option; valid ones are executionProviders/),
+  loadOption('checkLogits', 'yes', /checkLogits: must be a boolean/),
+  folder('negative max_position_embeddings', (d) => patchConfig(d, { max_position_embeddings: -1 }), 'MODEL_FILE_INVALID', /config\.json: "max_position_embeddings" must be a positive integer, got -1/),
+  folder('zero max_position_embeddings', (d) => patchConfig(d, { max_position_embeddings: 0 }), 'MODEL_FILE_INVALID', /"max_position_embeddings" must be a positive integer, got 0/),
+  folder('string max_position_embeddings', (d) => patchConfig(d, { max_position_embeddings: '2048' }), 'MODEL_FILE_INVALID', /"max_position_embeddings" must be a positive integer, got "2048"/),
+  {
+    name: 'LangChain: bad load options fail at construction',
+    code: 'INVALID_ARGUMENT',
+    message: /threads: must be a positive integer/,
+    run: () => new SafeEnsembleLLM({ models: [fixtureModel(QWEN), fixtureModel(MISTRAL)], loadOptions: { threads: -1 } }),
+  },
+  {
+    name: 'LangChain: a bad per-model load option fails at construction',
+    code: 'INVALID_ARGUMENT',
+    message: /executionProviders\[0\]: unknown execution provider "gpu"/,
+    run: () => new SafeEnsembleChatModel({ models: [fixtureModel(QWEN), { source: fixtureModel(MISTRAL), executionProviders: ['gpu' as never] }] }),
+  },
   { name: 'CUDA requested where it is unavailable', code: 'EXECUTION_PROVIDER_UNAVAILABLE', message: /"cuda" is unavailable.*ONNXRUNTIME_NODE_INSTALL=cuda12.*fallbackToCpu/, run: () => loadModel(fixtureModel(BASE), { executionProviders: ['cuda'] }) },
   // Tokenizers.
   {
@@ -184,7 +239,10 @@ const CASES: BadInput[] = [
   knob('draftLength', 0, /draftLength: must be an integer from 1 to 64/),
   knob('draftLength', '5', /draftLength: must be an integer/),
   knob('consensusThreshold', 1.5, /consensusThreshold: must be a number from 0 to 1, got 1\.5/),
-  knob('consensusThreshold', Number.NaN, /consensusThreshold: must be a number from 0 to 1/),
+  knob('consensusThreshold', Number.NaN, /consensusThreshold: must be a number from 0 to 1, got NaN/),
+  knob('topK', Number.POSITIVE_INFINITY, /topK: must be an integer from 1 to 1000, got Infinity/),
+  knob('sharpening', [], /sharpening: must be an object like \{ method, below, lambda \}, got \[\]/),
+  knob('sharpening', { methods: 'none' }, /sharpening\.methods: is not a sharpening option/),
   knob('unanimitySkip', 'yes', /unanimitySkip: must be true or false/),
   knob('stabilityGate', 1, /stabilityGate: must be true or false/),
   knob('gacDrafterGate', -0.1, /gacDrafterGate: must be a number from 0 to 1/),
@@ -207,7 +265,7 @@ const CASES: BadInput[] = [
   { name: 'K = 1 with strategy safe', code: 'INVALID_ARGUMENT', message: /'safe' needs at least two models; with one model use strategy 'single'/, run: async (own) => own(new SafeEnsemble([await loadModel(fixtureModel(QWEN))])).generate(PROMPT, RAW) },
   { name: 'duplicate model folder', code: 'INVALID_ARGUMENT', message: /is listed twice; list each model once/, run: () => SafeEnsemble.load({ models: [fixtureModel(QWEN), fixtureModel(MISTRAL), fixtureModel(QWEN)] }) },
   { name: 'duplicate model instance', code: 'INVALID_ARGUMENT', message: /appears twice.*load it twice/, run: async (own) => { const m = own(await loadModel(fixtureModel(QWEN))); return new SafeEnsemble([m, m]); } },
-  { name: 'LangChain temperature above 0', code: 'INVALID_ARGUMENT', message: /temperature: SAFE decodes greedily/, run: async (own) => own(new SafeEnsembleLLM({ models: [fixtureModel(QWEN), fixtureModel(MISTRAL)], temperature: 0.7 })).invoke(PROMPT) },
+  { name: 'LangChain temperature that is not a number', code: 'INVALID_ARGUMENT', message: /temperature: must be a number >= 0, got "hot"/, run: async (own) => own(new SafeEnsembleLLM({ models: [fixtureModel(QWEN), fixtureModel(MISTRAL)], temperature: 'hot' as never })).invoke(PROMPT) },
   { name: 'LangChain knob out of range', code: 'INVALID_ARGUMENT', message: /consensusThreshold: must be a number from 0 to 1/, run: async (own) => own(new SafeEnsembleChatModel({ models: [fixtureModel(QWEN), fixtureModel(MISTRAL)] })).invoke([new HumanMessage('Hi')], { consensusThreshold: 7 } as never) },
   // Lifetimes.
   { name: 'ensemble used after dispose()', code: 'DISPOSED', message: /SafeEnsemble was used after dispose\(\)/, run: async (own) => { const e = await pair(own); await e.dispose(); return e.generate(PROMPT, RAW); } },

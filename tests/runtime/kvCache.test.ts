@@ -94,3 +94,45 @@ describe.each(VARIANTS)('CausalLM on %s', (_name, options) => {
     expect(maxAbsDiff(two.row(0), all.row(-2))).toBeLessThan(1e-4);
   });
 });
+
+describe('prefill in pieces (graphs without logits_to_keep)', () => {
+  const dir = fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16 });
+  it('gives the rows of one whole run, leaves the cache as one run does, and each run stays within the budget', async () => {
+    const whole = await loadModel(dir);
+    // 151,669 columns × 4 bytes × 3 rows: at most 3 rows per onnxruntime run.
+    const pieces = await loadModel(dir, { logitsBudgetBytes: 151_669 * 4 * 3 });
+    try {
+      const ids = whole.tokenizer.encode('Mia has 37 marbles. She finds 25 more marbles in the garden. How many now?');
+      expect(ids.length).toBeGreaterThan(10);
+      let runs = 0;
+      const widest: number[] = [];
+      const session = (pieces as unknown as { session: { run: (f: Record<string, { dims: number[] }>) => Promise<unknown> } }).session;
+      const run = session.run.bind(session);
+      session.run = (feeds) => {
+        runs++;
+        widest.push(feeds.input_ids!.dims[1]!);
+        return run(feeds);
+      };
+      for (const rows of [1, 5, ids.length] as const) {
+        whole.reset();
+        pieces.reset();
+        runs = 0;
+        widest.length = 0;
+        const a = await whole.forward(ids, { logits: rows });
+        const b = await pieces.forward(ids, { logits: rows });
+        expect(b.rows).toBe(rows);
+        expect(maxAbsDiff(a.data, b.data)).toBeLessThan(1e-4);
+        expect(runs).toBe(Math.ceil(ids.length / 3));
+        expect(Math.max(...widest)).toBeLessThanOrEqual(3);
+        // The caches continue alike.
+        const nextA = await whole.forward([argmax(a.row(-1))], { logits: 'last' });
+        const nextB = await pieces.forward([argmax(b.row(-1))], { logits: 'last' });
+        expect(maxAbsDiff(nextA.data, nextB.data)).toBeLessThan(1e-4);
+        expect(pieces.tokens).toEqual(whole.tokens);
+      }
+    } finally {
+      await whole.dispose();
+      await pieces.dispose();
+    }
+  });
+});
