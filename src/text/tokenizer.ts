@@ -473,8 +473,13 @@ export class TextTokenizer {
         return { map, exactUpTo: input.length };
       }
     }
-    // Fallback for lossy tokenizations (e.g. a literal U+2581 that sentencepiece turns into a
-    // space): exact on the common prefix, coarse after it.
+    // Sentencepiece spells spaces as U+2581, so a literal U+2581 in the text comes back as a
+    // space: walk both, matching each such character (3 bytes) to one space byte.
+    if (this.kind === 'sentencepiece') {
+      const exactMap = alignMetaspace(input, stream);
+      if (exactMap) return { map: (x: number) => exactMap[Math.max(0, Math.min(x, stream.length))]!, exactUpTo: input.length };
+    }
+    // Fallback for other lossy tokenizations: exact on the common prefix, coarse after it.
     let p = 0;
     while (p < input.length && p < stream.length && input[p] === stream[p]) p++;
     let q = 0;
@@ -506,4 +511,34 @@ export class TextTokenizer {
       throw new TokenizerError(`the chat template failed to render: ${(cause as Error).message}`, { cause });
     }
   }
+}
+
+/**
+ * Position map from a sentencepiece token stream to the text it encodes, where the text's
+ * literal U+2581 characters (E2 96 81) appear as spaces in the stream and the stream may start
+ * with one dummy-prefix space. Null when the two differ in any other way.
+ */
+function alignMetaspace(input: Uint8Array, stream: Uint8Array): Int32Array | null {
+  let literal = 0;
+  for (let i = 0; i + 2 < input.length; i++) if (input[i] === 0xe2 && input[i + 1] === 0x96 && input[i + 2] === 0x81) literal++;
+  if (literal === 0) return null;
+  const dummy = stream.length - (input.length - 2 * literal);
+  if (dummy !== 0 && dummy !== 1) return null;
+  if (dummy === 1 && stream[0] !== 0x20) return null;
+  const map = new Int32Array(stream.length + 1);
+  let i = 0;
+  let j = dummy;
+  while (j < stream.length) {
+    map[j] = i;
+    if (i < input.length && input[i] === stream[j]) {
+      i++;
+      j++;
+    } else if (stream[j] === 0x20 && input[i] === 0xe2 && input[i + 1] === 0x96 && input[i + 2] === 0x81) {
+      i += 3;
+      j++;
+    } else return null;
+  }
+  if (i !== input.length) return null;
+  map[stream.length] = input.length;
+  return map;
 }

@@ -69,6 +69,15 @@ export function offsetsReassemble(tok: TextTokenizer, text: string): void {
     for (let b = starts[i]!; b < ends[i]!; b++) pieces.push(bytes[b]!);
   }
   check(Buffer.from(pieces).toString('utf8') === text || bytesEqualArr(Uint8Array.from(pieces), expected), 'offsets(): pieces do not reassemble the input');
+  // Where the tokenization is byte-exact (no normalization rewrites the text; literal U+2581
+  // and a dummy-prefix space are accounted for exactly), every token has a width of its own,
+  // but a leading token that is only the dummy-prefix space.
+  if (text.normalize('NFKC') === text && !/[\uD800-\uDFFF]/.test(text)) {
+    for (let i = 0; i < ids.length; i++) {
+      const dummy = i === 0 && tok.tokenBytes(ids[0]!).length === 1 && tok.tokenBytes(ids[0]!)[0] === 0x20 && tok.dummyPrefixBytes(text) === 1;
+      check(ends[i]! > starts[i]! || dummy, `offsets(): token ${i} (${JSON.stringify(tok.tokenString(ids[i]!))}) has zero width in byte-exact text`);
+    }
+  }
 }
 
 /**

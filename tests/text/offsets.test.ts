@@ -101,3 +101,16 @@ describe('tokenizer facts', () => {
     }
   });
 });
+
+describe('literal U+2581 in sentencepiece text', () => {
+  it('keeps every token boundary exact (the character comes back as a space in the token stream)', async () => {
+    const tok = await realTokenizer('llama2');
+    const text = 'hello \u2581\u2581 world';
+    const { ids, starts, ends } = tok.offsets(text);
+    const spans = ids.map((id, i) => [tok.tokenString(id), starts[i], ends[i]]);
+    expect(spans).toEqual([['▁hell', 0, 4], ['o', 4, 5], ['▁▁▁', 5, 12], ['▁world', 12, 18]]);
+    // A dummy-prefix token is the only zero-width one.
+    const lead = tok.offsets('\u2581start');
+    expect(lead.ids.map((id, i) => [tok.tokenString(id), lead.starts[i], lead.ends[i]])).toEqual([['▁', 0, 0], ['▁start', 0, 8]]);
+  });
+});

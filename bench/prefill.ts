@@ -1,0 +1,41 @@
+/**
+ * Peak memory and time of a prompt prefill (the first forward pass over a whole prompt, one
+ * logits row kept), for 128 / 1,024 / 4,096-token prompts, on a random-weight decoder with the
+ * Qwen3 vocabulary (151,669 logits columns) and no logits_to_keep input. Each measurement runs
+ * in its own process, so peak RSS belongs to that prefill alone.
+ *
+ *   npx tsx bench/prefill.ts
+ *
+ * "one run" feeds the whole prompt in one onnxruntime run (a row per token comes back, as
+ * before the logits budget); "budgeted" uses the default 64 MiB logits budget per run.
+ */
+import { execFileSync } from 'node:child_process';
+import { loadModel } from '../src/index.js';
+import { fixtureModel } from '../tests/helpers/fixtures.js';
+
+const LENGTHS = [128, 1024, 4096];
+const dir = fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16, maxPositions: 8192 });
+
+async function child(length: number, budget: number | undefined): Promise<void> {
+  const lm = await loadModel(dir, { threads: 1, ...(budget ? { logitsBudgetBytes: budget } : {}) });
+  const ids = Array.from({ length }, (_, i) => 100 + ((i * 7919) % 5000));
+  const before = process.resourceUsage().maxRSS;
+  const t0 = performance.now();
+  await lm.forward(ids, { logits: 1 });
+  const ms = performance.now() - t0;
+  console.log(JSON.stringify({ length, ms, baselineMiB: before / 1024, peakMiB: process.resourceUsage().maxRSS / 1024 }));
+  await lm.dispose();
+}
+
+if (process.argv[2] === '--child') {
+  await child(Number(process.argv[3]), process.argv[4] === 'none' ? undefined : Number(process.argv[4]));
+} else {
+  console.log('| prompt tokens | one run: peak RSS | one run: time | budgeted: peak RSS | budgeted: time |');
+  console.log('|---:|---:|---:|---:|---:|');
+  for (const length of LENGTHS) {
+    const measure = (budget: string) => JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', 'bench/prefill.ts', '--child', String(length), budget], { encoding: 'utf8' }).trim().split('\n').pop()!) as { ms: number; peakMiB: number };
+    const whole = measure(String(Number.MAX_SAFE_INTEGER));
+    const budgeted = measure('none');
+    console.log(`| ${length} | ${whole.peakMiB.toFixed(0)} MiB | ${whole.ms.toFixed(0)} ms | ${budgeted.peakMiB.toFixed(0)} MiB | ${budgeted.ms.toFixed(0)} ms |`);
+  }
+}
