@@ -298,8 +298,9 @@ export class CausalLM {
       }
       const raw = logitsTensor.data as Float32Array | Uint16Array;
       const first = rowsReturned - wanted;
-      // Fewer rows than the run returned: copy them, so a view does not keep the whole buffer alive.
-      let data = first > 0 && raw instanceof Float32Array ? raw.slice(first * width, rowsReturned * width) : raw.subarray(first * width, rowsReturned * width);
+      // Much fewer rows than the run returned (a prefill): copy them, so a view does not keep the
+      // whole buffer alive. A few dropped rows (a verifier pass) stay a view: no per-pass copy.
+      let data = first > wanted && raw instanceof Float32Array ? raw.slice(first * width, rowsReturned * width) : raw.subarray(first * width, rowsReturned * width);
       if (!(data instanceof Float32Array)) data = data instanceof Uint16Array ? float16ToFloat32(data) : Float32Array.from(data as ArrayLike<number>);
       const logits = new Logits(data as Float32Array, wanted, width);
       if (this.checkLogits) {
