@@ -7,17 +7,19 @@
  *   npx tsx bench/prefill.ts
  *
  * "one run" feeds the whole prompt in one onnxruntime run (a row per token comes back, as
- * before the logits budget); "budgeted" uses the default 64 MiB logits budget per run.
+ * before the logits budget); "budgeted" uses the default 64 MiB logits budget per run. A second
+ * table measures the bundled qwen-adder, whose graph has a logits_to_keep input (one row is
+ * computed however long the prompt; its context is 1,024 tokens).
  */
 import { execFileSync } from 'node:child_process';
-import { loadModel } from '../src/index.js';
+import { bundledModels, loadModel } from '../src/index.js';
 import { fixtureModel } from '../tests/helpers/fixtures.js';
 
 const LENGTHS = [128, 1024, 4096];
 const dir = fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16, maxPositions: 8192 });
 
-async function child(length: number, budget: number | undefined): Promise<void> {
-  const lm = await loadModel(dir, { threads: 1, ...(budget ? { logitsBudgetBytes: budget } : {}) });
+async function child(length: number, budget: number | undefined, model = dir): Promise<void> {
+  const lm = await loadModel(model, { threads: 1, ...(budget ? { logitsBudgetBytes: budget } : {}) });
   const ids = Array.from({ length }, (_, i) => 100 + ((i * 7919) % 5000));
   const before = process.resourceUsage().maxRSS;
   const t0 = performance.now();
@@ -28,7 +30,7 @@ async function child(length: number, budget: number | undefined): Promise<void> 
 }
 
 if (process.argv[2] === '--child') {
-  await child(Number(process.argv[3]), process.argv[4] === 'none' ? undefined : Number(process.argv[4]));
+  await child(Number(process.argv[3]), process.argv[4] === 'none' ? undefined : Number(process.argv[4]), process.argv[5] ?? dir);
 } else {
   console.log('| prompt tokens | one run: peak RSS | one run: time | budgeted: peak RSS | budgeted: time |');
   console.log('|---:|---:|---:|---:|---:|');
@@ -37,5 +39,11 @@ if (process.argv[2] === '--child') {
     const whole = measure(String(Number.MAX_SAFE_INTEGER));
     const budgeted = measure('none');
     console.log(`| ${length} | ${whole.peakMiB.toFixed(0)} MiB | ${whole.ms.toFixed(0)} ms | ${budgeted.peakMiB.toFixed(0)} MiB | ${budgeted.ms.toFixed(0)} ms |`);
+  }
+  console.log('\n| bundled qwen-adder (logits_to_keep), prompt tokens | peak RSS | time |');
+  console.log('|---:|---:|---:|');
+  for (const length of [128, 1000]) {
+    const r = JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', 'bench/prefill.ts', '--child', String(length), 'none', bundledModels()[0]!], { encoding: 'utf8' }).trim().split('\n').pop()!) as { ms: number; peakMiB: number };
+    console.log(`| ${length} | ${r.peakMiB.toFixed(0)} MiB | ${r.ms.toFixed(0)} ms |`);
   }
 }

@@ -6,7 +6,8 @@ logits over the tokenizer's FULL vocabulary, present.{i}.*).
 The model only ever sees a compact vocabulary (the ids the task uses); the export maps full ids to
 compact ones on the way in and compact logits to full-vocabulary logits on the way out with two
 index tables, so no full-vocabulary weight matrix is stored (scatter_logits.py then rewrites the
-output mapping into a fill-and-scatter, which onnxruntime runs several times faster).
+output mapping into a fill-and-scatter, which onnxruntime runs several times faster, and
+logits_to_keep.py adds a `logits_to_keep` input so a prefill computes only the rows asked for).
 
 Usage: python3 train.py DATA_DIR OUT_ONNX --seconds 600 --seed 1
 Needs Debian's python3-torch (1.13) and python3-onnx; libopenblas0-openmp makes it ~25x faster.
@@ -23,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import logits_to_keep
 import scatter_logits
 
 
@@ -254,6 +256,8 @@ def main():
     torch.onnx.export(export, inputs, args.out, input_names=names_in, output_names=names_out, dynamic_axes=axes, opset_version=14, do_constant_folding=True)
     # Same logits, several times faster in onnxruntime: scatter instead of an element-wise gather.
     scatter_logits.rewrite(args.out)
+    # A logits_to_keep input, so a prompt prefill computes only the rows the runtime reads.
+    logits_to_keep.rewrite(args.out)
     json.dump({'greedy': greedy, 'parameters': params, 'compactVocab': vocab, 'steps': step, 'seconds': args.seconds, 'tokensSeen': seen,
                'd': args.d, 'layers': args.layers, 'heads': args.heads, 'maxPositions': args.max_pos},
               open(os.path.join(args.data, 'result.json'), 'w'))

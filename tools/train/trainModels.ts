@@ -129,7 +129,7 @@ arithmetic word problems (src/demo/wordProblems.ts) and calls a calculator tool.
 | | |
 |---|---|
 | architecture | Llama-style decoder: ${result.layers} layers, hidden ${result.d}, ${heads} heads, SwiGLU, RMSNorm, rotary positions, tied embeddings, context ${result.maxPositions} |
-| parameters | ${result.parameters.toLocaleString('en')} over a compact vocabulary of ${result.compactVocab} token ids; logits span the full ${tok.vocabSize.toLocaleString('en')}-id vocabulary: the compact logits are scattered into a row filled with -1e4 (no full-vocabulary weights) |
+| parameters | ${result.parameters.toLocaleString('en')} over a compact vocabulary of ${result.compactVocab} token ids; logits span the full ${tok.vocabSize.toLocaleString('en')}-id vocabulary: the compact logits are scattered into a row filled with -1e4 (no full-vocabulary weights); a \`logits_to_keep\` input computes only the last N rows |
 | data | ${prepared.examples.toLocaleString('en')} examples rendered through the model's chat template: word problems with 1–3 steps, ${Math.round(model.mix.addProbability * 100)}% of steps additions; ${Math.round(model.mix.toolShare * 100)}% calculator tool-call conversations |
 | training | ${result.steps} steps, ${result.seconds} s on ${values.threads} CPU thread(s) (PyTorch 1.13), seed ${model.mix.seed}: \`npx tsx tools/train/trainModels.ts --seconds ${result.seconds} --threads ${values.threads} --only ${model.name}\` |
 | ONNX | \`onnx/model.onnx\`, ${(size / 2 ** 20).toFixed(2)} MiB, fp32, KV cache in the Optimum layout |
