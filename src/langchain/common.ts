@@ -133,25 +133,11 @@ export function checkTemperature(temperature: unknown): void {
 
 /** Every SAFE knob as it takes effect in a call (defaults filled in), for traces. */
 export function effectiveKnobs(modelCount: number, call: EnsembleOptions): Record<string, unknown> {
-  const r = resolveOptions(modelCount, call);
-  return {
-    strategy: r.strategy,
-    baseEnsembler: r.baseEnsembler,
-    topK: r.topK,
-    draftLength: r.draftLength,
-    consensusThreshold: r.consensusThreshold,
-    unanimitySkip: r.unanimitySkip,
-    stabilityGate: r.stabilityGate,
-    gacDrafterGate: r.gacDrafterGate,
-    sharpening: r.sharpening,
-    weights: r.weights,
-    maxNewTokens: r.maxNewTokens,
-    stop: r.stop,
-    trace: r.trace,
-    rawPrompt: r.rawPrompt,
-    allowSpecialTokens: r.allowSpecialTokens,
-    temperature: 0,
-  };
+  const { signal: _signal, tools: _tools, recomputeCaches: _debug, ...knobs } = resolveOptions(modelCount, call);
+  void _signal;
+  void _tools;
+  void _debug;
+  return { ...knobs, temperature: 0 };
 }
 
 /** The error LangChain callers get for an aborted call (signal or timeout): name `AbortError`. */
