@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
@@ -117,5 +118,22 @@ describe('the safe-ensemble command', () => {
     expect(JSON.parse(stdout)).toEqual(bundledModels());
     const cjs = `console.log(JSON.stringify(require(${JSON.stringify(join(root, 'dist', 'cjs', 'index.js'))}).bundledModels()))`;
     expect(JSON.parse((await run(process.execPath, ['-e', cjs], { cwd: '/' })).stdout)).toEqual(bundledModels());
+  });
+
+  it('refuses a model folder with another model\'s tokenizer (generate and inspect exit 1 with the cause)', async () => {
+    const [qwen, mistral] = bundledModels();
+    const dir = mkdtempSync(join(tmpdir(), 'lse-mismatch-'));
+    try {
+      cpSync(qwen!, dir, { recursive: true });
+      for (const f of ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja']) cpSync(join(mistral!, f), join(dir, f));
+      const inspected = await cli(['inspect', dir]);
+      expect(inspected.code).toBe(1);
+      expect(inspected.err).toMatch(/UNSUPPORTED_GRAPH.*logits have 151669 columns but the tokenizer has only 32000 ids.*belong to another model/);
+      const generated = await cli(['Mia has 3 apples. How many?', '--model', dir, '--model', mistral!]);
+      expect(generated.code).toBe(1);
+      expect(generated.out).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
