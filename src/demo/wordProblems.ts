@@ -2,8 +2,10 @@ import { seededRandom } from './random.js';
 
 /**
  * The demo task: seeded multi-step arithmetic word problems with step-by-step solutions that
- * end in a fixed answer line. Train and held-out test problems never overlap (a hash of the
- * question decides which split a problem belongs to).
+ * end in a fixed answer line. Train and held-out problems never share their arithmetic: the split
+ * of a problem is decided by its opening arithmetic (start count, first operation and amount), not
+ * its wording, so no held-out problem repeats a training problem's numbers, nor extends one (a
+ * one-step training problem cannot be the first step of a held-out one).
  * @module
  */
 
@@ -17,6 +19,10 @@ export interface WordProblem {
   answer: number;
   /** The operation of each step. */
   ops: Array<'+' | '-'>;
+  /** The count the problem starts from. */
+  start: number;
+  /** The amount added or taken away at each step. */
+  amounts: number[];
 }
 
 /** Which problems to draw. */
@@ -46,10 +52,22 @@ const SUB: Array<[string, string]> = [['gives away {n}', 'giving away {n}'], ['l
 /** Largest count a problem ever reaches. */
 const MAX_COUNT = 99;
 
-/** FNV-1a hash of a string; one problem in eight belongs to the test split. */
-function splitOf(question: string): 'train' | 'test' {
+/** The arithmetic of a problem without its wording, e.g. `37+25-18`. */
+export function arithmeticOf(problem: Pick<WordProblem, 'start' | 'ops' | 'amounts'>, steps = problem.ops.length): string {
+  let key = String(problem.start);
+  for (let i = 0; i < steps; i++) key += `${problem.ops[i]}${problem.amounts[i]}`;
+  return key;
+}
+
+/**
+ * The split of a problem: an FNV-1a hash of its opening arithmetic (start, first operation and
+ * amount) puts one opening in eight in the test split. Every problem begins with its opening, so
+ * train and test share no whole problem and no prefix of one, whatever the names and verbs.
+ */
+export function splitOf(problem: Pick<WordProblem, 'start' | 'ops' | 'amounts'>): 'train' | 'test' {
+  const opening = arithmeticOf(problem, 1);
   let h = 0x811c9dc5;
-  for (let i = 0; i < question.length; i++) h = Math.imul(h ^ question.charCodeAt(i), 16777619) >>> 0;
+  for (let i = 0; i < opening.length; i++) h = Math.imul(h ^ opening.charCodeAt(i), 16777619) >>> 0;
   return h % 8 === 0 ? 'test' : 'train';
 }
 
@@ -72,6 +90,7 @@ function draw(rand: () => number, addProbability: number, steps: [number, number
   const questionSteps: string[] = [];
   const solutionSteps: string[] = [];
   const ops: Array<'+' | '-'> = [];
+  const amounts: number[] = [];
   for (let i = 0; i < n; i++) {
     // Every count stays within 0..MAX_COUNT: two-digit arithmetic at every step.
     const add = total < MAX_COUNT && (rand() < addProbability || total < 5);
@@ -81,12 +100,13 @@ function draw(rand: () => number, addProbability: number, steps: [number, number
     questionSteps.push(verb.replace('{n}', String(amount)));
     solutionSteps.push(`After ${participle.replace('{n}', String(amount))} ${pronoun.toLowerCase()} has ${total} ${add ? '+' : '-'} ${amount} = ${next}.`);
     ops.push(add ? '+' : '-');
+    amounts.push(amount);
     total = next;
   }
   const joined = questionSteps.length === 1 ? questionSteps[0]! : `${questionSteps.slice(0, -1).join(', ')}, then ${questionSteps[questionSteps.length - 1]}`;
   const question = `${name} has ${start} ${object}. ${pronoun} ${joined}. How many ${object} does ${pronoun.toLowerCase()} have now?`;
   const solution = `${name} starts with ${start} ${object}. ${solutionSteps.join(' ')} The answer is ${total}.`;
-  return { question, solution, answer: total, ops };
+  return { question, solution, answer: total, ops, start, amounts };
 }
 
 /** An endless, seeded stream of problems of one split. */
@@ -96,7 +116,7 @@ export function* wordProblems(options: ProblemOptions): Generator<WordProblem> {
   const steps = options.steps ?? [2, 3];
   for (;;) {
     const problem = draw(rand, p, steps);
-    if (splitOf(problem.question) === options.split) yield problem;
+    if (splitOf(problem) === options.split) yield problem;
   }
 }
 

@@ -18,6 +18,26 @@ export interface ModelView {
   weight: number;
   /** Text just before the position, used to tokenize union strings in context. */
   context: string;
+  /**
+   * At the response start of a model whose response encoding adds a sentencepiece dummy-prefix
+   * space (`▁Nora` where the response is "Nora"): that space is not part of the response, so its
+   * strings count without it and a bare dummy space counts as nothing.
+   */
+  dummySpace?: boolean;
+}
+
+/** The string a model's token stands for in the union (see {@link ModelView.dummySpace}); '' for none. */
+export function viewKey(m: ModelView, id: number): string {
+  const key = m.vocab.key(id);
+  return m.dummySpace && key.charCodeAt(0) === 0x20 ? key.slice(1) : key;
+}
+
+/** UniTE fill-in: the model's first sub-token for a union string, under its view. */
+function fillIn(m: ModelView, key: string): number | null {
+  if (!m.dummySpace) return m.vocab.firstSubToken(key, m.context);
+  // The model writes the string with its dummy space in front; a string it only has without
+  // the space (digits, punctuation) is looked up as it is.
+  return m.vocab.idOf(` ${key}`) ?? m.vocab.firstSubToken(key, m.context);
 }
 
 /** The averaged distribution over a union of token strings. */
@@ -38,6 +58,8 @@ export interface EnsembleDecision extends EnsembleDistribution {
   sharpened: boolean;
   /** Index of the winning entry. */
   winner: number;
+  /** The bare space that scored best, when it gave way to its best extension (see {@link decide}). */
+  bareSpaceGaveWay: string | null;
 }
 
 /**
@@ -52,8 +74,8 @@ export function uniteDistribution(models: readonly ModelView[], k: number): Ense
   const tops = models.map((m) => topK(m.row, k));
   tops.forEach((top, mi) => {
     for (const id of top.ids) {
-      const key = models[mi]!.vocab.key(id);
-      if (!index.has(key)) {
+      const key = viewKey(models[mi]!, id);
+      if (key !== '' && !index.has(key)) {
         index.set(key, keys.length);
         keys.push(key);
       }
@@ -65,15 +87,15 @@ export function uniteDistribution(models: readonly ModelView[], k: number): Ense
     const used = new Set<number>();
     // Exact matches first, so a fill-in never takes a token away from its own string.
     for (const id of tops[mi]!.ids) {
-      const e = index.get(m.vocab.key(id))!;
-      if (logits[e] === -Infinity) {
+      const e = index.get(viewKey(m, id));
+      if (e !== undefined && logits[e] === -Infinity) {
         logits[e] = m.row[id]!;
         used.add(id);
       }
     }
     for (let e = 0; e < n; e++) {
       if (logits[e] !== -Infinity) continue;
-      const id = m.vocab.firstSubToken(keys[e]!, m.context);
+      const id = fillIn(m, keys[e]!);
       if (id === null || used.has(id) || id >= m.row.length) continue;
       used.add(id);
       logits[e] = m.row[id]!;
@@ -117,10 +139,13 @@ export class GacUnion {
   readonly keys: string[] = [];
   /** Per model: id → entry. */
   readonly maps: Int32Array[];
-  private readonly scratch: Float64Array[];
+  private scratch: Float64Array[];
+  private readonly index = new Map<string, number>();
+  /** Per model, built on first use: id → entry of its string without a leading dummy space. */
+  private readonly withoutDummySpace: Array<Int32Array | null>;
 
-  constructor(vocabs: readonly Vocabulary[]) {
-    const index = new Map<string, number>();
+  constructor(private readonly vocabs: readonly Vocabulary[]) {
+    const index = this.index;
     this.maps = vocabs.map((v) => {
       const map = new Int32Array(v.size).fill(-1);
       for (let id = 0; id < v.size; id++) {
@@ -142,6 +167,37 @@ export class GacUnion {
       return map;
     });
     this.scratch = vocabs.map(() => new Float64Array(this.keys.length));
+    this.withoutDummySpace = vocabs.map(() => null);
+  }
+
+  /** The id → entry map of model `mi` under its view (see {@link ModelView.dummySpace}). */
+  private mapFor(mi: number, view: ModelView): Int32Array {
+    if (!view.dummySpace) return this.maps[mi]!;
+    let map = this.withoutDummySpace[mi];
+    if (!map) {
+      const plain = this.maps[mi]!;
+      map = Int32Array.from(plain);
+      for (let id = 0; id < map.length; id++) {
+        if (plain[id]! < 0) continue;
+        const key = this.keys[plain[id]!]!;
+        if (key.charCodeAt(0) !== 0x20) continue;
+        const bare = key.slice(1);
+        if (bare === '') {
+          map[id] = -1;
+          continue;
+        }
+        let e = this.index.get(bare);
+        if (e === undefined) {
+          e = this.keys.length;
+          this.index.set(bare, e);
+          this.keys.push(bare);
+        }
+        map[id] = e;
+      }
+      this.withoutDummySpace[mi] = map;
+      if (this.scratch[0]!.length < this.keys.length) this.scratch = this.vocabs.map(() => new Float64Array(this.keys.length));
+    }
+    return map;
   }
 
   /**
@@ -151,8 +207,10 @@ export class GacUnion {
    */
   distribution(models: readonly ModelView[], k: number): EnsembleDistribution {
     const touched = new Set<number>();
+    // Maps first: building a dummy-space map may add entries and regrow the scratch rows.
+    const maps = models.map((m, mi) => this.mapFor(mi, m));
     models.forEach((m, mi) => {
-      const map = this.maps[mi]!;
+      const map = maps[mi]!;
       const acc = this.scratch[mi]!;
       const max = maxOf(m.row);
       const lse = logSumExpFrom(m.row, max);
@@ -189,7 +247,8 @@ export class GacUnion {
  *   well-supported prefix.
  * - `geometric`: when below `below`, scores are the weighted geometric mean of the models'
  *   probabilities.
- * Ties go to the earlier entry (the drafter's preference).
+ * Ties go to the earlier entry (the drafter's preference). In a sharpened decision a bare space
+ * cannot win: the best other entry does.
  */
 export function decide(dist: EnsembleDistribution, drafterTopKeys: ReadonlySet<string>, weights: readonly number[], sharpening: Required<SharpeningOptions>): EnsembleDecision {
   const { keys, average } = dist;
@@ -220,7 +279,20 @@ export function decide(dist: EnsembleDistribution, drafterTopKeys: ReadonlySet<s
   }
   let winner = 0;
   for (let e = 1; e < scores.length; e++) if (scores[e]! > scores[winner]!) winner = e;
-  return { ...dist, scores, sharpened, winner };
+  // When the distribution is smooth enough to be sharpened, a bare space is not a candidate,
+  // as in the sharpening rule: its mass stands for whatever word follows, and committing the
+  // space alone splits a verifier's " ." or " Nora" so that the next token lands inside it,
+  // where no gate looks. The best other entry wins. (A confident space, before a number, stays.)
+  let bareSpaceGaveWay: string | null = null;
+  if (sharpened && isBareSpace(keys[winner]!)) {
+    let best = -1;
+    for (let e = 0; e < keys.length; e++) if (!isBareSpace(keys[e]!) && (best < 0 || scores[e]! > scores[best]!)) best = e;
+    if (best >= 0) {
+      bareSpaceGaveWay = keys[winner]!;
+      winner = best;
+    }
+  }
+  return { ...dist, scores, sharpened, winner, bareSpaceGaveWay };
 }
 
 /** Keys of a row's top-k under a vocabulary. */

@@ -27,6 +27,15 @@ interface Member {
   /** Last logits row of the previous forward pass and the sequence position it predicts. */
   lastRow: ScoredRow | null;
   lastRowAt: number;
+  /** Whether this model's response encoding starts with a dummy-prefix space ("▁Nora" for "Nora"). */
+  addsSpace: boolean;
+}
+
+/** Whether a tokenizer writes a dummy-prefix space before a response in this prompt context. */
+function responseAddsSpace(lm: CausalLM, prompt: ModelPrompt): boolean {
+  const tok = lm.tokenizer;
+  const probe = encodeContinuation(tok, prompt.context, 'x') ?? encodeContinuation(tok, { text: '', special: null }, 'x');
+  return !!probe && probe.ids.length > 0 && tok.tokenBytes(probe.ids[0]!)[0] === 0x20;
 }
 
 /** A logits row with its greedy choice (found while forward() checked the row). */
@@ -142,14 +151,13 @@ export class Generation {
       forwardPasses: 0,
       lastRow: null,
       lastRowAt: -1,
+      addsSpace: responseAddsSpace(lm, prompts[i]!),
     }));
     this.drafter = this.members[drafterIndex]!;
     this.verifiers = this.members.filter((m) => m !== this.drafter);
     this.verifierTokens = this.verifiers.map((v) => v.tokens!);
     this.text = new ResponseText(this.bytes, options.stop);
-    const tok = this.drafter.lm.tokenizer;
-    const probe = encodeContinuation(tok, this.drafter.prompt.context, 'x') ?? encodeContinuation(tok, { text: '', special: null }, 'x');
-    this.drafterAddsSpace = probe && probe.ids.length > 0 && tok.tokenBytes(probe.ids[0]!)[0] === 0x20 ? 1 : 0;
+    this.drafterAddsSpace = this.drafter.addsSpace ? 1 : 0;
     // Stop at the smallest context among the models (verifier tokenizations may run a little
     // longer than the drafter's, hence the margin of one draft).
     const room = Math.min(...this.members.map((m) => m.lm.info.maxPositions - m.prompt.ids.length)) - options.draftLength - 1;
@@ -363,9 +371,12 @@ export class Generation {
     const t0 = performance.now();
     const o = this.options;
     const context = contextBefore(text, d.offset);
+    // At the response start a verifier's dummy-prefix space is not part of the response (the
+    // drafter's own first token is never ensembled when it carries one: see `lead`).
+    const responseStart = d.offset - this.lead === 0;
     const views: ModelView[] = [
       { vocab: this.drafter.vocab, row: d.row, weight: this.drafter.weight, context },
-      ...this.verifiers.map((v, vi) => ({ vocab: v.vocab, row: verifierRows[vi]!, weight: v.weight, context })),
+      ...this.verifiers.map((v, vi) => ({ vocab: v.vocab, row: verifierRows[vi]!, weight: v.weight, context, dummySpace: responseStart && v.addsSpace })),
     ];
     const dist = gac ? this.gacUnion().distribution(this.viewsInModelOrder(views), o.topK) : uniteDistribution(views, o.topK);
     const weights = gac ? this.members.map((m) => m.weight) : views.map((v) => v.weight);
@@ -403,6 +414,7 @@ export class Generation {
       meanOwnProbability: models.reduce((s, m, i) => s + views[i]!.weight * m.probability, 0),
       candidates: order.map((e) => ({ text: keyText(decision.keys[e]!), average: decision.average[e]!, score: decision.scores[e]!, perModel: permute(decision.perModel, e) })),
       sharpened: decision.sharpened,
+      bareSpaceGaveWay: decision.bareSpaceGaveWay !== null,
       winner: { text: keyText(decision.keys[decision.winner]!), ids: appended },
     });
   }

