@@ -1,43 +1,86 @@
 /**
  * `safe-ensemble bench`: the paper's finding in miniature on the bundled models: accuracy,
  * E/T and speed of every single model, every-token UniTE, thresholded GaC, SAFE with UniTE and
- * GaC, and the sharpening ablation, with each model as the drafter.
+ * GaC, and the sharpening ablation, with each model as the drafter. Speed is measured the way
+ * benchMethod.ts describes (Williams order, full GC, warm-up, wall and CPU time, bootstrap).
  * @module
  */
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { SafeEnsemble } from '../ensemble/safeEnsemble.js';
 import type { EnsembleOptions } from '../ensemble/options.js';
-import { bundledModels } from '../demo/models.js';
+import { bundledModels, packageRoot } from '../demo/models.js';
 import { extractAnswer, problemSet, type WordProblem } from '../demo/wordProblems.js';
-import type { EnsembleResult } from '../ensemble/types.js';
+import { fullGc, namesSomeoneElse, speedRatio, timed, williamsOrders, type Measurement, type Ratio } from './benchMethod.js';
 import { parse, positiveInteger, UsageError } from './flags.js';
+
+/** The methods the benchmark compares, by id. */
+export const BENCH_METHODS: ReadonlyArray<{ id: string; method: string; options: EnsembleOptions }> = [
+  { id: 'single', method: 'single model', options: { strategy: 'single' } },
+  { id: 'every-token', method: 'every-token UniTE', options: { strategy: 'every-token' } },
+  { id: 'gac-threshold', method: 'GaC thresholded', options: { strategy: 'gac-threshold' } },
+  { id: 'safe', method: 'SAFE + UniTE (heuristic λ 0.1)', options: { strategy: 'safe' } },
+  { id: 'safe-gac', method: 'SAFE + GaC', options: { strategy: 'safe', baseEnsembler: 'gac' } },
+  { id: 'safe-no-sharpening', method: 'SAFE + UniTE, no sharpening', options: { strategy: 'safe', sharpening: { method: 'none' } } },
+  { id: 'safe-lambda-0.2', method: 'SAFE + UniTE, heuristic λ 0.2', options: { strategy: 'safe', sharpening: { method: 'heuristic', lambda: 0.2 } } },
+  { id: 'safe-lambda-0.3', method: 'SAFE + UniTE, heuristic λ 0.3', options: { strategy: 'safe', sharpening: { method: 'heuristic', lambda: 0.3 } } },
+  { id: 'safe-geometric', method: 'SAFE + UniTE, geometric', options: { strategy: 'safe', sharpening: { method: 'geometric' } } },
+];
 
 export const BENCH_HELP = `Usage: safe-ensemble bench [options]
 
 Runs every strategy on held-out word problems with the bundled demo models (or --model DIRs):
 each model alone, every-token UniTE, thresholded GaC, SAFE+UniTE, SAFE+GaC, and the sharpening
 ablation (none, heuristic λ 0.1/0.2/0.3, geometric), each ensemble with every model drafting.
-Speeds are ratios to the same drafter alone, measured in the same run with every method run on
-each problem in turn (so machine drift hits all methods alike).
+
+Speed is the ratio of tokens per second to the same drafter alone, measured side by side: one
+warm-up generation per method first, then on every problem the methods run in the order of a
+row of a Williams design (each method in every position, and after every other method, equally
+often), with a full garbage collection before each timed generation. Wall and CPU time are both
+reported, each with a 95% bootstrap interval over problems; an ensemble faster than its drafter
+alone beyond that interval is flagged (it cannot be: SAFE includes the drafter's own passes).
 
 Options:
-  --problems N     held-out problems (default 300)
-  --model DIR      model folder; repeat (default: the bundled models)
+  --problems N         held-out problems (default 300)
+  --model DIR          model folder; repeat (default: the bundled models)
+  --pairs              with 3+ models: every pair of them, each model of a pair drafting
+  --methods LIST       comma-separated method ids (default all): ${BENCH_METHODS.map((m) => m.id).join(', ')}
+  --isolation MODE     gc (default): one process, full GC between methods; process: every
+                       method in a process of its own per block of problems
+  --blocks N           process isolation: blocks of problems, each block its own method order (default 4)
   --max-new-tokens N   per problem (default 160)
-  --json           print the rows as JSON instead of a table
-  --plot FILE      write an SVG of accuracy against relative speed
-  --threads N      onnxruntime threads per model
-  -h, --help       this help`;
+  --json               print the rows as JSON instead of a table
+  --plot FILE          write an SVG of accuracy against relative speed
+  --threads N          onnxruntime threads per model
+  -h, --help           this help`;
 
-/** One benchmark row. */
+/** One benchmark row: a method with one drafter in one model set. */
 export interface BenchRow {
+  /** The model set (folder names), drafter included. */
+  models: string[];
   method: string;
   drafter: string;
   accuracy: number;
   etPct: number;
+  /** Wall-clock tokens per second. */
   tokensPerSecond: number;
+  /** Wall-clock speed relative to the drafter alone. */
   speedVsDrafter: number;
+  /** 95% bootstrap interval of `speedVsDrafter`. */
+  speedInterval: [number, number];
+  /** CPU-time speed relative to the drafter alone. */
+  cpuSpeedVsDrafter: number;
+  /** 95% bootstrap interval of `cpuSpeedVsDrafter`. */
+  cpuSpeedInterval: [number, number];
+  /** Outputs that start with whitespace. */
+  startsWithSpace: number;
+  /** Outputs that name someone the question does not. */
+  namesNotInPrompt: number;
+  /** Self-check: faster than the drafter alone beyond the interval (wall or CPU). */
+  flagged: boolean;
   correct: number;
   problems: number;
 }
@@ -45,47 +88,154 @@ export interface BenchRow {
 const FLAGS = {
   problems: { type: 'string' },
   model: { type: 'string', multiple: true },
+  pairs: { type: 'boolean' },
+  methods: { type: 'string' },
+  isolation: { type: 'string' },
+  blocks: { type: 'string' },
   'max-new-tokens': { type: 'string' },
   json: { type: 'boolean' },
   plot: { type: 'string' },
   threads: { type: 'string' },
+  child: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-function rowsFor(): Array<{ method: string; options: EnsembleOptions }> {
-  return [
-    { method: 'every-token UniTE', options: { strategy: 'every-token' } },
-    { method: 'GaC thresholded', options: { strategy: 'gac-threshold' } },
-    { method: 'SAFE + UniTE (heuristic λ 0.1)', options: { strategy: 'safe' } },
-    { method: 'SAFE + GaC', options: { strategy: 'safe', baseEnsembler: 'gac' } },
-    { method: 'SAFE + UniTE, no sharpening', options: { strategy: 'safe', sharpening: { method: 'none' } } },
-    { method: 'SAFE + UniTE, heuristic λ 0.2', options: { strategy: 'safe', sharpening: { method: 'heuristic', lambda: 0.2 } } },
-    { method: 'SAFE + UniTE, heuristic λ 0.3', options: { strategy: 'safe', sharpening: { method: 'heuristic', lambda: 0.3 } } },
-    { method: 'SAFE + UniTE, geometric', options: { strategy: 'safe', sharpening: { method: 'geometric' } } },
-  ];
+/** One ensemble to benchmark: model folders and which of them drafts. */
+interface EnsembleConfig {
+  models: string[];
+  drafter: number;
 }
 
-/** Running totals of one row. */
-class Tally {
-  correct = 0;
-  tokens = 0;
-  ensembled = 0;
-  ms = 0;
+/** What a process-isolated child runs (the hidden --child flag). */
+interface ChildSpec extends EnsembleConfig {
+  method: string;
+  problems: number[];
+  count: number;
+  maxNewTokens: number;
+  threads?: number;
+}
 
-  add(problem: WordProblem, r: EnsembleResult): void {
-    if (extractAnswer(r.text) === problem.answer) this.correct++;
-    this.tokens += r.stats.generatedTokens;
-    this.ensembled += r.stats.ensembledTokens;
-    this.ms += r.stats.time.totalMs;
-  }
+const nameOf = (dir: string) => dir.split(/[\\/]/).filter(Boolean).pop()!;
 
-  get tokensPerSecond(): number {
-    return this.tokens / (this.ms / 1000);
-  }
+/** A problem outside the benchmark set, for warm-up generations. */
+function warmUpProblem(): WordProblem {
+  return problemSet(1, { split: 'test', seed: 99 })[0]!;
+}
 
-  get etPct(): number {
-    return this.tokens ? (100 * this.ensembled) / this.tokens : 0;
+function measure(problem: WordProblem, index: number, position: number, r: Awaited<ReturnType<SafeEnsemble['generate']>>, wallMs: number, cpuMs: number): Measurement {
+  return {
+    problem: index,
+    position,
+    tokens: r.stats.generatedTokens,
+    ensembled: r.stats.ensembledTokens,
+    wallMs,
+    cpuMs,
+    correct: extractAnswer(r.text) === problem.answer,
+    startsWithSpace: /^\s/.test(r.text),
+    foreignName: namesSomeoneElse(r.text, problem.question),
+  };
+}
+
+function methodById(id: string) {
+  const m = BENCH_METHODS.find((x) => x.id === id);
+  if (!m) throw new UsageError(`--methods: unknown method "${id}"; use ${BENCH_METHODS.map((x) => x.id).join(', ')}.`);
+  return m;
+}
+
+/** One generation, timed after a full garbage collection. */
+async function timedGeneration(ensemble: SafeEnsemble, options: EnsembleOptions, problem: WordProblem, maxNewTokens: number) {
+  fullGc();
+  return timed(() => ensemble.generate(problem.question, { ...options, maxNewTokens }));
+}
+
+/** Every method on every problem in one process, in Williams order, GC before each. */
+async function runInProcess(config: EnsembleConfig, methods: string[], problems: WordProblem[], maxNewTokens: number, threads: number | undefined, tick: () => void): Promise<Map<string, Measurement[]>> {
+  const ensemble = await SafeEnsemble.load({ models: config.models, drafter: config.drafter, loadOptions: threads ? { threads } : {} });
+  const out = new Map(methods.map((id) => [id, [] as Measurement[]]));
+  try {
+    const warm = warmUpProblem();
+    for (const id of methods) await ensemble.generate(warm.question, { ...methodById(id).options, maxNewTokens });
+    const orders = williamsOrders(methods.length);
+    for (let i = 0; i < problems.length; i++) {
+      const order = orders[i % orders.length]!;
+      for (let position = 0; position < order.length; position++) {
+        const id = methods[order[position]!]!;
+        const t = await timedGeneration(ensemble, methodById(id).options, problems[i]!, maxNewTokens);
+        out.get(id)!.push(measure(problems[i]!, i, position, t.value, t.wallMs, t.cpuMs));
+        tick();
+      }
+    }
+  } finally {
+    await ensemble.dispose();
   }
+  return out;
+}
+
+/** The hidden --child mode: one method, a few problems, a fresh process; prints JSON. */
+async function runChild(spec: ChildSpec, out: NodeJS.WritableStream): Promise<number> {
+  const problems = problemSet(spec.count);
+  const ensemble = await SafeEnsemble.load({ models: spec.models, drafter: spec.drafter, loadOptions: spec.threads ? { threads: spec.threads } : {} });
+  const measurements: Measurement[] = [];
+  try {
+    const options = methodById(spec.method).options;
+    await ensemble.generate(warmUpProblem().question, { ...options, maxNewTokens: spec.maxNewTokens });
+    for (const i of spec.problems) {
+      const t = await timedGeneration(ensemble, options, problems[i]!, spec.maxNewTokens);
+      measurements.push(measure(problems[i]!, i, 0, t.value, t.wallMs, t.cpuMs));
+    }
+  } finally {
+    await ensemble.dispose();
+  }
+  out.write(`${JSON.stringify(measurements)}\n`);
+  return 0;
+}
+
+/** Every method in a process of its own per block of problems; blocks rotate the method order. */
+async function runIsolated(config: EnsembleConfig, methods: string[], count: number, blocks: number, maxNewTokens: number, threads: number | undefined, tick: (n: number) => void): Promise<Map<string, Measurement[]>> {
+  const bin = join(packageRoot(), 'bin', 'safe-ensemble.cjs');
+  const out = new Map(methods.map((id) => [id, [] as Measurement[]]));
+  const orders = williamsOrders(methods.length);
+  const size = Math.ceil(count / blocks);
+  for (let b = 0; b * size < count; b++) {
+    const indices = Array.from({ length: Math.min(size, count - b * size) }, (_, i) => b * size + i);
+    const order = orders[b % orders.length]!;
+    for (let position = 0; position < order.length; position++) {
+      const id = methods[order[position]!]!;
+      const spec: ChildSpec = { ...config, method: id, problems: indices, count, maxNewTokens, threads };
+      const stdout = await new Promise<string>((resolve, reject) =>
+        execFile(process.execPath, [bin, 'bench', '--child', JSON.stringify(spec)], { maxBuffer: 64 * 2 ** 20 }, (error, so, se) => (error ? reject(new Error(`bench child (${id}) failed: ${se || error.message}`)) : resolve(so))),
+      );
+      for (const m of JSON.parse(stdout) as Measurement[]) out.get(id)!.push({ ...m, position });
+      tick(indices.length);
+    }
+  }
+  for (const list of out.values()) list.sort((a, b) => a.problem - b.problem);
+  return out;
+}
+
+function rowOf(config: EnsembleConfig, id: string, list: Measurement[], reference: Measurement[]): BenchRow {
+  const tokens = list.reduce((n, m) => n + m.tokens, 0);
+  const wall = speedRatio(list, reference, 'wallMs');
+  const cpu = speedRatio(list, reference, 'cpuMs', 1000, 2);
+  const beyond = (r: Ratio) => r.low > 1;
+  const correct = list.filter((m) => m.correct).length;
+  return {
+    models: config.models.map(nameOf),
+    method: methodById(id).method,
+    drafter: nameOf(config.models[config.drafter]!),
+    accuracy: correct / list.length,
+    etPct: tokens ? (100 * list.reduce((n, m) => n + m.ensembled, 0)) / tokens : 0,
+    tokensPerSecond: tokens / (list.reduce((t, m) => t + m.wallMs, 0) / 1000),
+    speedVsDrafter: wall.ratio,
+    speedInterval: [wall.low, wall.high],
+    cpuSpeedVsDrafter: cpu.ratio,
+    cpuSpeedInterval: [cpu.low, cpu.high],
+    startsWithSpace: list.filter((m) => m.startsWithSpace).length,
+    namesNotInPrompt: list.filter((m) => m.foreignName).length,
+    flagged: id !== 'single' && (beyond(wall) || beyond(cpu)),
+    correct,
+    problems: list.length,
+  };
 }
 
 /** An SVG scatter of accuracy against speed relative to the drafter alone. */
@@ -112,7 +262,7 @@ export function plotSvg(rows: BenchRow[]): string {
   parts.push(`<text transform="translate(18 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">accuracy</text>`);
   rows.forEach((r) => {
     const c = colors[methods.indexOf(r.method) % colors.length];
-    const shape = r.drafter.includes('mistral') ? `<rect x="${x(r.speedVsDrafter) - 5}" y="${y(r.accuracy) - 5}" width="10" height="10" fill="${c}"/>` : `<circle cx="${x(r.speedVsDrafter)}" cy="${y(r.accuracy)}" r="5.5" fill="${c}"/>`;
+    const shape = r.drafter !== r.models[0] ? `<rect x="${x(r.speedVsDrafter) - 5}" y="${y(r.accuracy) - 5}" width="10" height="10" fill="${c}"/>` : `<circle cx="${x(r.speedVsDrafter)}" cy="${y(r.accuracy)}" r="5.5" fill="${c}"/>`;
     parts.push(shape);
   });
   methods.forEach((method, i) => parts.push(`<circle cx="${W - m.r + 20}" cy="${m.t + 10 + i * 20}" r="5" fill="${colors[i % colors.length]}"/><text x="${W - m.r + 32}" y="${m.t + 14 + i * 20}">${esc(method)}</text>`));
@@ -128,48 +278,57 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
     out.write(`${BENCH_HELP}\n`);
     return 0;
   }
+  if (values.child) return runChild(JSON.parse(values.child as string) as ChildSpec, out);
   const count = positiveInteger('problems', values.problems) ?? 300;
   const maxNewTokens = positiveInteger('max-new-tokens', values['max-new-tokens']) ?? 160;
   const threads = positiveInteger('threads', values.threads);
+  const blocks = positiveInteger('blocks', values.blocks) ?? 4;
+  const isolation = (values.isolation as string | undefined) ?? 'gc';
+  if (isolation !== 'gc' && isolation !== 'process') throw new UsageError(`--isolation: use gc or process, got "${isolation}".`);
   const dirs = (values.model as string[] | undefined) ?? bundledModels();
   if (dirs.length < 2) throw new UsageError('bench needs at least two models (--model DIR --model DIR).');
+  if (values.pairs && dirs.length < 3) throw new UsageError('--pairs needs three or more models (--model DIR, repeated).');
+  // The drafter alone is every ratio's reference: always measured, always first in the list.
+  const chosen = values.methods ? (values.methods as string).split(',').map((m) => methodById(m.trim()).id) : BENCH_METHODS.map((m) => m.id);
+  const methods = ['single', ...new Set(chosen.filter((id) => id !== 'single'))];
+  const configs: EnsembleConfig[] = [];
+  if (values.pairs) {
+    for (let i = 0; i < dirs.length; i++) for (let j = i + 1; j < dirs.length; j++) for (const drafter of [0, 1]) configs.push({ models: [dirs[i]!, dirs[j]!], drafter });
+  } else for (let d = 0; d < dirs.length; d++) configs.push({ models: dirs, drafter: d });
   const problems = problemSet(count);
-  const names = dirs.map((d) => d.split(/[\\/]/).filter(Boolean).pop()!);
-  const methods = [{ method: 'single model', options: { strategy: 'single' } as EnsembleOptions }, ...rowsFor()];
-  const total = problems.length * dirs.length * methods.length;
+  const total = problems.length * configs.length * methods.length;
   const bar = new cliProgress.SingleBar({ stream: err as NodeJS.WriteStream, format: 'bench [{bar}] {percentage}% | {value}/{total} generations | {row}', hideCursor: true, noTTYOutput: true, notTTYSchedule: 5000 }, cliProgress.Presets.shades_classic);
   bar.start(total, 0, { row: '' });
-  const loadOptions = threads ? { threads } : {};
   const rows: BenchRow[] = [];
+  const started = new Date();
   try {
-    for (let d = 0; d < dirs.length; d++) {
-      const ensemble = await SafeEnsemble.load({ models: dirs, drafter: d, loadOptions });
-      const tallies = methods.map(() => new Tally());
-      // Every method runs on a problem before the next problem starts, so a machine that slows
-      // down or speeds up during the run affects all of them alike (speeds are ratios).
-      bar.update({ row: `${names[d]} drafts` });
-      for (const p of problems) {
-        for (let k = 0; k < methods.length; k++) {
-          tallies[k]!.add(p, await ensemble.generate(p.question, { ...methods[k]!.options, maxNewTokens }));
-          bar.increment();
-        }
-      }
-      await ensemble.dispose();
-      const reference = tallies[0]!.tokensPerSecond;
-      methods.forEach((m, k) => {
-        const t = tallies[k]!;
-        rows.push({ method: m.method, drafter: names[d]!, accuracy: t.correct / problems.length, etPct: t.etPct, tokensPerSecond: t.tokensPerSecond, speedVsDrafter: t.tokensPerSecond / reference, correct: t.correct, problems: problems.length });
-      });
+    for (const config of configs) {
+      bar.update({ row: `${nameOf(config.models[config.drafter]!)} drafts for ${config.models.map(nameOf).join(' + ')}` });
+      const measured =
+        isolation === 'process'
+          ? await runIsolated(config, methods, problems.length, blocks, maxNewTokens, threads, (n) => bar.increment(n))
+          : await runInProcess(config, methods, problems, maxNewTokens, threads, () => bar.increment());
+      const reference = measured.get('single')!;
+      for (const id of methods) rows.push(rowOf(config, id, measured.get(id)!, reference));
     }
   } finally {
     bar.stop();
   }
+  const flagged = rows.filter((r) => r.flagged);
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, date: started.toISOString() };
   if (values.plot) writeFileSync(values.plot as string, plotSvg(rows));
-  if (values.json) out.write(`${JSON.stringify({ problems: problems.length, maxNewTokens, rows }, null, 2)}\n`);
+  if (values.json) out.write(`${JSON.stringify({ problems: problems.length, maxNewTokens, isolation, order: 'williams', machine, selfCheck: flagged.length === 0 ? 'passed' : 'flagged', rows }, null, 2)}\n`);
   else {
-    out.write(`${problems.length} held-out problems, max ${maxNewTokens} new tokens, greedy\n\n`);
-    out.write('| method | drafter | accuracy | E/T % | tokens/s | speed vs drafter alone |\n|---|---|---:|---:|---:|---:|\n');
-    for (const r of [...rows.filter((r) => r.method === 'single model'), ...rows.filter((r) => r.method !== 'single model')]) out.write(`| ${r.method} | ${r.drafter} | ${(r.accuracy * 100).toFixed(1)}% | ${r.etPct.toFixed(2)} | ${r.tokensPerSecond.toFixed(0)} | ${r.speedVsDrafter.toFixed(2)}× |\n`);
+    out.write(`${problems.length} held-out problems, max ${maxNewTokens} new tokens, greedy; ${machine.cpus} × ${machine.cpu}, Node ${machine.node}, ${machine.date.slice(0, 10)}\n`);
+    out.write(`Speed: methods in Williams order per ${isolation === 'process' ? `block of problems, each method in its own process (${blocks} blocks)` : 'problem, one process, full GC before each generation'}, one warm-up each; ratios to the drafter alone with 95% bootstrap intervals.\n\n`);
+    const many = configs.some((c) => c.models.length !== dirs.length);
+    out.write(`|${many ? ' models |' : ''} method | drafter | accuracy | E/T % | starts with space | names not in prompt | tokens/s | speed vs drafter alone (wall) | (CPU) | check |\n|${many ? '---|' : ''}---|---|---:|---:|---:|---:|---:|---:|---:|---|\n`);
+    const fmt = (r: number, [lo, hi]: [number, number]) => `${r.toFixed(2)}× (${lo.toFixed(2)}–${hi.toFixed(2)})`;
+    const ordered = many ? rows : [...rows.filter((r) => r.method === 'single model'), ...rows.filter((r) => r.method !== 'single model')];
+    for (const r of ordered) {
+      out.write(`|${many ? ` ${r.models.join(' + ')} |` : ''} ${r.method} | ${r.drafter} | ${(r.accuracy * 100).toFixed(1)}% | ${r.etPct.toFixed(2)} | ${r.startsWithSpace} | ${r.namesNotInPrompt} | ${r.tokensPerSecond.toFixed(0)} | ${fmt(r.speedVsDrafter, r.speedInterval)} | ${fmt(r.cpuSpeedVsDrafter, r.cpuSpeedInterval)} | ${r.flagged ? 'FASTER THAN ITS DRAFTER' : r.method === 'single model' ? 'reference' : 'ok'} |\n`);
+    }
+    out.write(flagged.length === 0 ? '\nself-check passed: no ensemble is faster than its drafter alone beyond the 95% interval.\n' : `\nself-check FLAGGED ${flagged.length} row(s): faster than the drafter alone beyond the 95% interval (a measurement bias; rerun, or use --isolation process).\n`);
     if (values.plot) out.write(`\nplot: ${String(values.plot)}\n`);
   }
   return 0;

@@ -97,10 +97,35 @@ describe('the safe-ensemble command', () => {
     expect((await cli(['bench', '--problems', '0'])).code).toBe(2);
   });
 
+  const ROW = { models: ['qwen-adder', 'mistral-subtractor'], speedInterval: [0.8, 1.1] as [number, number], cpuSpeedVsDrafter: 1, cpuSpeedInterval: [0.8, 1.1] as [number, number], startsWithSpace: 0, namesNotInPrompt: 0, flagged: false, problems: 10 };
+
+  it('benchmarks in rotated order with wall and CPU ratios and the self-check, in one process or one per method', async () => {
+    for (const isolation of ['gc', 'process']) {
+      const { stdout } = await run('node', ['bin/safe-ensemble.cjs', 'bench', '--problems', '2', '--methods', 'safe,every-token', '--max-new-tokens', '24', '--isolation', isolation, '--blocks', '2', '--json'], { cwd: root });
+      const report = JSON.parse(stdout) as { isolation: string; order: string; selfCheck: string; machine: { cpus: number }; rows: Array<Record<string, unknown>> };
+      expect(report).toMatchObject({ isolation, order: 'williams', machine: { cpus: expect.any(Number) } });
+      expect(['passed', 'flagged']).toContain(report.selfCheck);
+      // Two drafters × (drafter alone, every-token, SAFE); the drafter alone is each reference.
+      expect(report.rows.map((r) => [r.drafter, r.method])).toEqual(
+        ['qwen-adder', 'mistral-subtractor'].flatMap((d) => [[d, 'single model'], [d, 'SAFE + UniTE (heuristic λ 0.1)'], [d, 'every-token UniTE']]),
+      );
+      for (const r of report.rows) {
+        expect(r).toMatchObject({ problems: 2, speedInterval: [expect.any(Number), expect.any(Number)], cpuSpeedInterval: [expect.any(Number), expect.any(Number)], startsWithSpace: expect.any(Number), namesNotInPrompt: expect.any(Number), flagged: expect.any(Boolean) });
+        if (r.method === 'single model') expect([r.speedVsDrafter, r.cpuSpeedVsDrafter, r.flagged]).toEqual([1, 1, false]);
+      }
+    }
+  }, 240_000);
+
+  it('refuses bench flags it cannot honour', async () => {
+    expect((await cli(['bench', '--methods', 'safe,bogus'])).err).toMatch(/--methods: unknown method "bogus"/);
+    expect((await cli(['bench', '--isolation', 'threads'])).err).toMatch(/--isolation: use gc or process/);
+    expect((await cli(['bench', '--pairs'])).err).toMatch(/--pairs needs three or more models/);
+  });
+
   it('draws the benchmark plot as SVG', () => {
     const svg = plotSvg([
-      { method: 'single model', drafter: 'qwen-adder', accuracy: 0.5, etPct: 0, tokensPerSecond: 100, speedVsDrafter: 1, correct: 5, problems: 10 },
-      { method: 'SAFE + UniTE (heuristic λ 0.1)', drafter: 'mistral-subtractor', accuracy: 0.9, etPct: 2, tokensPerSecond: 90, speedVsDrafter: 0.9, correct: 9, problems: 10 },
+      { ...ROW, method: 'single model', drafter: 'qwen-adder', accuracy: 0.5, etPct: 0, tokensPerSecond: 100, speedVsDrafter: 1, correct: 5 },
+      { ...ROW, method: 'SAFE + UniTE (heuristic λ 0.1)', drafter: 'mistral-subtractor', accuracy: 0.9, etPct: 2, tokensPerSecond: 90, speedVsDrafter: 0.9, correct: 9 },
     ]);
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('SAFE + UniTE');
