@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { fullGc } from '../src/cli/benchMethod.js';
 import * as ortNs from 'onnxruntime-node';
 import { loadModel, type ExecutionProviderName } from '../src/index.js';
 import { writeFixtureModel } from '../tools/fixtures/tinyDecoder.js';
@@ -121,14 +122,17 @@ for (const context of contexts) {
   await wrappedBlock(context, 8);
   const raw: number[] = [];
   const wrapped: number[] = [];
-  // Many short alternating blocks: machine noise lands on both sides alike.
+  // Many short blocks in AB/BA order (each side first and after the other equally often), a
+  // full GC before each: machine noise and the other side's garbage land on both sides alike.
+  const runRaw = async () => (fullGc(), raw.push(await rawBlock(prefixPast, context, steps)));
+  const runWrapped = async () => (fullGc(), wrapped.push(await wrappedBlock(context, steps)));
   for (let r = 0; r < rounds; r++) {
     if (r % 2 === 0) {
-      raw.push(await rawBlock(prefixPast, context, steps));
-      wrapped.push(await wrappedBlock(context, steps));
+      await runRaw();
+      await runWrapped();
     } else {
-      wrapped.push(await wrappedBlock(context, steps));
-      raw.push(await rawBlock(prefixPast, context, steps));
+      await runWrapped();
+      await runRaw();
     }
   }
   const a = mean(raw);
