@@ -36,5 +36,5 @@ export { SafeEnsembleChatModel, toChatMessages, type SafeEnsembleChatModelParams
 export { type SafeEnsembleKnobs, type SafeEnsembleFields } from './langchain/common.js';
 export { safeEnsembleImportsMap } from './langchain/importsMap.js';
 export { parseToolCalls, toolCallStart, type ParsedToolCall, type ParsedInvalidToolCall, type ParsedOutput } from './langchain/toolCalls.js';
-export { bundledModels, packageRoot, DEMO_MODEL_NAMES } from './demo/models.js';
+export { bundledModels, packageRoot, DEMO_MODEL_NAMES, ALL_DEMO_MODEL_NAMES } from './demo/models.js';
 export { wordProblems, problemSet, extractAnswer, type WordProblem, type ProblemOptions } from './demo/wordProblems.js';

@@ -46,7 +46,7 @@ alone beyond that interval is flagged (it cannot be: SAFE includes the drafter's
 Options:
   --problems N         held-out problems (default 300)
   --model DIR          model folder; repeat (default: the bundled models)
-  --pairs              with 3+ models: every pair of them, each model of a pair drafting
+  --pairs              every pair of 3+ models (default: all three bundled), each drafting
   --methods LIST       comma-separated method ids (default all): ${BENCH_METHODS.map((m) => m.id).join(', ')}
   --isolation MODE     gc (default): one process, full GC between methods; process: every
                        method in a process of its own per block of problems
@@ -285,9 +285,9 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
   const blocks = positiveInteger('blocks', values.blocks) ?? 4;
   const isolation = (values.isolation as string | undefined) ?? 'gc';
   if (isolation !== 'gc' && isolation !== 'process') throw new UsageError(`--isolation: use gc or process, got "${isolation}".`);
-  const dirs = (values.model as string[] | undefined) ?? bundledModels();
+  const dirs = (values.model as string[] | undefined) ?? bundledModels({ all: !!values.pairs });
   if (dirs.length < 2) throw new UsageError('bench needs at least two models (--model DIR --model DIR).');
-  if (values.pairs && dirs.length < 3) throw new UsageError('--pairs needs three or more models (--model DIR, repeated).');
+  if (values.pairs && dirs.length < 3) throw new UsageError('--pairs needs three or more models (default: the three bundled ones).');
   // The drafter alone is every ratio's reference: always measured, always first in the list.
   const chosen = values.methods ? (values.methods as string).split(',').map((m) => methodById(m.trim()).id) : BENCH_METHODS.map((m) => m.id);
   const methods = ['single', ...new Set(chosen.filter((id) => id !== 'single'))];

@@ -8,8 +8,14 @@ import { dirname, join } from 'node:path';
 import { ModelNotFoundError } from '../errors.js';
 import { moduleFile } from '../runtime/moduleFile.js';
 
-/** Bundled demo models, drafter first: strong at additions (Qwen3 tokenizer), strong at subtractions (Mistral tokenizer). */
+/** The default pair of bundled demo models, drafter first: strong at additions (Qwen3 tokenizer), strong at subtractions (Mistral tokenizer). */
 export const DEMO_MODEL_NAMES = ['qwen-adder', 'mistral-subtractor'] as const;
+
+/**
+ * Every bundled demo model: the default pair, and a third strong at subtractions whose Llama 3
+ * tokenizer keeps multi-digit numbers whole, so that pairs with it disagree on token boundaries.
+ */
+export const ALL_DEMO_MODEL_NAMES = [...DEMO_MODEL_NAMES, 'llama3-subtractor'] as const;
 
 function isOurRoot(dir: string): boolean {
   try {
@@ -39,10 +45,10 @@ export function packageRoot(): string {
   }
 }
 
-/** Absolute folders of the bundled demo models. */
-export function bundledModels(): string[] {
+/** Absolute folders of the bundled demo models: the default pair, or with `all` every one. */
+export function bundledModels(options: { all?: boolean } = {}): string[] {
   const root = packageRoot();
-  return DEMO_MODEL_NAMES.map((name) => {
+  return (options.all ? ALL_DEMO_MODEL_NAMES : DEMO_MODEL_NAMES).map((name) => {
     const dir = join(root, 'models', name);
     if (!existsSync(join(dir, 'onnx', 'model.onnx'))) {
       throw new ModelNotFoundError(`the bundled demo model ${name} is missing at ${dir}; reinstall the package, or pass --model DIR.`);

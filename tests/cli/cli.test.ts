@@ -119,7 +119,8 @@ describe('the safe-ensemble command', () => {
   it('refuses bench flags it cannot honour', async () => {
     expect((await cli(['bench', '--methods', 'safe,bogus'])).err).toMatch(/--methods: unknown method "bogus"/);
     expect((await cli(['bench', '--isolation', 'threads'])).err).toMatch(/--isolation: use gc or process/);
-    expect((await cli(['bench', '--pairs'])).err).toMatch(/--pairs needs three or more models/);
+    const [a, b] = bundledModels();
+    expect((await cli(['bench', '--pairs', '--model', a!, '--model', b!])).err).toMatch(/--pairs needs three or more models/);
   });
 
   it('draws the benchmark plot as SVG', () => {
