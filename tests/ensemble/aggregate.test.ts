@@ -1,16 +1,7 @@
 import { consensusSkip, decide, EOS_KEY, GacUnion, topKeys, uniteDistribution, Vocabulary, type ModelView } from '../../src/index';
+import { rowWith } from '../helpers/logits';
 import { realTokenizer } from '../helpers/tokenizers';
 
-/** A logits row where the given vocabulary strings get the given probabilities. */
-function rowWith(vocab: Vocabulary, probs: Record<string, number>): Float32Array {
-  const row = new Float32Array(vocab.size).fill(-40);
-  for (const [token, p] of Object.entries(probs)) {
-    const id = vocab.tokenizer.tokenToId(token);
-    if (id === null) throw new Error(`no token ${token}`);
-    row[id] = Math.log(p);
-  }
-  return row;
-}
 
 const SHARP = { method: 'heuristic' as const, below: 0.5, lambda: 0.1 };
 

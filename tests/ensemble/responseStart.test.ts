@@ -1,29 +1,20 @@
 import { decide, GacUnion, loadModel, SafeEnsemble, topKeys, uniteDistribution, Vocabulary, type EnsembleOptions, type ModelView } from '../../src/index';
 import { MISTRAL_TOOLS_TEMPLATE } from '../../tools/fixtures/chatTemplates';
+import { rowWith } from '../helpers/logits';
 import { realTokenizer } from '../helpers/tokenizers';
 import { scriptedModel } from '../helpers/scripted';
 
-/** A logits row where the given vocabulary strings get the given probabilities. */
-function rowWith(vocab: Vocabulary, probs: Record<string, number>): Float32Array {
-  const row = new Float32Array(vocab.size).fill(-40);
-  for (const [token, p] of Object.entries(probs)) {
-    const id = vocab.tokenizer.tokenToId(token);
-    if (id === null) throw new Error(`no token ${token}`);
-    row[id] = Math.log(p);
-  }
-  return row;
-}
 
 const SHARP = { method: 'heuristic' as const, below: 0.5, lambda: 0.1 };
 
-describe("a sentencepiece verifier's dummy-prefix space at the response start", () => {
-  let qwen: Vocabulary;
-  let mistral: Vocabulary;
-  beforeAll(async () => {
-    qwen = Vocabulary.of(await realTokenizer('qwen3'));
-    mistral = Vocabulary.of(await realTokenizer('llama2'));
-  });
+let qwen: Vocabulary;
+let mistral: Vocabulary;
+beforeAll(async () => {
+  qwen = Vocabulary.of(await realTokenizer('qwen3'));
+  mistral = Vocabulary.of(await realTokenizer('llama2'));
+});
 
+describe("a sentencepiece verifier's dummy-prefix space at the response start", () => {
   // Qwen drafts "Anna" (no space: the response starts here); Mistral's response encoding writes
   // the same word as ▁Anna.
   const views = (dummySpace: boolean, m: Record<string, number>): ModelView[] => [
@@ -71,13 +62,6 @@ describe("a sentencepiece verifier's dummy-prefix space at the response start", 
 });
 
 describe('a bare-space winner', () => {
-  let qwen: Vocabulary;
-  let mistral: Vocabulary;
-  beforeAll(async () => {
-    qwen = Vocabulary.of(await realTokenizer('qwen3'));
-    mistral = Vocabulary.of(await realTokenizer('llama2'));
-  });
-
   it('gives way to the best other entry when the decision is sharpened', () => {
     // Qwen writes " ." as Ġ then . here, Mistral as ▁. in one token: committing the space alone
     // would put the next token inside Mistral's ▁. token.
