@@ -53,6 +53,7 @@ Options:
   --blocks N           process isolation: blocks of problems, each block its own method order (default 4)
   --max-new-tokens N   per problem (default 160)
   --json               print the rows as JSON instead of a table
+  --save FILE          also write the JSON report to FILE
   --plot FILE          write an SVG of accuracy against relative speed
   --threads N          onnxruntime threads per model
   -h, --help           this help`;
@@ -94,6 +95,7 @@ const FLAGS = {
   blocks: { type: 'string' },
   'max-new-tokens': { type: 'string' },
   json: { type: 'boolean' },
+  save: { type: 'string' },
   plot: { type: 'string' },
   threads: { type: 'string' },
   child: { type: 'string' },
@@ -317,7 +319,9 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
   const flagged = rows.filter((r) => r.flagged);
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, date: started.toISOString() };
   if (values.plot) writeFileSync(values.plot as string, plotSvg(rows));
-  if (values.json) out.write(`${JSON.stringify({ problems: problems.length, maxNewTokens, isolation, order: 'williams', machine, selfCheck: flagged.length === 0 ? 'passed' : 'flagged', rows }, null, 2)}\n`);
+  const report = `${JSON.stringify({ problems: problems.length, maxNewTokens, isolation, order: 'williams', machine, selfCheck: flagged.length === 0 ? 'passed' : 'flagged', rows }, null, 2)}\n`;
+  if (values.save) writeFileSync(values.save as string, report);
+  if (values.json) out.write(report);
   else {
     out.write(`${problems.length} held-out problems, max ${maxNewTokens} new tokens, greedy; ${machine.cpus} × ${machine.cpu}, Node ${machine.node}, ${machine.date.slice(0, 10)}\n`);
     out.write(`Speed: methods in Williams order per ${isolation === 'process' ? `block of problems, each method in its own process (${blocks} blocks)` : 'problem, one process, full GC before each generation'}, one warm-up each; ratios to the drafter alone with 95% bootstrap intervals.\n\n`);
