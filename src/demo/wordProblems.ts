@@ -109,15 +109,17 @@ function draw(rand: () => number, addProbability: number, steps: [number, number
   return { question, solution, answer: total, ops, start, amounts };
 }
 
-/** An endless, seeded stream of problems of one split. */
-export function* wordProblems(options: ProblemOptions): Generator<WordProblem> {
+/** The generator's endless stream before the split: every problem it draws for these options. */
+export function* drawnProblems(options: Omit<ProblemOptions, 'split'>): Generator<WordProblem> {
   const rand = seededRandom(options.seed);
   const p = options.addProbability ?? 0.5;
   const steps = options.steps ?? [2, 3];
-  for (;;) {
-    const problem = draw(rand, p, steps);
-    if (splitOf(problem) === options.split) yield problem;
-  }
+  for (;;) yield draw(rand, p, steps);
+}
+
+/** An endless, seeded stream of problems of one split. */
+export function* wordProblems(options: ProblemOptions): Generator<WordProblem> {
+  for (const problem of drawnProblems(options)) if (splitOf(problem) === options.split) yield problem;
 }
 
 /** The first `count` problems of a split (the fixed held-out set uses seed 2026). */

@@ -1,6 +1,7 @@
 import { SafeEnsemble } from '../../src/index';
 import { bundledModels } from '../../src/demo/models';
 import { extractAnswer, problemSet } from '../../src/demo/wordProblems';
+import { namesSomeoneElse } from '../../src/cli/benchMethod';
 
 describe('SAFE on the bundled demo models', () => {
   it('answers 20 held-out problems at least as accurately as the drafter alone', async () => {
@@ -33,5 +34,18 @@ describe('SAFE on the bundled demo models', () => {
     expect(r.text).toMatch(/^Bartholomew starts with \d+ coins\./);
     expect(r.trace!.filter((t) => t.tokenIndex === 0)).toEqual([]);
     expect(extractAnswer(r.text)).toBe(p.answer);
+  });
+
+  it.each([0, 1])('with either model drafting (%i), outputs start with the name and name no one else', async (drafter) => {
+    const ensemble = await SafeEnsemble.load({ models: bundledModels(), drafter });
+    const bad: string[] = [];
+    for (const p of problemSet(20)) {
+      for (const strategy of ['safe', 'every-token'] as const) {
+        const r = await ensemble.generate(p.question, { strategy, maxNewTokens: 120 });
+        if (/^\s/.test(r.text) || namesSomeoneElse(r.text, p.question)) bad.push(`${strategy}: ${JSON.stringify(r.text.slice(0, 40))}`);
+      }
+    }
+    await ensemble.dispose();
+    expect(bad).toEqual([]);
   });
 });
