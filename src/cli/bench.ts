@@ -245,7 +245,7 @@ export function plotSvg(rows: BenchRow[]): string {
   const W = 760;
   const H = 460;
   const m = { l: 70, r: 230, t: 40, b: 60 };
-  const maxX = Math.max(1.1, ...rows.map((r) => r.speedVsDrafter)) * 1.05;
+  const maxX = Math.max(1.1, ...rows.map((r) => r.speedInterval?.[1] ?? r.speedVsDrafter)) * 1.05;
   const x = (v: number) => m.l + (v / maxX) * (W - m.l - m.r);
   const y = (v: number) => H - m.b - v * (H - m.t - m.b);
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
@@ -264,11 +264,15 @@ export function plotSvg(rows: BenchRow[]): string {
   parts.push(`<text transform="translate(18 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">accuracy</text>`);
   rows.forEach((r) => {
     const c = colors[methods.indexOf(r.method) % colors.length];
+    // The 95% interval of the wall-clock ratio as a horizontal whisker.
+    const [lo, hi] = r.speedInterval ?? [r.speedVsDrafter, r.speedVsDrafter];
+    parts.push(`<line x1="${x(lo)}" x2="${x(hi)}" y1="${y(r.accuracy)}" y2="${y(r.accuracy)}" stroke="${c}" stroke-width="1.5"/>`);
     const shape = r.drafter !== r.models[0] ? `<rect x="${x(r.speedVsDrafter) - 5}" y="${y(r.accuracy) - 5}" width="10" height="10" fill="${c}"/>` : `<circle cx="${x(r.speedVsDrafter)}" cy="${y(r.accuracy)}" r="5.5" fill="${c}"/>`;
     parts.push(shape);
   });
   methods.forEach((method, i) => parts.push(`<circle cx="${W - m.r + 20}" cy="${m.t + 10 + i * 20}" r="5" fill="${colors[i % colors.length]}"/><text x="${W - m.r + 32}" y="${m.t + 14 + i * 20}">${esc(method)}</text>`));
   parts.push(`<text x="${W - m.r + 15}" y="${m.t + 30 + methods.length * 20}">● first model drafts, ■ second</text>`);
+  parts.push(`<text x="${W - m.r + 15}" y="${m.t + 48 + methods.length * 20}">whiskers: 95% interval (wall)</text>`);
   parts.push('</svg>');
   return parts.join('\n');
 }

@@ -24,14 +24,14 @@ describe('SAFE on the bundled demo models', () => {
   });
 
   it("with the Mistral model drafting, its dummy-prefix space is not part of the text the Qwen verifier scores", async () => {
-    // Problem 19 starts "Bartholomew": Mistral drafts "▁Bar|th|ol|omew", Qwen writes "Bart|hol|omew"
-    // with no leading space after its "assistant" line. Scored as " Bartholomew", Qwen once pulled
-    // the name apart ("Barrayons").
+    // Problem 8 starts "Xiomara": Mistral drafts "▁X|iom|ara", Qwen writes the name with no leading
+    // space after its "assistant" line. Scored with the space, Qwen once pulled such names apart
+    // ("Barrayons" for "Bartholomew").
     const ensemble = await SafeEnsemble.load({ models: bundledModels(), drafter: 1 });
-    const p = problemSet(20)[19]!;
+    const p = problemSet(20)[8]!;
     const r = await ensemble.generate(p.question, { trace: true });
     await ensemble.dispose();
-    expect(r.text).toMatch(/^Bartholomew starts with \d+ coins\./);
+    expect(r.text).toMatch(/^Xiomara starts with \d+ pencils\./);
     expect(r.trace!.filter((t) => t.tokenIndex === 0)).toEqual([]);
     expect(extractAnswer(r.text)).toBe(p.answer);
   });
