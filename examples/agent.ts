@@ -1,7 +1,7 @@
 /**
  * The bundled demo models as an agent's model: createAgent + the Calculator tool.
  *
- *   npx tsx examples/agent.ts "Use the calculator: what is 23 * 17?"
+ *   npx tsx examples/agent.ts "Use the calculator: what is 12 * 11?"
  */
 import { Calculator } from '@langchain/community/tools/calculator';
 import { createAgent } from 'langchain';
@@ -23,7 +23,7 @@ export async function runAgent(question: string): Promise<{ answer: string; tool
 }
 
 if (process.argv[1]?.endsWith('agent.ts')) {
-  void runAgent(process.argv[2] ?? 'Use the calculator: what is 23 * 17?').then((result) => {
+  void runAgent(process.argv[2] ?? 'Use the calculator: what is 12 * 11?').then((result) => {
     console.log(result.answer);
     console.log(`(${result.toolCalls} tool call(s); calculator said ${result.toolResults.join(', ')})`);
   });

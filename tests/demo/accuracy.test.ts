@@ -36,13 +36,15 @@ describe('SAFE on the bundled demo models', () => {
     expect(extractAnswer(r.text)).toBe(p.answer);
   });
 
-  it.each([0, 1])('with either model drafting (%i), outputs start with the name and name no one else', async (drafter) => {
+  it.each([0, 1])('with either model drafting (%i), outputs never start with a space, and SAFE names no one else', async (drafter) => {
     const ensemble = await SafeEnsemble.load({ models: bundledModels(), drafter });
     const bad: string[] = [];
     for (const p of problemSet(20)) {
       for (const strategy of ['safe', 'every-token'] as const) {
         const r = await ensemble.generate(p.question, { strategy, maxNewTokens: 120 });
-        if (/^\s/.test(r.text) || namesSomeoneElse(r.text, p.question)) bad.push(`${strategy}: ${JSON.stringify(r.text.slice(0, 40))}`);
+        // Every-token ensembling may still garble a name mid-word (the paper's failure; the
+        // benchmark counts it): only SAFE is held to naming no one else.
+        if (/^\s/.test(r.text) || (strategy === 'safe' && namesSomeoneElse(r.text, p.question))) bad.push(`${strategy}: ${JSON.stringify(r.text.slice(0, 40))}`);
       }
     }
     await ensemble.dispose();
