@@ -27,7 +27,7 @@ export interface ModelView {
 }
 
 /** The string a model's token stands for in the union (see {@link ModelView.dummySpace}); '' for none. */
-export function viewKey(m: ModelView, id: number): string {
+function viewKey(m: ModelView, id: number): string {
   const key = m.vocab.key(id);
   return m.dummySpace && key.charCodeAt(0) === 0x20 ? key.slice(1) : key;
 }
@@ -58,7 +58,7 @@ export interface EnsembleDecision extends EnsembleDistribution {
   sharpened: boolean;
   /** Index of the winning entry. */
   winner: number;
-  /** The bare space that scored best, when it gave way to its best extension (see {@link decide}). */
+  /** The bare space that scored best in a sharpened decision and gave way to the best other entry (see {@link decide}); null otherwise. */
   bareSpaceGaveWay: string | null;
 }
 
