@@ -1,41 +1,52 @@
 /**
- * Engine benchmark: drafter-only vs every-token UniTE vs SAFE on generated models of equal
- * size with two different real tokenizers (Qwen3 byte-level BPE, Mistral sentencepiece).
+ * Engine benchmark: drafter-only vs every-token UniTE vs SAFE on generated models with two real
+ * tokenizers (Qwen3 byte-level BPE, 151,669 ids; Mistral sentencepiece, 32,000 ids), each run
+ * with its sessions inline and in worker threads, side by side in one process.
  *
- *   npm run bench:engine -- [--hidden 256] [--layers 4] [--long 1024] [--short 128] [--rounds 6]
+ *   npm run bench:engine -- [--shape tiny|smol] [--rounds 3] [--short 128] [--long 1024]
  *
- * Two pairs: one that agrees (both scripted to write the same text, with a real transformer
- * of the given size underneath, so SAFE's own overhead is visible) and one that disagrees
- * (scripted on different numbers). All rows of a pair run in the same process after one
- * warm-up each, in the orders of a Williams design over rounds (every row in every position and
- * after every other row equally often), with a full GC before each timed generation; speeds are
- * ratios to drafter-only from the same run, on the wall clock and in CPU time, with 95%
- * bootstrap intervals over rounds.
+ * `--shape smol` is a real small-LLM shape (SmolLM2-135M-like: 30 layers, hidden 576, 9 heads /
+ * 3 KV heads, SwiGLU 1536); `tiny` (default) is hidden 256, 4 layers, for quick runs. Each
+ * member gets one onnxruntime thread (one core per member, as the paper's one device per model);
+ * drafter-only also runs with every core given to it (equal total resources).
+ *
+ * Two pairs: one that agrees (both scripted on the same text, with a random-weight transformer
+ * of the shape underneath, so the cost is a real model's) and one that disagrees (scripted on
+ * different words and sums), each with either model drafting. All rows of a pair and order run
+ * after one warm-up each, in the orders of a Williams design over rounds, with a full GC before
+ * each timed generation. Speeds are ratios to drafter-only in the same execution mode, on the
+ * wall clock and in process CPU time (all threads), with 95% bootstrap intervals over rounds.
+ * The event loop's delay (10 ms resolution) is sampled during every timed generation.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { loadModel, SafeEnsemble, type EnsembleOptions, type EnsembleResult } from '../src/index.js';
+import { loadModel, SafeEnsemble, type CausalLM, type EnsembleOptions, type EnsembleResult, type ExecutionMode } from '../src/index.js';
 import { writeScriptedModel } from '../tools/fixtures/scriptedDecoder.js';
 import { fullGc, speedRatio, timed, williamsOrders, type Measurement } from '../src/cli/benchMethod.js';
 
+const SHAPES = {
+  tiny: { hiddenSize: 256, numLayers: 4, numHeads: 8, numKeyValueHeads: 2 },
+  smol: { hiddenSize: 576, numLayers: 30, numHeads: 9, numKeyValueHeads: 3, intermediateSize: 1536, gatedMlp: true },
+} as const;
+
 const { values } = parseArgs({
   options: {
-    hidden: { type: 'string', default: '256' },
-    layers: { type: 'string', default: '4' },
-    heads: { type: 'string', default: '8' },
-    'kv-heads': { type: 'string', default: '2' },
+    shape: { type: 'string', default: 'tiny' },
     long: { type: 'string', default: '1024' },
     short: { type: 'string', default: '128' },
-    rounds: { type: 'string', default: '6' },
-    threads: { type: 'string', default: '2' },
+    rounds: { type: 'string', default: '3' },
+    pairs: { type: 'string', default: 'agreeing,disagreeing' },
   },
 });
-const compute = { hiddenSize: Number(values.hidden), numLayers: Number(values.layers), numHeads: Number(values.heads), numKeyValueHeads: Number(values['kv-heads']) };
+if (!(values.shape! in SHAPES)) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
+const compute = SHAPES[values.shape as keyof typeof SHAPES];
 const longTokens = Number(values.long);
 const shortTokens = Number(values.short);
 const rounds = Number(values.rounds);
+const cores = availableParallelism();
 
 /**
  * A long step-by-step solution whose sentences never repeat (the scripts key on 6 tokens).
@@ -60,87 +71,118 @@ const PROMPT = 'Q: Count carefully, step by step, and give the final number.\nA:
 const dir = mkdtempSync(join(tmpdir(), 'lse-bench-engine-'));
 const raw: EnsembleOptions = { rawPrompt: true };
 
-async function pair(name: string, offsetB: number) {
-  const a = await writeScriptedModel(join(dir, `${name}-qwen`), { tokenizer: 'qwen3', scripts: [{ prompt: PROMPT, completion: solution(1, 0), rawPrompt: true }], compute, confidence: 0.9, maxPositions: 8192 });
-  const b = await writeScriptedModel(join(dir, `${name}-mistral`), { tokenizer: 'llama2', scripts: [{ prompt: PROMPT, completion: solution(1, offsetB), rawPrompt: true }], compute, confidence: 0.9, maxPositions: 8192 });
-  const threads = Number(values.threads);
-  return new SafeEnsemble([await loadModel(a, { threads }), await loadModel(b, { threads })]);
+/** The two scripted models of a pair, written once. */
+async function writePair(name: string, variant: number): Promise<[string, string]> {
+  const common = { scripts: [] as never[], compute, confidence: 0.9, maxPositions: 8192 };
+  const qwen = await writeScriptedModel(join(dir, `${name}-qwen`), { ...common, tokenizer: 'qwen3', scripts: [{ prompt: PROMPT, completion: solution(1, 0), rawPrompt: true }] });
+  const mistral = await writeScriptedModel(join(dir, `${name}-mistral`), { ...common, tokenizer: 'llama2', scripts: [{ prompt: PROMPT, completion: solution(1, variant), rawPrompt: true }] });
+  return [qwen, mistral];
 }
 
 interface Row {
   label: string;
+  ensemble: SafeEnsemble;
   options: EnsembleOptions;
   results: EnsembleResult[];
   /** Wall and CPU time of each result, measured around the call. */
   times: Measurement[];
+  /** Event-loop delay during the timed generations: p99 and max over all of them (ms). */
+  lag: { p99: number; max: number };
 }
 
+const row = (label: string, ensemble: SafeEnsemble, options: EnsembleOptions): Row => ({ label, ensemble, options, results: [], times: [], lag: { p99: 0, max: 0 } });
+
 /** Wall-clock milliseconds per generated token over all rounds. */
-const msPerToken = (row: Row) => row.times.reduce((t, m) => t + m.wallMs, 0) / Math.max(1, row.times.reduce((n, m) => n + m.tokens, 0));
+const msPerToken = (r: Row) => r.times.reduce((t, m) => t + m.wallMs, 0) / Math.max(1, r.times.reduce((n, m) => n + m.tokens, 0));
 const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
 
-async function measure(ensemble: SafeEnsemble, rows: Row[]): Promise<void> {
-  for (const row of rows) await ensemble.generate(PROMPT, { ...raw, ...row.options, maxNewTokens: 16 }); // warm-up
+async function measure(rows: Row[]): Promise<void> {
+  for (const r of rows) await r.ensemble.generate(PROMPT, { ...raw, ...r.options, maxNewTokens: 16 }); // warm-up
   const orders = williamsOrders(rows.length);
-  for (let r = 0; r < rounds; r++) {
-    for (const k of orders[r % orders.length]!) {
-      const row = rows[k]!;
+  for (let round = 0; round < rounds; round++) {
+    for (const k of orders[round % orders.length]!) {
+      const r = rows[k]!;
       fullGc();
-      const t = await timed(() => ensemble.generate(PROMPT, { ...raw, ...row.options }));
-      row.results.push(t.value);
-      row.times.push({ problem: r, position: 0, tokens: t.value.stats.generatedTokens, ensembled: t.value.stats.ensembledTokens, wallMs: t.wallMs, cpuMs: t.cpuMs, correct: true, startsWithSpace: false, foreignName: false });
+      const delay = monitorEventLoopDelay({ resolution: 10 });
+      delay.enable();
+      const t = await timed(() => r.ensemble.generate(PROMPT, { ...raw, ...r.options }));
+      delay.disable();
+      r.lag.p99 = Math.max(r.lag.p99, delay.percentile(99) / 1e6);
+      r.lag.max = Math.max(r.lag.max, delay.max / 1e6);
+      r.results.push(t.value);
+      r.times.push({ problem: round, position: 0, tokens: t.value.stats.generatedTokens, ensembled: t.value.stats.ensembledTokens, wallMs: t.wallMs, cpuMs: t.cpuMs, correct: true, startsWithSpace: false, foreignName: false });
     }
   }
 }
 
 const interval = (r: { ratio: number; low: number; high: number }) => `${r.ratio.toFixed(2)}× (${r.low.toFixed(2)}–${r.high.toFixed(2)})`;
 
-function report(title: string, rows: Row[]): void {
+function report(title: string, rows: Row[], reference: (r: Row) => Row): void {
   console.log(`\n${title}`);
-  console.log('| strategy | tokens | E/T % | ms/token | tokens/s | speed vs drafter-only (wall) | (CPU) | outside onnxruntime |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
-  for (const row of rows) {
-    const ms = msPerToken(row);
-    const r0 = row.results[0]!;
-    const outside = mean(row.results.map((r) => 1 - (r.stats.time.draftingMs + r.stats.time.verifyingMs) / r.stats.time.totalMs));
-    const wall = speedRatio(row.times, rows[0]!.times, 'wallMs');
-    const cpu = speedRatio(row.times, rows[0]!.times, 'cpuMs');
-    console.log(`| ${row.label} | ${r0.stats.generatedTokens} | ${r0.stats.ensembleRatePct.toFixed(1)} | ${ms.toFixed(2)} | ${(1000 / ms).toFixed(1)} | ${interval(wall)} | ${interval(cpu)} | ${(outside * 100).toFixed(1)}% |`);
+  console.log('| strategy | tokens | E/T % | ms/token | speed vs drafter-only (wall) | (CPU) | event-loop lag p99 / max (ms) |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    const r0 = r.results[0]!;
+    const ref = reference(r);
+    const wall = speedRatio(r.times, ref.times, 'wallMs');
+    const cpu = speedRatio(r.times, ref.times, 'cpuMs');
+    console.log(`| ${r.label} | ${r0.stats.generatedTokens} | ${r0.stats.ensembleRatePct.toFixed(1)} | ${msPerToken(r).toFixed(2)} | ${interval(wall)} | ${interval(cpu)} | ${r.lag.p99.toFixed(1)} / ${r.lag.max.toFixed(1)} |`);
   }
 }
 
-console.log(`models: hidden ${compute.hiddenSize}, ${compute.numLayers} layers, ${compute.numHeads} heads / ${compute.numKeyValueHeads} KV heads; Qwen3 vocabulary (151,669) drafts, Mistral (32,000) verifies; ${rounds} rounds, threads ${values.threads}`);
-for (const [name, offset] of [['agreeing pair (same script)', 0], ['disagreeing pair (different words and sums)', 1]] as const) {
-  const ensemble = await pair(name.split(' ')[0]!, offset);
-  const rows: Row[] = [
-    { label: 'drafter-only', options: { strategy: 'single', maxNewTokens: shortTokens }, results: [], times: [] },
-    { label: 'every-token UniTE', options: { strategy: 'every-token', maxNewTokens: shortTokens }, results: [], times: [] },
-    { label: 'SAFE (UniTE)', options: { strategy: 'safe', maxNewTokens: shortTokens }, results: [], times: [] },
-  ];
-  await measure(ensemble, rows);
-  report(`${name}, ${shortTokens} new tokens`, rows);
-  if (offset === 0) {
+/** Loads a pair in one execution mode, one onnxruntime thread per member. */
+async function loadPair(paths: [string, string], execution: ExecutionMode): Promise<CausalLM[]> {
+  return Promise.all(paths.map((p) => loadModel(p, { execution, threads: 1 })));
+}
+
+console.log(`shape ${values.shape}: hidden ${compute.hiddenSize}, ${compute.numLayers} layers, ${compute.numHeads} heads / ${compute.numKeyValueHeads} KV heads${'intermediateSize' in compute ? `, SwiGLU ${compute.intermediateSize}` : ''}; ${rounds} rounds; ${cores} cores; Node ${process.version}`);
+const pairNames = values.pairs!.split(',');
+for (const [name, variant] of [['agreeing', 0], ['disagreeing', 1]] as const) {
+  if (!pairNames.includes(name)) continue;
+  const paths = await writePair(name, variant);
+  const sets = { inline: await loadPair(paths, 'inline'), worker: await loadPair(paths, 'worker') };
+  for (const drafter of [0, 1]) {
+    const drafterName = drafter === 0 ? 'Qwen-vocab' : 'Mistral-vocab';
+    const ensembles = { inline: new SafeEnsemble(sets.inline, { drafter }), worker: new SafeEnsemble(sets.worker, { drafter }) };
+    // Drafter alone with every core (the ensemble's total resources).
+    const allCores = new SafeEnsemble([await loadModel(paths[drafter]!, { execution: 'worker', threads: cores })]);
+    const rows: Row[] = [];
+    for (const mode of ['inline', 'worker'] as const) {
+      rows.push(row(`drafter-only (${mode})`, ensembles[mode], { strategy: 'single', maxNewTokens: shortTokens }));
+      rows.push(row(`every-token UniTE (${mode})`, ensembles[mode], { strategy: 'every-token', maxNewTokens: shortTokens }));
+      rows.push(row(`SAFE (${mode})`, ensembles[mode], { strategy: 'safe', maxNewTokens: shortTokens }));
+    }
+    rows.push(row(`drafter-only, ${cores} threads (worker)`, allCores, { strategy: 'single', maxNewTokens: shortTokens }));
+    await measure(rows);
+    const sameModeDrafter = (r: Row) => (r.label.includes('(inline)') ? rows[0]! : rows[3]!);
+    report(`${name} pair, ${drafterName} model drafts, ${shortTokens} new tokens; ratios to drafter-only in the same mode (1 thread)`, rows, sameModeDrafter);
+    const safeWorker = rows[5]!;
+    const vsAllCores = speedRatio(safeWorker.times, rows[6]!.times, 'wallMs');
+    console.log(`SAFE (worker) vs drafter-only with ${cores} threads: ${interval(vsAllCores)} wall`);
+    const p = safeWorker.results.map((r) => r.stats.pipeline!);
+    console.log(`SAFE (worker) drafting ahead: ${mean(p.map((x) => x.draftedAhead)).toFixed(1)} tokens per generation, ${mean(p.map((x) => x.discarded)).toFixed(1)} dropped`);
+    await allCores.dispose();
+  }
+  if (name === 'agreeing') {
     // Longer responses cost more per token for any model (attention over a longer context):
-    // compare SAFE's growth with the drafter's own, and SAFE's time outside onnxruntime.
+    // compare SAFE's growth with the drafter's own (worker mode, Qwen-vocab model drafts).
+    const ensemble = new SafeEnsemble(sets.worker, { drafter: 0 });
     const long: Row[] = [
-      { label: 'drafter-only short', options: { strategy: 'single', maxNewTokens: shortTokens }, results: [], times: [] },
-      { label: 'drafter-only long', options: { strategy: 'single', maxNewTokens: longTokens }, results: [], times: [] },
-      { label: 'SAFE short', options: { maxNewTokens: shortTokens }, results: [], times: [] },
-      { label: 'SAFE long', options: { maxNewTokens: longTokens }, results: [], times: [] },
+      row('drafter-only short', ensemble, { strategy: 'single', maxNewTokens: shortTokens }),
+      row('drafter-only long', ensemble, { strategy: 'single', maxNewTokens: longTokens }),
+      row('SAFE short', ensemble, { maxNewTokens: shortTokens }),
+      row('SAFE long', ensemble, { maxNewTokens: longTokens }),
     ];
-    await measure(ensemble, long);
+    await measure(long);
     const ms = (i: number) => msPerToken(long[i]!);
-    const outsideMs = (i: number) =>
-      mean(long[i]!.results.map((r) => (r.stats.time.totalMs - r.stats.time.draftingMs - r.stats.time.verifyingMs) / Math.max(1, r.stats.generatedTokens)));
     const n = (i: number) => long[i]!.results[0]!.stats.generatedTokens;
-    console.log(`\nTime per token at ${n(0)} vs ${n(1)} generated tokens (agreeing pair):`);
+    console.log(`\nTime per token at ${n(0)} vs ${n(1)} generated tokens (agreeing pair, worker mode, Qwen-vocab model drafts):`);
     console.log('| | short | long | long / short |');
     console.log('|---|---:|---:|---:|');
     console.log(`| drafter-only, ms/token | ${ms(0).toFixed(2)} | ${ms(1).toFixed(2)} | ${(ms(1) / ms(0)).toFixed(2)} |`);
     console.log(`| SAFE, ms/token | ${ms(2).toFixed(2)} | ${ms(3).toFixed(2)} | ${(ms(3) / ms(2)).toFixed(2)} |`);
-    console.log(`| SAFE outside onnxruntime, ms/token | ${outsideMs(2).toFixed(3)} | ${outsideMs(3).toFixed(3)} | ${(outsideMs(3) / outsideMs(2)).toFixed(2)} |`);
     console.log(`| SAFE / drafter-only | ${(ms(2) / ms(0)).toFixed(2)} | ${(ms(3) / ms(1)).toFixed(2)} | ${(ms(3) / ms(1) / (ms(2) / ms(0))).toFixed(2)} |`);
   }
-  await ensemble.dispose();
+  await Promise.all([...sets.inline, ...sets.worker].map((m) => m.dispose()));
 }
 rmSync(dir, { recursive: true, force: true });

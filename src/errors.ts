@@ -15,7 +15,8 @@ export type SafeEnsembleErrorCode =
   | 'INVALID_ARGUMENT'
   | 'DISPOSED'
   | 'INFERENCE_FAILED'
-  | 'CONTEXT_OVERFLOW';
+  | 'CONTEXT_OVERFLOW'
+  | 'WORKER_FAILED';
 
 /** Base class of every error this library throws on purpose. */
 export class SafeEnsembleError extends Error {
@@ -111,3 +112,13 @@ export class ContextOverflowError extends SafeEnsembleError {
   }
 }
 
+
+/**
+ * A model's worker thread could not start or stopped while a call was waiting on it. The call
+ * fails; the next call starts a fresh worker (the model's cache starts empty again).
+ */
+export class WorkerError extends SafeEnsembleError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WORKER_FAILED', message, options);
+  }
+}

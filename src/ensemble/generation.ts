@@ -91,6 +91,8 @@ interface Drafted {
   offset: number;
   /** Index the token would have in the response. */
   index: number;
+  /** Whether the token has been counted in the statistics (tokens drafted ahead are not, yet). */
+  counted: boolean;
 }
 
 /** Runs one generation; `run()` yields committed text and returns the result. */
@@ -132,6 +134,8 @@ export class Generation {
   private lead = 0;
   /** 1 when the drafter's response encoding in its prompt context starts with a dummy space. */
   private readonly drafterAddsSpace: number;
+  /** Whether the drafter drafts ahead while verifiers work (SAFE, some member in a worker). */
+  private readonly pipelined: boolean;
 
   constructor(
     models: readonly CausalLM[],
@@ -174,6 +178,8 @@ export class Generation {
       forwardPasses: models.map(() => 0),
       time: { draftingMs: 0, verifyingMs: 0, tokenizingMs: 0, ensemblingMs: 0, totalMs: 0 },
     };
+    this.pipelined = options.strategy === 'safe' && this.members.some((m) => m.lm.execution === 'worker');
+    if (this.pipelined) this.stats.pipeline = { draftedAhead: 0, discarded: 0 };
   }
 
   /** Yields text as it is committed; returns the result. */
@@ -208,40 +214,58 @@ export class Generation {
     const base = this.bytes.length;
 
     // 1. Draft. Tokens carried over from the last cycle (drafted after a position whose
-    // ensemble kept the drafter's own token) are still the drafter's greedy continuation.
-    const drafted: Drafted[] = this.carry;
-    const carried = drafted.length;
+    // ensemble kept the drafter's own token, or ahead while the verifiers worked) are still the
+    // drafter's greedy continuation.
+    const drafted: Drafted[] = this.carry.slice(0, n);
     this.carry = [];
-    const last = () => drafted[drafted.length - 1]!;
-    while (drafted.length < n && !(drafted.length > 0 && this.drafter.vocab.isEos(last().id))) {
-      const next = await this.drafterRow(drafted.map((d) => d.id));
-      if (!next) return null;
-      const offset = drafted.length === 0 ? base : last().offset + this.drafter.lm.tokenizer.tokenBytes(last().id).length;
-      drafted.push({ id: next.best, row: next.row, offset, index: this.ids.length + drafted.length });
+    if (!(await this.draftInto(drafted, n, false))) return null;
+    // Tokens drafted ahead count (as drafted tokens and drafter passes) once they enter a chunk,
+    // as they would have been drafted then: statistics equal those of sequential execution.
+    for (const d of drafted) {
+      if (d.counted) continue;
+      d.counted = true;
+      this.stats.draftedTokens++;
+      this.drafter.forwardPasses++;
     }
-    this.stats.draftedTokens += drafted.length - carried;
     if (this.ids.length === 0) this.lead = this.leadOf(drafted[0]!.id);
     const chunk = drafted.filter((d) => !this.drafter.vocab.isEos(d.id)).map((d) => this.drafter.lm.tokenizer.tokenBytes(d.id));
     const candidate = this.bytes.with(chunk);
     const response = candidate.subarray(this.lead);
 
-    // 2–3. Verifiers re-tokenize the candidate text and score it in one pass each.
-    const verified: Array<{ rowOf: (k: number) => ScoredRow }> = [];
-    for (const v of this.verifiers) {
-      const t0 = performance.now();
-      const firstChanged = v.tokens!.update(response, this.verifiedBase, o.recomputeCaches);
-      this.stats.time.tokenizingMs += performance.now() - t0;
-      const P = v.prompt.ids.length;
+    // While the verifiers score this chunk, the drafter drafts the next one, as if this one will
+    // be accepted whole (it stops when the verifiers are done). Only worth it when some member
+    // runs in a worker: inline sessions run one at a time whatever is asked.
+    const chain = [...drafted];
+    let verifying = true;
+    const ahead = this.pipelined && !this.drafter.vocab.isEos(drafted[drafted.length - 1]!.id)
+      ? this.draftInto(chain, drafted.length + Math.min(o.draftLength, budget - drafted.length), true, () => !verifying)
+      : Promise.resolve(true);
+
+    // 2–3. Verifiers re-tokenize the candidate text and score it in one pass each, all at once.
+    const t0 = performance.now();
+    const changed = this.verifiers.map((v) => v.tokens!.update(response, this.verifiedBase, o.recomputeCaches));
+    this.stats.time.tokenizingMs += performance.now() - t0;
+    const chunkStart = Math.max(0, base - this.lead);
+    const verification = this.allVerifiers((v, vi) => {
       // Rows are needed for the verifier tokens that start at or after the chunk start, and for
       // the token that straddles it (the scan aligns to it when the stability gate is off).
-      const rowAt = await this.verifierRows(v, firstChanged, P + Math.max(0, firstTokenAtOrAfter(v.tokens!, Math.max(0, base - this.lead)) - 1), 'all');
-      if (!rowAt) return null;
-      verified.push({ rowOf: (k: number) => rowAt(P + k) });
-    }
+      const P = v.prompt.ids.length;
+      return this.verifierRows(v, changed[vi]!, P + Math.max(0, firstTokenAtOrAfter(v.tokens!, chunkStart) - 1), 'all');
+    }).finally(() => (verifying = false));
+    // Both must settle before anything else touches the models.
+    const [scoredChunk, draftedAhead] = await Promise.allSettled([verification, ahead]);
+    if (scoredChunk.status === 'rejected') throw scoredChunk.reason;
+    if (draftedAhead.status === 'rejected') throw draftedAhead.reason;
+    const rowAts = scoredChunk.value;
+    if (!rowAts || !draftedAhead.value) return null;
+    const verified = rowAts.map((rowAt, vi) => {
+      const P = this.verifiers[vi]!.prompt.ids.length;
+      return { rowOf: (k: number) => rowAt(P + k) };
+    });
     this.verifiedBase = Math.max(0, base - this.lead);
 
     // 4. Scan for the earliest stable, contested position.
-    const t0 = performance.now();
+    const t1 = performance.now();
     let trigger = -1;
     let aligned: number[][] = [];
     for (let j = 0; j < drafted.length && trigger < 0; j++) {
@@ -266,7 +290,7 @@ export class Generation {
       trigger = j;
       aligned = [at, ownIds];
     }
-    this.stats.time.tokenizingMs += performance.now() - t0;
+    this.stats.time.tokenizingMs += performance.now() - t1;
 
     // 5–6. Ensemble at the trigger, or keep the whole chunk.
     let commit: number[];
@@ -282,17 +306,42 @@ export class Generation {
       this.stats.acceptedTokens += trigger;
       this.stats.ensembledTokens++;
     }
-    // An ensemble that kept the drafter's own token leaves the rest of the draft valid: carry it.
-    if (trigger >= 0 && commit.length === trigger + 1 && commit[trigger] === drafted[trigger]!.id) this.carry = drafted.slice(trigger + 1);
+    // An ensemble that kept the drafter's own token leaves the rest of the draft valid (and what
+    // was drafted ahead): carry it. Otherwise the work ahead is dropped.
+    const keepsDraft = trigger < 0 || (commit.length === trigger + 1 && commit[trigger] === drafted[trigger]!.id);
+    if (keepsDraft) this.carry = chain.slice(commit.length);
+    if (this.pipelined) {
+      const ahead = chain.length - drafted.length;
+      this.stats.pipeline!.draftedAhead += ahead;
+      if (!keepsDraft) this.stats.pipeline!.discarded += ahead;
+    }
     // The drafter's cache holds the committed ids plus the drafted ones it fed; keep what the
     // new sequence (commit, then carried tokens) shares with it.
     const next = commit.concat(this.carry.map((d) => d.id));
     const fed = this.cachedIds - this.ids.length;
     let keep = 0;
-    while (keep < fed && keep < next.length && next[keep] === drafted[keep]!.id) keep++;
+    while (keep < fed && keep < next.length && next[keep] === chain[keep]!.id) keep++;
     this.drafter.lm.crop(this.drafter.prompt.ids.length + this.ids.length + keep);
     this.cachedIds = this.ids.length + keep;
     return commit;
+  }
+
+  /**
+   * Drafts greedily onto `list` until it holds `until` tokens or ends with EOS (or `stop()`
+   * says so); false when aborted. Tokens drafted `ahead` are not counted yet (see safeCycle).
+   */
+  private async draftInto(list: Drafted[], until: number, ahead: boolean, stop: () => boolean = () => false): Promise<boolean> {
+    const tok = this.drafter.lm.tokenizer;
+    while (list.length < until && !stop()) {
+      const last = list[list.length - 1];
+      if (last && this.drafter.vocab.isEos(last.id)) break;
+      const next = await this.drafterRow(list.map((d) => d.id), !ahead);
+      if (!next) return false;
+      const offset = last ? last.offset + tok.tokenBytes(last.id).length : this.bytes.length;
+      list.push({ id: next.best, row: next.row, offset, index: this.ids.length + list.length, counted: !ahead });
+      if (!ahead) this.stats.draftedTokens++;
+    }
+    return true;
   }
 
   /**
@@ -346,20 +395,17 @@ export class Generation {
       return [id];
     }
     // Verifiers: the distribution after their tokenization of the committed text, wherever it ends.
-    const rows: ScoredRow[] = [];
     const base = this.bytes.length;
-    for (const v of this.verifiers) {
-      const t0 = performance.now();
-      const firstChanged = v.tokens!.update(this.bytes.view().subarray(this.lead), this.verifiedBase, o.recomputeCaches);
-      this.stats.time.tokenizingMs += performance.now() - t0;
-      const end = v.prompt.ids.length + v.tokens!.ids.length;
-      const rowAt = await this.verifierRows(v, firstChanged, end, 'last');
-      if (!rowAt) return null;
-      rows.push(rowAt(end));
-    }
+    const t0 = performance.now();
+    const changed = this.verifiers.map((v) => v.tokens!.update(this.bytes.view().subarray(this.lead), this.verifiedBase, o.recomputeCaches));
+    this.stats.time.tokenizingMs += performance.now() - t0;
+    const ends = this.verifiers.map((v) => v.prompt.ids.length + v.tokens!.ids.length);
+    const rowAts = await this.allVerifiers((v, vi) => this.verifierRows(v, changed[vi]!, ends[vi]!, 'last'));
+    if (!rowAts) return null;
+    const rows = rowAts.map((rowAt, vi) => rowAt(ends[vi]!));
     this.verifiedBase = Math.max(0, base - this.lead);
     const own = rows.map((r) => r.best);
-    const appended = this.ensemble({ id, row, offset: base, index: this.ids.length }, rows.map((r) => r.row), own, this.bytes.view(), o.strategy === 'gac-threshold');
+    const appended = this.ensemble({ id, row, offset: base, index: this.ids.length, counted: true }, rows.map((r) => r.row), own, this.bytes.view(), o.strategy === 'gac-threshold');
     this.stats.ensembledTokens++;
     return appended;
   }
@@ -461,7 +507,7 @@ export class Generation {
    * The drafter's next-token row after prompt ++ committed response ++ `extra` (drafted ids),
    * feeding only what its cache lacks. `cachedIds` says how much of response ++ extra is cached.
    */
-  private async drafterRow(extra: readonly number[] = []): Promise<ScoredRow | null> {
+  private async drafterRow(extra: readonly number[] = [], countPass = true): Promise<ScoredRow | null> {
     const lm = this.drafter.lm;
     const P = this.drafter.prompt.ids.length;
     const seq = new Joined(this.drafter.prompt.ids, this.ids, extra);
@@ -469,24 +515,37 @@ export class Generation {
     if (this.options.recomputeCaches) from = 0;
     else from = Math.min(commonPrefix(lm.tokens, seq, this.cachedIds < 0 ? 0 : Math.min(lm.length, P + this.cachedIds)), seq.length - 1);
     lm.crop(from);
-    const logits = await this.forward(this.drafter, seq.from(from), 'last', true);
+    const logits = await this.forward(this.drafter, seq.from(from), 'last', true, countPass);
     if (!logits) return null;
     this.cachedIds = seq.length - P;
     return scored(logits, logits.rows - 1);
   }
 
-  /** One forward pass with abort check and timing; null when aborted. */
-  private async forward(m: Member, ids: number[], rows: 'last' | number, drafting: boolean): Promise<Logits | null> {
+  /**
+   * Runs `score` for every verifier at once (each model's session runs on its own) and waits
+   * for all of them, also when one fails: a pass still running must not outlive the generation
+   * that holds the models. Null when aborted; the first failure is rethrown.
+   */
+  private async allVerifiers<T>(score: (v: Member, vi: number) => Promise<T | null>): Promise<T[] | null> {
+    const t0 = performance.now();
+    const settled = await Promise.allSettled(this.verifiers.map((v, vi) => score(v, vi)));
+    this.stats.time.verifyingMs += performance.now() - t0;
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    const values = settled.map((r) => (r as PromiseFulfilledResult<T | null>).value);
+    return values.some((v) => v === null) ? null : (values as T[]);
+  }
+
+  /** One forward pass with abort check (and timing, when drafting); null when aborted. */
+  private async forward(m: Member, ids: number[], rows: 'last' | number, drafting: boolean, countPass = true): Promise<Logits | null> {
     if (this.options.signal?.aborted) {
       this.finish = 'abort';
       return null;
     }
     const t0 = performance.now();
     const logits = await m.lm.forward(ids, { logits: rows });
-    const dt = performance.now() - t0;
-    if (drafting) this.stats.time.draftingMs += dt;
-    else this.stats.time.verifyingMs += dt;
-    m.forwardPasses++;
+    if (drafting) this.stats.time.draftingMs += performance.now() - t0;
+    if (countPass) m.forwardPasses++;
     return logits;
   }
 

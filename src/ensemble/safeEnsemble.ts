@@ -2,11 +2,12 @@
  * SafeEnsemble: K local models generating as one with SAFE (generate–verify–ensemble).
  * @module
  */
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { DisposedError, InvalidArgumentError, TokenizerError } from '../errors.js';
 import { utf8 } from '../text/bytes.js';
 import type { CausalLM } from '../runtime/causalLM.js';
-import { loadModel, type LoadModelOptions } from '../runtime/loadModel.js';
+import { defaultExecution, loadModel, type LoadModelOptions } from '../runtime/loadModel.js';
 import { GacUnion } from './aggregate.js';
 import { Generation } from './generation.js';
 import { resolveOptions, type EnsembleOptions, type ResolvedOptions } from './options.js';
@@ -107,13 +108,23 @@ export class SafeEnsemble {
     void _m;
     const weights = specs.some((s) => s.weight !== undefined) ? specs.map((s) => s.weight ?? 1) : config.weights;
     resolveOptions(specs.length, { ...config, drafter: undefined, weights } as EnsembleOptions);
-    const loaded: CausalLM[] = [];
-    try {
-      for (const spec of specs) {
+    // Members load concurrently (each worker opens its session while the next tokenizer loads).
+    // Worker members run at the same time, so by default they share the cores instead of each
+    // starting a thread per core.
+    const cores = availableParallelism();
+    const settled = await Promise.allSettled(
+      specs.map((spec) => {
         const { source, weight: _w, ...own } = spec;
         void _w;
-        loaded.push(await loadModel(source, { ...loadOptions, ...own }));
-      }
+        const merged: LoadModelOptions = { ...loadOptions, ...own };
+        if (merged.threads === undefined && (merged.execution ?? defaultExecution()) === 'worker') merged.threads = Math.max(1, Math.floor(cores / specs.length));
+        return loadModel(source, merged);
+      }),
+    );
+    const loaded = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    try {
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       const drafter = typeof config.drafter === 'string' ? keys.indexOf(resolve(config.drafter)) : config.drafter;
       return new SafeEnsemble(loaded, { ...config, weights, drafter: drafter === -1 ? config.drafter : drafter });
     } catch (error) {

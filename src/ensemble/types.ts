@@ -42,6 +42,12 @@ export interface EnsembleStats {
   forwardPasses: number[];
   /** Time per phase. */
   time: PhaseTimes;
+  /**
+   * Drafting ahead while the verifiers score a chunk (SAFE with members in worker threads):
+   * tokens drafted ahead, and those dropped because the cycle ensembled. Present only when it
+   * ran; every other statistic equals that of sequential execution.
+   */
+  pipeline?: { draftedAhead: number; discarded: number };
 }
 
 /** One model's view at an ensemble point. */

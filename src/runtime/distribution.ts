@@ -191,15 +191,27 @@ export function isFiniteRow(row: LogitsRow): boolean {
   return s0 + s1 + s2 + s3 === 0;
 }
 
-/** IEEE half → single precision, for graphs that emit float16 logits. */
+/** Single-precision value of every half-precision bit pattern (256 KiB, built on first use). */
+let halfTable: Float32Array | null = null;
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  return exp === 0 ? sign * 2 ** -14 * (frac / 1024) : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+}
+
+/**
+ * IEEE half → single precision, for graphs that emit float16 logits: one table lookup per value
+ * (every half converts exactly to a single, so the table holds the exact results).
+ */
 export function float16ToFloat32(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) {
-    const h = src[i]!;
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const frac = h & 0x3ff;
-    out[i] = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+  if (!halfTable) {
+    halfTable = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfTable[h] = halfToFloat(h);
   }
+  const table = halfTable;
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = table[src[i]!]!;
   return out;
 }

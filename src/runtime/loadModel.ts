@@ -10,17 +10,17 @@ import {
   ModelFileInvalidError,
   ModelFileMissingError,
   ModelNotFoundError,
-  SafeEnsembleError,
   UnsupportedGraphError,
 } from '../errors.js';
 import { TextTokenizer } from '../text/tokenizer.js';
-import { CausalLM, type ModelInfo } from './causalLM.js';
-import { discoverGraph } from './graph.js';
+import { CausalLM, type ExecutionMode, type ModelInfo } from './causalLM.js';
 import { isHubId, resolveHubModel, type HubOptions } from './hub.js';
-import { releaseSession, type InferenceSession } from './ort.js';
 import { DTYPE_SUFFIX, type ModelDType } from './dtypes.js';
-import { createSessionWithProviders, type ExecutionOptions } from './providers.js';
+import type { ExecutionOptions } from './providers.js';
 import { MAX_CONTEXT, validateLoadOptions } from './loadOptions.js';
+import { openSession, type OpenedModel, type OpenRequest } from './openSession.js';
+import type { ModelBackend } from './sessionRunner.js';
+import { WorkerBackend } from './workerBackend.js';
 
 /** Options of {@link loadModel}. */
 export interface LoadModelOptions extends ExecutionOptions, HubOptions {
@@ -30,6 +30,12 @@ export interface LoadModelOptions extends ExecutionOptions, HubOptions {
   modelFileName?: string;
   /** Folder holding the ONNX files (default `onnx`). */
   subfolder?: string;
+  /**
+   * Where the onnxruntime session runs: `'worker'` (default) in a worker thread of its own, so
+   * forward passes never block the event loop and members run in parallel; `'inline'` on the
+   * calling thread.
+   */
+  execution?: ExecutionMode;
   /** Check every returned logits row for NaN/Inf (default true). */
   checkLogits?: boolean;
   /** Override the context length (default: config.json `max_position_embeddings`). */
@@ -104,29 +110,6 @@ function sizeField(config: Record<string, unknown>, keys: string[], file: string
   return null;
 }
 
-function numberField(config: Record<string, unknown>, keys: string[]): number | null {
-  for (const k of keys) {
-    const v = config[k];
-    if (typeof v === 'number' && Number.isFinite(v)) return v;
-  }
-  const text = config.text_config;
-  if (text && typeof text === 'object') return numberField(text as Record<string, unknown>, keys);
-  return null;
-}
-
-function classifySessionError(onnxFile: string): (error: unknown) => Error {
-  return (error: unknown) => {
-    if (error instanceof SafeEnsembleError) return error;
-    const msg = String((error as Error)?.message ?? error);
-    const external = /external data|\.onnx_data|GetExternalDataInfo|ExternalData|model_path must not be empty/i.exec(msg);
-    if (external || /No such file|cannot open|could not open|doesn't exist|does not exist/i.test(msg)) {
-      const path = /([^\s'"]+\.onnx_data[^\s'"]*)/.exec(msg)?.[1] ?? `${onnxFile}_data`;
-      return new ModelFileMissingError(path, `${onnxFile} refers to external weight data that could not be read (${msg.split('\n')[0]}). Put the *.onnx_data file(s) next to the .onnx file.`, { cause: error });
-    }
-    return new ModelFileInvalidError(onnxFile, `onnxruntime could not load ${onnxFile}: ${msg.split('\n')[0]}. The file may be truncated or not an ONNX model; re-export or re-download it.`, { cause: error });
-  };
-}
-
 /**
  * Loads an ONNX causal LM.
  *
@@ -153,29 +136,25 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
   if (statSync(onnxFile).size === 0) {
     throw new ModelFileInvalidError(onnxFile, `${onnxFile} is empty. Re-export or re-download the model file.`);
   }
-  const { session, resolved } = await createSessionWithProviders(onnxFile, options, classifySessionError(onnxFile));
-  try {
-    const graph = discoverGraph(session, onnxFile);
-    const heads = numberField(config, ['num_attention_heads', 'n_head', 'num_heads']);
-    const hidden = numberField(config, ['hidden_size', 'n_embd', 'd_model']);
-    const kvHeads = numberField(config, ['num_key_value_heads', 'n_kv_heads', 'multi_query_group_num']) ?? graph.declaredCacheDims.heads ?? heads;
-    const headDim = numberField(config, ['head_dim']) ?? graph.declaredCacheDims.headDim ?? (heads && hidden ? hidden / heads : null);
-    if (graph.numCacheLayers > 0) {
-      if (!kvHeads || !headDim || !Number.isInteger(headDim)) {
-        throw new UnsupportedGraphError(`${onnxFile}: cannot size the KV cache; config.json needs num_key_value_heads (or num_attention_heads) and head_dim (or hidden_size).`);
-      }
-      const declared = graph.declaredCacheDims;
-      if ((declared.heads !== null && declared.heads !== kvHeads) || (declared.headDim !== null && declared.headDim !== headDim)) {
-        throw new UnsupportedGraphError(`${onnxFile}: the graph's cache is [batch, ${declared.heads}, past, ${declared.headDim}] but config.json implies [batch, ${kvHeads}, past, ${headDim}]; fix num_key_value_heads/head_dim in config.json.`);
-      }
-      const configLayers = numberField(config, ['num_hidden_layers', 'n_layer', 'num_layers']);
-      if (configLayers !== null && configLayers !== graph.numCacheLayers) {
-        throw new UnsupportedGraphError(`${onnxFile}: the graph has ${graph.numCacheLayers} cache layers but config.json says num_hidden_layers = ${configLayers}.`);
-      }
+  const execution = options.execution ?? defaultExecution();
+  const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
+  void [_mode, _d, _f, _s, _m, _r, _c, _l];
+  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.vocabSize, checkLogits: checkLogits ?? true, logitsBudgetBytes };
+  const warn = onWarning ?? console.warn;
+  let backend: ModelBackend;
+  let opened: OpenedModel;
+  if (execution === 'worker') {
+    try {
+      structuredClone(request);
+    } catch (cause) {
+      throw new InvalidArgumentError('sessionOptions', `sessionOptions: must be plain data to reach the model's worker thread (${(cause as Error).message}); pass execution: 'inline' to run the session on this thread.`);
     }
-    // The logits width: declared by the graph, else measured with one token.
-    const vocabSize = graph.logitsVocabSize ?? (await measureLogitsWidth(session, tokenizer, { source, dir, onnxFile, config, generationConfig, numLayers: graph.numCacheLayers, numKeyValueHeads: kvHeads ?? 0, headDim: headDim ?? 0, vocabSize: tokenizer.vocabSize, maxPositions: 1 << 20, providers: resolved, graph }));
-    checkVocabularies(dir, tokenizer.vocabSize, vocabSize);
+    ({ backend, opened } = await WorkerBackend.open(request, warn));
+  } else {
+    ({ runner: backend, opened } = await openSession(request, warn));
+  }
+  try {
+    checkVocabularies(dir, tokenizer.vocabSize, opened.vocabSize);
     const maxPositions = options.maxPositions ?? sizeField(config, ['max_position_embeddings', 'n_positions', 'max_sequence_length', 'seq_length'], join(dir, 'config.json')) ?? 2048;
     const info: ModelInfo = {
       source,
@@ -183,19 +162,27 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
       onnxFile,
       config,
       generationConfig,
-      numLayers: graph.numCacheLayers,
-      numKeyValueHeads: kvHeads ?? 0,
-      headDim: headDim ?? 0,
-      vocabSize,
+      numLayers: opened.graph.numCacheLayers,
+      numKeyValueHeads: opened.numKeyValueHeads,
+      headDim: opened.headDim,
+      vocabSize: opened.vocabSize,
       maxPositions,
-      providers: resolved,
-      graph,
+      providers: opened.providers,
+      graph: opened.graph,
     };
-    return new CausalLM(session, tokenizer, info, options.checkLogits ?? true, options.logitsBudgetBytes);
+    return new CausalLM(backend, tokenizer, info, execution);
   } catch (error) {
-    await releaseSession(session);
+    await backend.release();
     throw error;
   }
+}
+
+/**
+ * Where sessions run when `execution` is not given: in worker threads, unless the environment
+ * variable SAFE_ENSEMBLE_EXECUTION says `inline` (how the test suite runs in both modes).
+ */
+export function defaultExecution(): ExecutionMode {
+  return process.env.SAFE_ENSEMBLE_EXECUTION === 'inline' ? 'inline' : 'worker';
 }
 
 /** Logits rows may be padded past the tokenizer's ids (to a multiple of 64, 128...) by at most this many. */
@@ -223,15 +210,6 @@ function checkVocabularies(dir: string, tokenizerIds: number, logitsWidth: numbe
         'The tokenizer files most likely belong to another model; copy the tokenizer.json / tokenizer_config.json that were exported with this ONNX file.',
     );
   }
-}
-
-/** Runs one token through a graph whose logits width is symbolic, to read it. */
-async function measureLogitsWidth(session: InferenceSession, tokenizer: TextTokenizer, info: ModelInfo): Promise<number> {
-  // The probe feeds id 0 and must not reject a narrow width itself: that is what is measured.
-  const anyWidth = Object.create(tokenizer, { vocabSize: { value: 1 } }) as TextTokenizer;
-  const probe = new CausalLM(session, anyWidth, info, false);
-  const logits = await probe.forward([0], { logits: 'last' });
-  return logits.vocabSize;
 }
 
 async function resolveSource(source: string, options: HubOptions): Promise<string> {

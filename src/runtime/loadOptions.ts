@@ -14,7 +14,7 @@ export const EXECUTION_PROVIDERS: readonly ExecutionProviderName[] = ['cpu', 'cu
 
 const LOAD_OPTION_KEYS = new Set([
   'executionProviders', 'deviceId', 'fallbackToCpu', 'threads', 'graphOptimizationLevel', 'spinWait', 'sessionOptions', 'onWarning',
-  'dtype', 'modelFileName', 'subfolder', 'checkLogits', 'maxPositions', 'revision', 'cacheDir', 'localFilesOnly', 'logitsBudgetBytes',
+  'execution', 'dtype', 'modelFileName', 'subfolder', 'checkLogits', 'maxPositions', 'revision', 'cacheDir', 'localFilesOnly', 'logitsBudgetBytes',
 ]);
 
 /** Largest context length accepted (guards against typos such as 1e12). */
@@ -75,6 +75,9 @@ export function validateLoadOptions<T extends object>(options: T | undefined, wa
   }
   if (o.dtype !== undefined && (typeof o.dtype !== 'string' || !(o.dtype in DTYPE_SUFFIX))) {
     fail('dtype', `unknown dtype ${describeValue(o.dtype)}; use one of ${Object.keys(DTYPE_SUFFIX).join(', ')}.`);
+  }
+  if (o.execution !== undefined && o.execution !== 'worker' && o.execution !== 'inline') {
+    fail('execution', `must be 'worker' (a worker thread per model, the default) or 'inline' (this thread), got ${describeValue(o.execution)}.`);
   }
   positiveIntegerOption('maxPositions', o.maxPositions, MAX_CONTEXT);
   positiveIntegerOption('logitsBudgetBytes', o.logitsBudgetBytes);

@@ -21,9 +21,17 @@ export type SessionOptions = ortNamespace.InferenceSession.SessionOptions;
 
 let liveSessions = 0;
 
-/** Number of onnxruntime sessions created by this library and not yet disposed. */
+/**
+ * Number of onnxruntime sessions created by this library and not yet disposed, on this thread
+ * and in the member workers it started.
+ */
 export function liveSessionCount(): number {
   return liveSessions;
+}
+
+/** Counts a session opened (+1) or released (-1) inside a member worker. */
+export function countWorkerSession(delta: 1 | -1): void {
+  liveSessions += delta;
 }
 
 /**

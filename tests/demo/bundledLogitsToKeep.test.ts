@@ -6,10 +6,11 @@ import { bundledModels, loadModel } from '../../src/index';
 
 describe.each(bundledModels({ all: true }))('bundled model %s', (dir) => {
   it('computes only the kept logits rows, equal to the same rows of a full run', async () => {
-    const lm = await loadModel(dir);
+    // Inline, so the test can watch the session's runs on this thread.
+    const lm = await loadModel(dir, { execution: 'inline' });
     try {
       expect(lm.info.graph.logitsToKeepInput).toBe('logits_to_keep');
-      const session = (lm as unknown as { session: { run: (f: object) => Promise<Record<string, { dims: number[] }>> } }).session;
+      const session = (lm as unknown as { backend: { session: { run: (f: object) => Promise<Record<string, { dims: number[] }>> } } }).backend.session;
       const run = session.run.bind(session);
       const returnedRows: number[] = [];
       session.run = async (feeds) => {

@@ -22,16 +22,12 @@ import {
 import { renderPromptWith } from '../../src/ensemble/prompt';
 import { fixtureModel, scratchDir } from '../helpers/fixtures';
 import { scriptedModel } from '../helpers/scripted';
+import { comparable } from '../helpers/results';
 
 const PROMPT = 'Q: Mia has 37 marbles. She finds 25 more. How many does she have?\nA:';
 const RAW: EnsembleOptions = { rawPrompt: true };
 
 /** Same text and statistics, ignoring wall-clock times. */
-function comparable(r: EnsembleResult) {
-  const { time: _t, ...stats } = r.stats;
-  return { text: r.text, finishReason: r.finishReason, stats, trace: r.trace };
-}
-
 describe('SafeEnsemble on random tiny decoders (Qwen3 and Mistral tokenizers)', () => {
   let qwen: CausalLM;
   let mistral: CausalLM;

@@ -13,18 +13,22 @@ const QUESTIONS = ['Mia has 37 marbles.', 'Nora sells 5 apples.', 'Omar finds 12
   (q) => `Q: ${q} What now?\nA:`,
 );
 
-/** Fails the test if two forward passes ever overlap on the models of one set. */
+/**
+ * Counts how many forward passes ever ran at once on one model (a generation runs its members
+ * concurrently; two generations must never share a model's cache).
+ */
 function guardOverlap(models: readonly CausalLM[]): { maxInFlight: number } {
-  const state = { inFlight: 0, maxInFlight: 0 };
+  const state = { maxInFlight: 0 };
   for (const m of models) {
+    let inFlight = 0;
     const forward = m.forward.bind(m);
     m.forward = async (...args) => {
-      state.inFlight++;
-      state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
+      inFlight++;
+      state.maxInFlight = Math.max(state.maxInFlight, inFlight);
       try {
         return await forward(...args);
       } finally {
-        state.inFlight--;
+        inFlight--;
       }
     };
   }

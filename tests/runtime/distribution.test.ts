@@ -63,3 +63,18 @@ describe('fast exponential and row summary', () => {
     expect(s.logNormalizer).toBeCloseTo(Math.log([1, 5, 2, 5, -3].reduce((a, x) => a + Math.exp(x), 0)), 6);
   });
 });
+
+describe('float16ToFloat32', () => {
+  it('converts every half-precision bit pattern exactly', () => {
+    const all = Uint16Array.from({ length: 65536 }, (_, h) => h);
+    const out = float16ToFloat32(all);
+    for (let h = 0; h < 65536; h++) {
+      const sign = h & 0x8000 ? -1 : 1;
+      const exp = (h >> 10) & 0x1f;
+      const frac = h & 0x3ff;
+      const expected = exp === 0 ? sign * 2 ** -14 * (frac / 1024) : exp === 31 ? (frac ? NaN : sign * Infinity) : sign * 2 ** (exp - 15) * (1 + frac / 1024);
+      if (Number.isNaN(expected)) expect(out[h]).toBeNaN();
+      else expect(Object.is(out[h], Math.fround(expected))).toBe(true);
+    }
+  });
+});

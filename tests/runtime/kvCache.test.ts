@@ -100,13 +100,14 @@ describe('prefill in pieces (graphs without logits_to_keep)', () => {
   it('gives the rows of one whole run, leaves the cache as one run does, and each run stays within the budget', async () => {
     const whole = await loadModel(dir);
     // 151,669 columns × 4 bytes × 3 rows: at most 3 rows per onnxruntime run.
-    const pieces = await loadModel(dir, { logitsBudgetBytes: 151_669 * 4 * 3 });
+    // Inline, so the test can count the session's runs on this thread.
+    const pieces = await loadModel(dir, { logitsBudgetBytes: 151_669 * 4 * 3, execution: 'inline' });
     try {
       const ids = whole.tokenizer.encode('Mia has 37 marbles. She finds 25 more marbles in the garden. How many now?');
       expect(ids.length).toBeGreaterThan(10);
       let runs = 0;
       const widest: number[] = [];
-      const session = (pieces as unknown as { session: { run: (f: Record<string, { dims: number[] }>) => Promise<unknown> } }).session;
+      const session = (pieces as unknown as { backend: { session: { run: (f: Record<string, { dims: number[] }>) => Promise<unknown> } } }).backend.session;
       const run = session.run.bind(session);
       session.run = (feeds) => {
         runs++;

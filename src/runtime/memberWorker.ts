@@ -1,0 +1,54 @@
+/**
+ * Entry point of a member worker thread: owns one model's onnxruntime session and KV cache,
+ * runs its forward passes off the caller's event loop, and sends logits back as transferred
+ * buffers (never copied). Started by {@link WorkerBackend}; not imported by anything else.
+ * @module
+ */
+import { parentPort } from 'node:worker_threads';
+import { InferenceError } from '../errors.js';
+import { openSession } from './openSession.js';
+import type { SessionRunner } from './sessionRunner.js';
+import { serializeError, type WorkerReply, type WorkerRequest } from './workerMessages.js';
+
+const port = parentPort;
+if (!port) throw new Error('memberWorker runs only as a worker thread (started by WorkerBackend).');
+
+let runner: SessionRunner | null = null;
+// Requests run one at a time in arrival order, so a crop always lands between the passes it
+// was sent between.
+let chain: Promise<void> = Promise.resolve();
+
+function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
+  port!.postMessage(message, transfer);
+}
+
+async function handle(message: WorkerRequest): Promise<void> {
+  if (message.op === 'crop') {
+    runner?.crop(message.length);
+    return;
+  }
+  try {
+    if (message.op === 'open') {
+      if (runner) throw new InferenceError(`${message.request.name}: the worker already holds a session.`);
+      const { runner: opened, opened: info } = await openSession(message.request, (warning) => reply({ op: 'warning', message: warning }));
+      runner = opened;
+      reply({ op: 'done', id: message.id, value: info });
+    } else if (message.op === 'forward') {
+      if (!runner) throw new InferenceError('the worker holds no session (it was released).');
+      const out = await runner.forward(message.ids, message.wanted);
+      const buffers = [out.data.buffer, out.best.buffer].filter((b, i, all): b is ArrayBuffer => b instanceof ArrayBuffer && all.indexOf(b) === i);
+      reply({ op: 'done', id: message.id, value: out }, buffers);
+    } else {
+      const held = runner;
+      runner = null;
+      await held?.release();
+      reply({ op: 'done', id: message.id, value: null });
+    }
+  } catch (error) {
+    reply({ op: 'failed', id: message.id, error: serializeError(error) });
+  }
+}
+
+port.on('message', (message: WorkerRequest) => {
+  chain = chain.then(() => handle(message));
+});

@@ -1,0 +1,116 @@
+/**
+ * Opens a model's onnxruntime session and learns what is needed to drive it: the graph
+ * contract, the cache sizes and the logits width. Runs where the session will live (the
+ * caller's thread, or a member worker), so everything it takes and returns is plain data.
+ * @module
+ */
+import { ModelFileInvalidError, ModelFileMissingError, SafeEnsembleError, UnsupportedGraphError } from '../errors.js';
+import { discoverGraph, type GraphContract } from './graph.js';
+import { releaseSession, type InferenceSession } from './ort.js';
+import { createSessionWithProviders, type ExecutionOptions, type ResolvedProviders } from './providers.js';
+import { DEFAULT_LOGITS_BUDGET_BYTES, SessionRunner } from './sessionRunner.js';
+
+/** Everything needed to open a session; structured-cloneable, so it can be sent to a worker. */
+export interface OpenRequest {
+  /** Label for messages (the source as the caller gave it). */
+  name: string;
+  /** The ONNX file to run. */
+  onnxFile: string;
+  /** Parsed config.json, for the cache sizes. */
+  config: Record<string, unknown>;
+  /** Execution settings, without the warning callback (which stays with the caller). */
+  execution: Omit<ExecutionOptions, 'onWarning'>;
+  /** Ids the tokenizer can produce. */
+  tokenizerIds: number;
+  /** Check every returned row for NaN/Inf. */
+  checkLogits: boolean;
+  /** Most bytes of logits one onnxruntime run may return. */
+  logitsBudgetBytes?: number;
+}
+
+/** What opening learned about the model. */
+export interface OpenedModel {
+  graph: GraphContract;
+  providers: ResolvedProviders;
+  numKeyValueHeads: number;
+  headDim: number;
+  /** Width of a logits row. */
+  vocabSize: number;
+}
+
+function numberField(config: Record<string, unknown>, keys: string[]): number | null {
+  for (const k of keys) {
+    const v = config[k];
+    if (typeof v === 'number' && Number.isFinite(v)) return v;
+  }
+  const text = config.text_config;
+  if (text && typeof text === 'object') return numberField(text as Record<string, unknown>, keys);
+  return null;
+}
+
+function classifySessionError(onnxFile: string): (error: unknown) => Error {
+  return (error: unknown) => {
+    if (error instanceof SafeEnsembleError) return error;
+    const msg = String((error as Error)?.message ?? error);
+    const external = /external data|\.onnx_data|GetExternalDataInfo|ExternalData|model_path must not be empty/i.exec(msg);
+    if (external || /No such file|cannot open|could not open|doesn't exist|does not exist/i.test(msg)) {
+      const path = /([^\s'"]+\.onnx_data[^\s'"]*)/.exec(msg)?.[1] ?? `${onnxFile}_data`;
+      return new ModelFileMissingError(path, `${onnxFile} refers to external weight data that could not be read (${msg.split('\n')[0]}). Put the *.onnx_data file(s) next to the .onnx file.`, { cause: error });
+    }
+    return new ModelFileInvalidError(onnxFile, `onnxruntime could not load ${onnxFile}: ${msg.split('\n')[0]}. The file may be truncated or not an ONNX model; re-export or re-download it.`, { cause: error });
+  };
+}
+
+/** The KV-cache sizes config.json implies, checked against what the graph declares. */
+function cacheSizes(config: Record<string, unknown>, graph: GraphContract, onnxFile: string): { numKeyValueHeads: number; headDim: number } {
+  const heads = numberField(config, ['num_attention_heads', 'n_head', 'num_heads']);
+  const hidden = numberField(config, ['hidden_size', 'n_embd', 'd_model']);
+  const kvHeads = numberField(config, ['num_key_value_heads', 'n_kv_heads', 'multi_query_group_num']) ?? graph.declaredCacheDims.heads ?? heads;
+  const headDim = numberField(config, ['head_dim']) ?? graph.declaredCacheDims.headDim ?? (heads && hidden ? hidden / heads : null);
+  if (graph.numCacheLayers > 0) {
+    if (!kvHeads || !headDim || !Number.isInteger(headDim)) {
+      throw new UnsupportedGraphError(`${onnxFile}: cannot size the KV cache; config.json needs num_key_value_heads (or num_attention_heads) and head_dim (or hidden_size).`);
+    }
+    const declared = graph.declaredCacheDims;
+    if ((declared.heads !== null && declared.heads !== kvHeads) || (declared.headDim !== null && declared.headDim !== headDim)) {
+      throw new UnsupportedGraphError(`${onnxFile}: the graph's cache is [batch, ${declared.heads}, past, ${declared.headDim}] but config.json implies [batch, ${kvHeads}, past, ${headDim}]; fix num_key_value_heads/head_dim in config.json.`);
+    }
+    const configLayers = numberField(config, ['num_hidden_layers', 'n_layer', 'num_layers']);
+    if (configLayers !== null && configLayers !== graph.numCacheLayers) {
+      throw new UnsupportedGraphError(`${onnxFile}: the graph has ${graph.numCacheLayers} cache layers but config.json says num_hidden_layers = ${configLayers}.`);
+    }
+  }
+  return { numKeyValueHeads: kvHeads ?? 0, headDim: headDim ?? 0 };
+}
+
+/**
+ * Opens the session, discovers its contract and returns a runner for it. On failure the
+ * session is released before the error is thrown.
+ */
+export async function openSession(request: OpenRequest, onWarning: (message: string) => void): Promise<{ runner: SessionRunner; opened: OpenedModel }> {
+  const { onnxFile } = request;
+  const { session, resolved } = await createSessionWithProviders(onnxFile, { ...request.execution, onWarning }, classifySessionError(onnxFile));
+  try {
+    const graph = discoverGraph(session, onnxFile);
+    const sizes = cacheSizes(request.config, graph, onnxFile);
+    const settings = {
+      name: request.name,
+      ...sizes,
+      tokenizerIds: request.tokenizerIds,
+      checkLogits: request.checkLogits,
+      logitsBudgetBytes: request.logitsBudgetBytes ?? DEFAULT_LOGITS_BUDGET_BYTES,
+    };
+    // The logits width: declared by the graph, else measured with one token (the probe must not
+    // reject a narrow width itself: that is what is measured).
+    let vocabSize = graph.logitsVocabSize;
+    if (vocabSize === null) {
+      const probe = new SessionRunner(session, graph, { ...settings, tokenizerIds: 1, checkLogits: false }, async () => undefined);
+      vocabSize = (await probe.forward([0], 1)).width;
+    }
+    const runner = new SessionRunner(session, graph, settings, releaseSession);
+    return { runner, opened: { graph, providers: resolved, ...sizes, vocabSize } };
+  } catch (error) {
+    await releaseSession(session as InferenceSession);
+    throw error;
+  }
+}

@@ -1,0 +1,248 @@
+/**
+ * The part of a model that touches onnxruntime: one session, its KV cache and the sequence
+ * it holds. It runs where the session lives — on the caller's thread (`execution: 'inline'`) or
+ * inside a member worker — and returns logits as plain typed arrays that can cross threads.
+ * @module
+ */
+import { InferenceError } from '../errors.js';
+import { argmaxIfFinite, float16ToFloat32 } from './distribution.js';
+import type { GraphContract } from './graph.js';
+import { ort, type InferenceSession, type Tensor } from './ort.js';
+
+/** Logits rows of one forward, as they cross a thread boundary (the buffers are transferable). */
+export interface LogitsPayload {
+  /** Row-major float32 logits, `rows × width`. */
+  data: Float32Array;
+  /** Number of rows. */
+  rows: number;
+  /** Width of a row (the logits dimension). */
+  width: number;
+  /** Greedy choice of each row, or -1 where it was not computed (logits checking off). */
+  best: Int32Array;
+}
+
+/** What a runner needs beyond the session and its graph contract. */
+export interface RunnerSettings {
+  /** Label for error messages. */
+  name: string;
+  /** Key/value heads per cache layer. */
+  numKeyValueHeads: number;
+  /** Size of one head. */
+  headDim: number;
+  /** Ids the tokenizer can produce: a narrower logits row means model and tokenizer do not match. */
+  tokenizerIds: number;
+  /** Check every returned row for NaN/Inf. */
+  checkLogits: boolean;
+  /** Most bytes of logits one onnxruntime run may return. */
+  logitsBudgetBytes: number;
+}
+
+/**
+ * The seam between {@link CausalLM} and wherever its session runs. Calls arrive in order and
+ * one at a time; `crop` takes effect before the next `forward`.
+ */
+export interface ModelBackend {
+  /** Appends `ids` and returns the last `wanted` rows; on error the cache is as it was. */
+  forward(ids: readonly number[], wanted: number): Promise<LogitsPayload>;
+  /** Drops positions from `length` on. */
+  crop(length: number): void;
+  /** Frees the session (and the worker, if any). Idempotent. */
+  release(): Promise<void>;
+  /** Set by the owner; called when the cache was lost (a restarted worker starts empty). */
+  onCacheLost?: () => void;
+}
+
+type CacheData = Float32Array | Uint16Array;
+
+/** Default most bytes of logits per onnxruntime run: 64 MiB (about 110 rows of a 152k vocabulary). */
+export const DEFAULT_LOGITS_BUDGET_BYTES = 64 * 1024 * 1024;
+
+/** Per-layer past key/value tensors of one sequence (batch 1). */
+class KVCache {
+  private tensors: Tensor[] = [];
+  length = 0;
+
+  constructor(
+    private readonly layers: number,
+    private readonly heads: number,
+    private readonly headDim: number,
+    private readonly dtype: 'float32' | 'float16',
+  ) {
+    this.clear();
+  }
+
+  clear(): void {
+    const empty = this.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0);
+    const t = new ort.Tensor(this.dtype, empty, [1, this.heads, 0, this.headDim]);
+    this.tensors = Array.from({ length: this.layers * 2 }, () => t);
+    this.length = 0;
+  }
+
+  /** Feeds for the next run, in [key0, value0, key1, ...] order. */
+  pastTensors(): readonly Tensor[] {
+    return this.tensors;
+  }
+
+  /** Adopts the present tensors of a run. */
+  replace(present: Tensor[], length: number): void {
+    this.tensors = present;
+    this.length = length;
+  }
+
+  /** Drops positions >= `length` (copies each head's first `length` rows). */
+  crop(length: number): void {
+    if (length >= this.length) return;
+    if (length === 0) return this.clear();
+    const { heads, headDim } = this;
+    const from = this.length;
+    this.tensors = this.tensors.map((t) => {
+      const src = t.data as CacheData;
+      const dst = new (src.constructor as { new (n: number): CacheData })(heads * length * headDim);
+      for (let h = 0; h < heads; h++) {
+        const at = h * from * headDim;
+        dst.set(src.subarray(at, at + length * headDim), h * length * headDim);
+      }
+      return new ort.Tensor(this.dtype, dst, [1, heads, length, headDim]);
+    });
+    this.length = length;
+  }
+}
+
+/** Runs one onnxruntime session over one growing, croppable sequence. */
+export class SessionRunner implements ModelBackend {
+  private readonly cache: KVCache | null;
+  private readonly history: number[] = [];
+  private ones = new BigInt64Array(0);
+  private steps = 0;
+  private session: InferenceSession | null;
+
+  constructor(
+    session: InferenceSession,
+    private readonly graph: GraphContract,
+    private readonly settings: RunnerSettings,
+    private readonly release_: (session: InferenceSession) => Promise<void>,
+  ) {
+    this.session = session;
+    this.cache = graph.numCacheLayers > 0 ? new KVCache(graph.numCacheLayers, settings.numKeyValueHeads, settings.headDim, graph.cacheDType) : null;
+  }
+
+  /** Tokens the cache holds. */
+  get length(): number {
+    return this.history.length;
+  }
+
+  async forward(ids: readonly number[], wanted: number): Promise<LogitsPayload> {
+    // Graphs without a logits_to_keep input return a row per fed token: feed long inputs in
+    // pieces of at most `maxRows` tokens, so one run never returns more than the budget.
+    const width = this.graph.logitsVocabSize ?? this.settings.tokenizerIds;
+    const maxRows = this.graph.logitsToKeepInput || !this.cache ? Infinity : Math.max(1, Math.floor(this.settings.logitsBudgetBytes / (4 * width)));
+    if (ids.length <= maxRows) return this.run(ids, wanted);
+    const before = this.history.length;
+    try {
+      let rows: Float32Array | null = null;
+      let best: Int32Array | null = null;
+      let rowWidth = width;
+      const firstWanted = ids.length - wanted;
+      let filled = 0;
+      for (let at = 0; at < ids.length; at += maxRows) {
+        const piece = ids.slice(at, at + maxRows);
+        const keep = Math.max(0, at + piece.length - Math.max(at, firstWanted));
+        const out = await this.run(piece, Math.max(1, keep));
+        if (keep > 0) {
+          rowWidth = out.width;
+          rows ??= new Float32Array(wanted * rowWidth);
+          best ??= new Int32Array(wanted);
+          rows.set(out.data.subarray((out.rows - keep) * rowWidth, out.rows * rowWidth), filled * rowWidth);
+          best.set(out.best.subarray(out.rows - keep), filled);
+          filled += keep;
+        }
+      }
+      return { data: rows!, rows: wanted, width: rowWidth, best: best! };
+    } catch (error) {
+      this.crop(before);
+      throw error;
+    }
+  }
+
+  /** One onnxruntime run over `ids` (the cache holds everything before them). */
+  private async run(ids: readonly number[], wanted: number): Promise<LogitsPayload> {
+    const session = this.session;
+    if (!session) throw new InferenceError(`${this.settings.name}: the session was released.`);
+    const g = this.graph;
+    const past = this.history.length;
+    const total = past + ids.length;
+    const fed = this.cache ? ids : [...this.history, ...ids];
+    const start = this.cache ? past : 0;
+    const feeds: Record<string, Tensor> = {};
+    feeds.input_ids = g.idsDType === 'int32'
+      ? new ort.Tensor('int32', Int32Array.from(fed), [1, fed.length])
+      : new ort.Tensor('int64', BigInt64Array.from(fed, (v) => BigInt(v)), [1, fed.length]);
+    if (g.hasAttentionMask) feeds.attention_mask = new ort.Tensor('int64', this.onesOf(total), [1, total]);
+    if (g.hasPositionIds) {
+      const pos = new BigInt64Array(fed.length);
+      for (let i = 0; i < fed.length; i++) pos[i] = BigInt(start + i);
+      feeds.position_ids = new ort.Tensor('int64', pos, [1, fed.length]);
+    }
+    if (g.logitsToKeepInput) feeds[g.logitsToKeepInput] = new ort.Tensor('int64', BigInt64Array.of(BigInt(wanted)), []);
+    if (this.cache) {
+      const pastTensors = this.cache.pastTensors();
+      g.pastNames.forEach(([k, v], layer) => {
+        feeds[k] = pastTensors[layer * 2]!;
+        feeds[v] = pastTensors[layer * 2 + 1]!;
+      });
+      if (g.hasUseCacheBranch) feeds.use_cache_branch = new ort.Tensor('bool', Uint8Array.of(past > 0 ? 1 : 0), [1]);
+    }
+    let out: Record<string, Tensor>;
+    try {
+      out = (await session.run(feeds)) as Record<string, Tensor>;
+    } catch (cause) {
+      throw new InferenceError(`${this.settings.name}: onnxruntime failed at step ${this.steps} (sequence length ${total}): ${(cause as Error).message}`, { cause });
+    }
+    const logitsTensor = out.logits!;
+    const width = logitsTensor.dims[logitsTensor.dims.length - 1]!;
+    const rowsReturned = logitsTensor.dims[logitsTensor.dims.length - 2]!;
+    if (width < this.settings.tokenizerIds) {
+      throw new InferenceError(`${this.settings.name}: logits have ${width} columns but the tokenizer has ${this.settings.tokenizerIds} ids; the model and tokenizer do not belong together.`);
+    }
+    const raw = logitsTensor.data as Float32Array | Uint16Array;
+    const first = rowsReturned - wanted;
+    // Much fewer rows than the run returned (a prefill without logits_to_keep): copy them, so a
+    // view does not keep the whole buffer alive. A few dropped rows stay a view: no per-pass copy.
+    let data: Float32Array;
+    if (logitsTensor.type === 'float16') data = float16ToFloat32(raw.subarray(first * width, rowsReturned * width) as Uint16Array);
+    else data = first > wanted ? (raw as Float32Array).slice(first * width, rowsReturned * width) : (raw as Float32Array).subarray(first * width, rowsReturned * width);
+    const best = new Int32Array(wanted).fill(-1);
+    if (this.settings.checkLogits) {
+      for (let r = 0; r < wanted; r++) {
+        best[r] = argmaxIfFinite(data.subarray(r * width, (r + 1) * width));
+        if (best[r]! < 0) {
+          throw new InferenceError(`${this.settings.name}: non-finite logits (NaN/Inf) at position ${total - wanted + r} (step ${this.steps}). The model weights or its fp16 export are broken; try the fp32 file.`);
+        }
+      }
+    }
+    if (this.cache) this.cache.replace(g.presentNames.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
+    this.history.push(...ids);
+    this.steps++;
+    return { data, rows: wanted, width, best };
+  }
+
+  crop(length: number): void {
+    if (length >= this.history.length) return;
+    this.history.length = length;
+    this.cache?.crop(length);
+  }
+
+  async release(): Promise<void> {
+    const session = this.session;
+    if (!session) return;
+    this.session = null;
+    this.history.length = 0;
+    this.cache?.clear();
+    await this.release_(session);
+  }
+
+  private onesOf(n: number): BigInt64Array {
+    if (this.ones.length < n) this.ones = new BigInt64Array(Math.max(n, this.ones.length * 2, 64)).fill(1n);
+    return this.ones.subarray(0, n);
+  }
+}

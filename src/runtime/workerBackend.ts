@@ -1,0 +1,189 @@
+/**
+ * A model whose onnxruntime session lives in its own worker thread, so the caller's event
+ * loop never waits on a forward pass and several members can run at once.
+ * @module
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, extname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { InferenceError, WorkerError } from '../errors.js';
+import { moduleFile } from './moduleFile.js';
+import { countWorkerSession } from './ort.js';
+import type { OpenedModel, OpenRequest } from './openSession.js';
+import type { LogitsPayload, ModelBackend } from './sessionRunner.js';
+import { deserializeError, type WorkerReply, type WorkerRequest } from './workerMessages.js';
+
+let liveWorkers = 0;
+
+/** Number of member worker threads running now (started by this library and not yet exited). */
+export function liveWorkerCount(): number {
+  return liveWorkers;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+}
+
+/** Starts a worker thread on the member worker entry, from the build or (under tsx/ts-jest) the sources. */
+function startWorker(): Worker {
+  const here = moduleFile || join(process.cwd(), 'index.js');
+  const ext = extname(here);
+  const entry = join(dirname(here), `memberWorker${ext}`);
+  if (!existsSync(entry)) throw new WorkerError(`the member worker entry ${entry} is missing; rebuild the package (npm run build) or pass execution: 'inline'.`);
+  if (ext === '.ts') {
+    // Running from the TypeScript sources (tests, tsx): the worker compiles them the same way.
+    const tsx = createRequire(here).resolve('tsx/cjs');
+    return new Worker(`require(${JSON.stringify(tsx)}); require(${JSON.stringify(entry)});`, { eval: true });
+  }
+  return new Worker(entry);
+}
+
+/**
+ * The worker side of {@link ModelBackend}: requests are numbered, replies settle them, and a
+ * worker that exits fails every waiting call with {@link WorkerError}. After that the next call
+ * starts a fresh worker and reopens the session; its cache starts empty, which the owner
+ * learns through `onCacheLost`.
+ */
+export class WorkerBackend implements ModelBackend {
+  private worker: Worker | null = null;
+  private starting: Promise<void> | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private released = false;
+  private holdsSession = false;
+  /** Set when the worker died: the next forward restarts it first. */
+  private dead = false;
+  onCacheLost?: () => void;
+
+  private constructor(
+    private readonly request: OpenRequest,
+    private readonly onWarning: (message: string) => void,
+  ) {}
+
+  /** Starts the worker and opens the session in it. */
+  static async open(request: OpenRequest, onWarning: (message: string) => void): Promise<{ backend: WorkerBackend; opened: OpenedModel }> {
+    const backend = new WorkerBackend(request, onWarning);
+    try {
+      const opened = await backend.start();
+      return { backend, opened };
+    } catch (error) {
+      await backend.release();
+      throw error;
+    }
+  }
+
+  /** Terminates the worker as if it had crashed (for tests of recovery). */
+  async terminateForTest(): Promise<void> {
+    await this.worker?.terminate();
+  }
+
+  async forward(ids: readonly number[], wanted: number): Promise<LogitsPayload> {
+    if (this.released) throw new InferenceError(`${this.request.name}: the model was released.`);
+    if (this.dead) {
+      this.dead = false;
+      this.starting ??= this.start().then(() => undefined).finally(() => (this.starting = null));
+    }
+    if (this.starting) await this.starting;
+    return (await this.call({ op: 'forward', id: 0, ids: [...ids], wanted })) as LogitsPayload;
+  }
+
+  crop(length: number): void {
+    if (this.worker && !this.dead) this.worker.postMessage({ op: 'crop', length } satisfies WorkerRequest);
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    const worker = this.worker;
+    if (!worker) return;
+    try {
+      if (this.holdsSession) await this.call({ op: 'release', id: 0 });
+    } catch {
+      // The worker is going away either way.
+    } finally {
+      this.sessionGone();
+      await worker.terminate();
+    }
+  }
+
+  private async start(): Promise<OpenedModel> {
+    const worker = startWorker();
+    liveWorkers++;
+    this.worker = worker;
+    worker.unref();
+    worker.on('message', (message: WorkerReply) => this.receive(message));
+    worker.on('error', (error) => this.failAll(worker, new WorkerError(`${this.request.name}: the model's worker thread failed: ${error.message}. The next call starts a new one.`, { cause: error })));
+    worker.on('exit', (code) => {
+      liveWorkers--;
+      this.failAll(worker, new WorkerError(`${this.request.name}: the model's worker thread exited (code ${code}) during the call. The next call starts a new one with an empty cache.`));
+    });
+    let opened: OpenedModel;
+    try {
+      opened = (await this.call({ op: 'open', id: 0, request: this.request })) as OpenedModel;
+    } catch (error) {
+      // A restart that cannot reopen the session leaves the backend dead: the next call tries again.
+      if (this.worker === worker) {
+        this.worker = null;
+        this.dead = !this.released;
+        await worker.terminate();
+      }
+      throw error;
+    }
+    this.holdsSession = true;
+    countWorkerSession(1);
+    return opened;
+  }
+
+  /** Sends a request and waits for its reply; the worker is kept referenced only while one is pending. */
+  private call(message: WorkerRequest & { id: number }): Promise<unknown> {
+    const worker = this.worker;
+    if (!worker || this.dead) return Promise.reject(new WorkerError(`${this.request.name}: the model's worker thread is not running.`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      if (this.pending.size === 1) worker.ref();
+      try {
+        worker.postMessage({ ...message, id });
+      } catch (error) {
+        this.settle(id);
+        reject(new InferenceError(`${this.request.name}: could not send the request to the model's worker thread: ${(error as Error).message}`, { cause: error }));
+      }
+    });
+  }
+
+  private settle(id: number): Pending | undefined {
+    const entry = this.pending.get(id);
+    this.pending.delete(id);
+    if (this.pending.size === 0) this.worker?.unref();
+    return entry;
+  }
+
+  private receive(message: WorkerReply): void {
+    if (message.op === 'warning') return this.onWarning(message.message);
+    const entry = this.settle(message.id);
+    if (!entry) return;
+    if (message.op === 'done') entry.resolve(message.value);
+    else entry.reject(deserializeError(message.error, this.request.name));
+  }
+
+  private failAll(worker: Worker, error: WorkerError): void {
+    if (worker !== this.worker) return;
+    const waiting = [...this.pending.values()];
+    this.pending.clear();
+    this.worker = null;
+    if (!this.released) {
+      this.dead = true;
+      this.sessionGone();
+      this.onCacheLost?.();
+    }
+    void worker.terminate();
+    for (const p of waiting) p.reject(error);
+  }
+
+  private sessionGone(): void {
+    if (this.holdsSession) countWorkerSession(-1);
+    this.holdsSession = false;
+  }
+}

@@ -1,0 +1,163 @@
+/**
+ * Members in worker threads: the same logits and generations as inline sessions, a free event
+ * loop while a pass runs, recovery from a worker that dies, and no worker or session left behind.
+ * (Errors raised inside workers — NaN logits, onnxruntime failures — are the cases of
+ * tests/reliability/errors.test.ts, which runs in worker mode by default.)
+ */
+import {
+  liveSessionCount,
+  liveWorkerCount,
+  loadModel,
+  SafeEnsemble,
+  WorkerError,
+  type CausalLM,
+} from '../../src/index';
+import type { WorkerBackend } from '../../src/runtime/workerBackend';
+import { fixtureModel } from '../helpers/fixtures';
+import { comparable } from '../helpers/results';
+
+const MODELS = [fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16, seed: 31, logitScale: 2 }), fixtureModel({ tokenizer: 'llama2', seed: 32, logitScale: 2 })];
+const PROMPT = 'Q: Mia has 37 marbles. She finds 25 more. How many now?\nA:';
+
+/** The worker behind a model loaded with execution 'worker' (test-only access). */
+function workerOf(lm: CausalLM): WorkerBackend {
+  return (lm as unknown as { backend: WorkerBackend }).backend;
+}
+
+describe('worker execution', () => {
+  let sessionsBefore: number;
+  let workersBefore: number;
+  beforeAll(() => {
+    sessionsBefore = liveSessionCount();
+    workersBefore = liveWorkerCount();
+  });
+  afterAll(() => {
+    expect(liveSessionCount()).toBe(sessionsBefore);
+    expect(liveWorkerCount()).toBe(workersBefore);
+  });
+
+  it('gives bit-identical logits to an inline session, through prefill, steps and crops', async () => {
+    const inline = await loadModel(MODELS[0]!, { execution: 'inline' });
+    const worker = await loadModel(MODELS[0]!, { execution: 'worker' });
+    try {
+      expect(inline.execution).toBe('inline');
+      expect(worker.execution).toBe('worker');
+      expect(liveWorkerCount()).toBe(workersBefore + 1);
+      const ids = inline.tokenizer.encode(PROMPT);
+      const steps: Array<[number[], number | 'last' | 'all']> = [[ids, 3], [[11], 'last'], [[12, 13], 'all']];
+      for (const lm of [inline, worker]) lm.crop(0);
+      for (const [feed, rows] of steps) {
+        const a = await inline.forward(feed, { logits: rows });
+        const b = await worker.forward(feed, { logits: rows });
+        expect(b.rows).toBe(a.rows);
+        expect(b.data).toEqual(a.data);
+        for (let r = 0; r < a.rows; r++) expect(b.argmax(r)).toBe(a.argmax(r));
+      }
+      inline.crop(ids.length - 2);
+      worker.crop(ids.length - 2);
+      expect(worker.tokens).toEqual(inline.tokens);
+      const a = await inline.forward([7, 8], { logits: 'last' });
+      const b = await worker.forward([7, 8], { logits: 'last' });
+      expect(b.data).toEqual(a.data);
+    } finally {
+      await inline.dispose();
+      await worker.dispose();
+    }
+    expect(liveWorkerCount()).toBe(workersBefore);
+  });
+
+  it('keeps the event loop turning while a forward pass runs', async () => {
+    const lm = await loadModel(MODELS[0]!, { execution: 'worker' });
+    try {
+      const ids = lm.tokenizer.encode(PROMPT.repeat(4));
+      let turns = 0;
+      let pending = true;
+      const spin = (): void => {
+        if (!pending) return;
+        turns++;
+        setImmediate(spin);
+      };
+      setImmediate(spin);
+      await lm.forward(ids, { logits: 'all' });
+      pending = false;
+      // Inline, onnxruntime-node runs the whole pass inside the call: no turn could happen.
+      expect(turns).toBeGreaterThan(1);
+    } finally {
+      await lm.dispose();
+    }
+  });
+
+  it('SAFE and every-token generate exactly as with inline sessions', async () => {
+    const load = (execution: 'worker' | 'inline') => SafeEnsemble.load({ models: MODELS, maxNewTokens: 16, trace: true, loadOptions: { execution } });
+    const inline = await load('inline');
+    const worker = await load('worker');
+    try {
+      for (const strategy of ['safe', 'every-token', 'gac-threshold'] as const) {
+        const a = await inline.generate(PROMPT, { rawPrompt: true, strategy });
+        const b = await worker.generate(PROMPT, { rawPrompt: true, strategy });
+        expect(comparable(b)).toEqual(comparable(a));
+      }
+    } finally {
+      await inline.dispose();
+      await worker.dispose();
+    }
+  });
+
+  it('rejects session options that cannot reach a worker, and unknown execution modes', async () => {
+    await expect(loadModel(MODELS[0]!, { execution: 'worker', sessionOptions: { logSeverityLevel: 3, extra: { f: () => 1 } } as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', field: 'sessionOptions' });
+    await expect(loadModel(MODELS[0]!, { execution: 'threads' as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', field: 'execution' });
+    expect(liveWorkerCount()).toBe(workersBefore);
+  });
+
+  it('a worker that dies fails the waiting call with WorkerError; the next call restarts it with an empty cache', async () => {
+    const lm = await loadModel(MODELS[0]!, { execution: 'worker' });
+    const fresh = await loadModel(MODELS[0]!, { execution: 'inline' });
+    try {
+      const ids = lm.tokenizer.encode(PROMPT);
+      await lm.forward(ids);
+      const inFlight = lm.forward([5, 6, 7]);
+      await workerOf(lm).terminateForTest();
+      const error = await inFlight.then(() => null, (e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkerError);
+      expect((error as WorkerError).code).toBe('WORKER_FAILED');
+      expect((error as Error).message).toMatch(/worker thread exited .*next call starts a new one/);
+      expect(lm.length).toBe(0);
+      // Recovery: the same model works again and continues like a fresh one.
+      const again = await lm.forward(ids, { logits: 'last' });
+      const expected = await fresh.forward(ids, { logits: 'last' });
+      expect(again.data).toEqual(expected.data);
+      expect(liveWorkerCount()).toBe(workersBefore + 1);
+    } finally {
+      await lm.dispose();
+      await fresh.dispose();
+    }
+    expect(liveWorkerCount()).toBe(workersBefore);
+    expect(liveSessionCount()).toBe(sessionsBefore);
+  });
+
+  it('an ensemble whose member worker dies mid-generation fails that call and then generates like a fresh one', async () => {
+    const ensemble = await SafeEnsemble.load({ models: MODELS, maxNewTokens: 24, loadOptions: { execution: 'worker' } });
+    const reference = await SafeEnsemble.load({ models: MODELS, maxNewTokens: 24, loadOptions: { execution: 'inline' } });
+    try {
+      const expected = await reference.generate(PROMPT, { rawPrompt: true });
+      const stream = ensemble.stream(PROMPT, { rawPrompt: true });
+      const first = await stream.next();
+      expect(first.done).toBe(false);
+      await workerOf(ensemble.models[1]!).terminateForTest();
+      let failure: unknown = null;
+      try {
+        for (;;) if ((await stream.next()).done) break;
+      } catch (error) {
+        failure = error;
+      }
+      // The generation may have finished its last pass before the worker went: then it succeeded.
+      if (failure !== null) expect(failure).toBeInstanceOf(WorkerError);
+      const after = await ensemble.generate(PROMPT, { rawPrompt: true });
+      expect(after.text).toBe(expected.text);
+      expect(after.stats.forwardPasses).toEqual(expected.stats.forwardPasses);
+    } finally {
+      await ensemble.dispose();
+      await reference.dispose();
+    }
+  });
+});
