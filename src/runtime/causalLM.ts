@@ -34,8 +34,10 @@ export interface ModelInfo {
   maxPositions: number;
   /** Execution providers in effect. */
   providers: ResolvedProviders;
-  /** The graph contract discovered from the session. */
+  /** The graph contract discovered from the session (names as exported). */
   graph: GraphContract;
+  /** Whether the graph runs rewritten for an incremental KV cache (see LoadModelOptions.incrementalCache). */
+  incrementalCache: boolean;
 }
 
 /** Options of {@link CausalLM.forward}. */

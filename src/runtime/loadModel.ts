@@ -36,6 +36,12 @@ export interface LoadModelOptions extends ExecutionOptions, HubOptions {
    * calling thread.
    */
   execution?: ExecutionMode;
+  /**
+   * Rewrite the graph at load (in memory; the file is not touched) so a step fetches only the
+   * new key/value rows and a rollback copies nothing: KV-cache work stops growing with the
+   * context (default true). Models with external-data weights run as exported.
+   */
+  incrementalCache?: boolean;
   /** Check every returned logits row for NaN/Inf (default true). */
   checkLogits?: boolean;
   /** Override the context length (default: config.json `max_position_embeddings`). */
@@ -137,9 +143,9 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     throw new ModelFileInvalidError(onnxFile, `${onnxFile} is empty. Re-export or re-download the model file.`);
   }
   const execution = options.execution ?? defaultExecution();
-  const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
+  const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, incrementalCache, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
   void [_mode, _d, _f, _s, _m, _r, _c, _l];
-  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.vocabSize, checkLogits: checkLogits ?? true, logitsBudgetBytes };
+  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.vocabSize, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache };
   const warn = onWarning ?? console.warn;
   let backend: ModelBackend;
   let opened: OpenedModel;
@@ -169,6 +175,7 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
       maxPositions,
       providers: opened.providers,
       graph: opened.graph,
+      incrementalCache: opened.incrementalCache,
     };
     return new CausalLM(backend, tokenizer, info, execution);
   } catch (error) {

@@ -4,6 +4,8 @@
  * caller's thread, or a member worker), so everything it takes and returns is plain data.
  * @module
  */
+import { readFileSync, statSync } from 'node:fs';
+import { NEW_ROWS_SUFFIX, rewriteForIncrementalCache, SEQ_MAJOR_SUFFIX, type IncrementalCacheNames } from './cacheRewrite.js';
 import { ModelFileInvalidError, ModelFileMissingError, SafeEnsembleError, UnsupportedGraphError } from '../errors.js';
 import { discoverGraph, type GraphContract } from './graph.js';
 import { releaseSession, type InferenceSession } from './ort.js';
@@ -26,6 +28,8 @@ export interface OpenRequest {
   checkLogits: boolean;
   /** Most bytes of logits one onnxruntime run may return. */
   logitsBudgetBytes?: number;
+  /** Rewrite the graph at load so KV-cache work does not grow with the context (default true). */
+  incrementalCache?: boolean;
 }
 
 /** What opening learned about the model. */
@@ -36,6 +40,44 @@ export interface OpenedModel {
   headDim: number;
   /** Width of a logits row. */
   vocabSize: number;
+  /** Whether the graph was rewritten for an incremental KV cache. */
+  incrementalCache: boolean;
+}
+
+/** Most bytes of an ONNX file read into memory to rewrite it (protobuf files stop at 2 GiB). */
+const REWRITE_LIMIT_BYTES = 2 ** 31;
+
+/**
+ * The model to create the session from: the rewritten bytes when the incremental-cache rewrite
+ * applies (see cacheRewrite.ts), else the file itself.
+ */
+function modelSource(request: OpenRequest): { model: string | Uint8Array; names: IncrementalCacheNames | null } {
+  if (request.incrementalCache === false) return { model: request.onnxFile, names: null };
+  try {
+    if (statSync(request.onnxFile).size >= REWRITE_LIMIT_BYTES) return { model: request.onnxFile, names: null };
+    const rewritten = rewriteForIncrementalCache(readFileSync(request.onnxFile));
+    return rewritten ? { model: rewritten.bytes, names: rewritten.names } : { model: request.onnxFile, names: null };
+  } catch {
+    // Not a protobuf this reader understands: onnxruntime reports what is wrong with the file.
+    return { model: request.onnxFile, names: null };
+  }
+}
+
+type Meta = { name: string; isTensor: boolean; type?: string; shape?: ReadonlyArray<number | string> };
+
+/**
+ * The session as discoverGraph must see it: a rewritten graph's sequence-major past inputs under
+ * their original names and shapes, without the added new-row outputs.
+ */
+function asExported(session: InferenceSession, names: IncrementalCacheNames | null): InferenceSession {
+  if (!names) return session;
+  const inputs = (session.inputMetadata as readonly Meta[]).map((m) =>
+    m.name.endsWith(SEQ_MAJOR_SUFFIX)
+      ? { ...m, name: m.name.slice(0, -SEQ_MAJOR_SUFFIX.length), shape: m.shape && [m.shape[0]!, m.shape[2]!, m.shape[1]!, m.shape[3]!] }
+      : m,
+  );
+  const outputs = (session.outputMetadata as readonly Meta[]).filter((m) => !m.name.endsWith(NEW_ROWS_SUFFIX));
+  return { inputMetadata: inputs, outputMetadata: outputs, inputNames: inputs.map((m) => m.name), outputNames: outputs.map((m) => m.name) } as unknown as InferenceSession;
 }
 
 function numberField(config: Record<string, unknown>, keys: string[]): number | null {
@@ -89,9 +131,10 @@ function cacheSizes(config: Record<string, unknown>, graph: GraphContract, onnxF
  */
 export async function openSession(request: OpenRequest, onWarning: (message: string) => void): Promise<{ runner: SessionRunner; opened: OpenedModel }> {
   const { onnxFile } = request;
-  const { session, resolved } = await createSessionWithProviders(onnxFile, { ...request.execution, onWarning }, classifySessionError(onnxFile));
+  const { model, names } = modelSource(request);
+  const { session, resolved } = await createSessionWithProviders(model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
   try {
-    const graph = discoverGraph(session, onnxFile);
+    const graph = discoverGraph(asExported(session, names), onnxFile);
     const sizes = cacheSizes(request.config, graph, onnxFile);
     const settings = {
       name: request.name,
@@ -104,11 +147,11 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
     // reject a narrow width itself: that is what is measured).
     let vocabSize = graph.logitsVocabSize;
     if (vocabSize === null) {
-      const probe = new SessionRunner(session, graph, { ...settings, tokenizerIds: 1, checkLogits: false }, async () => undefined);
+      const probe = new SessionRunner(session, graph, { ...settings, tokenizerIds: 1, checkLogits: false }, async () => undefined, names);
       vocabSize = (await probe.forward([0], 1)).width;
     }
-    const runner = new SessionRunner(session, graph, settings, releaseSession);
-    return { runner, opened: { graph, providers: resolved, ...sizes, vocabSize } };
+    const runner = new SessionRunner(session, graph, settings, releaseSession, names);
+    return { runner, opened: { graph, providers: resolved, ...sizes, vocabSize, incrementalCache: names !== null } };
   } catch (error) {
     await releaseSession(session as InferenceSession);
     throw error;

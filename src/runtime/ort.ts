@@ -84,8 +84,8 @@ const realmTolerant = Symbol('realmTolerant');
 if (foreignRealm) acceptTypedArraysOfBothRealms();
 
 /** Creates a session and counts it as live. */
-export async function createSession(path: string, options: SessionOptions): Promise<InferenceSession> {
-  const session = await ort.InferenceSession.create(path, options);
+export async function createSession(model: string | Uint8Array, options: SessionOptions): Promise<InferenceSession> {
+  const session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
   liveSessions++;
   return session;
 }

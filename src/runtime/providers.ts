@@ -76,7 +76,7 @@ function buildSessionOptions(providers: ExecutionProviderName[], opts: Execution
  * explicitly, once, with a warning, and only when `fallbackToCpu` is set.
  */
 export async function createSessionWithProviders(
-  modelPath: string,
+  modelPath: string | Uint8Array,
   opts: ExecutionOptions,
   classifyLoadError: (error: unknown) => Error,
 ): Promise<{ session: InferenceSession; resolved: ResolvedProviders }> {

@@ -7,6 +7,7 @@
 import { InferenceError } from '../errors.js';
 import { argmaxIfFinite, float16ToFloat32 } from './distribution.js';
 import type { GraphContract } from './graph.js';
+import type { IncrementalCacheNames } from './cacheRewrite.js';
 import { ort, type InferenceSession, type Tensor } from './ort.js';
 
 /** Logits rows of one forward, as they cross a thread boundary (the buffers are transferable). */
@@ -108,9 +109,67 @@ class KVCache {
   }
 }
 
+/**
+ * The cache of a graph rewritten by {@link rewriteForIncrementalCache}: one growing buffer per
+ * tensor, sequence-major (`[length, heads, head_dim]`), whose first `length` rows are the cache.
+ * A step appends only its new rows; cropping sets the length; feeding is a view (no copy).
+ */
+class IncrementalKVCache {
+  private buffers: CacheData[];
+  private capacity = 0;
+  length = 0;
+
+  constructor(
+    layers: number,
+    private readonly heads: number,
+    private readonly headDim: number,
+    private readonly dtype: 'float32' | 'float16',
+  ) {
+    this.buffers = Array.from({ length: layers * 2 }, () => this.allocate(0));
+  }
+
+  private allocate(positions: number): CacheData {
+    const n = positions * this.heads * this.headDim;
+    return this.dtype === 'float16' ? new Uint16Array(n) : new Float32Array(n);
+  }
+
+  clear(): void {
+    this.length = 0;
+  }
+
+  pastTensors(): Tensor[] {
+    const n = this.length * this.heads * this.headDim;
+    return this.buffers.map((b) => new ort.Tensor(this.dtype, b.subarray(0, n), [1, this.length, this.heads, this.headDim]));
+  }
+
+  /** Appends the new rows of a run (each `[1, new, heads, head_dim]`, in [key0, value0, ...] order). */
+  append(rows: Tensor[], length: number): void {
+    if (length > this.capacity) {
+      // Grow by doubling: amortized O(1) per position, and old buffers stay valid for any
+      // tensor still viewing them.
+      const capacity = Math.max(length, this.capacity * 2, 64);
+      this.buffers = this.buffers.map((old) => {
+        const grown = this.allocate(capacity);
+        grown.set(old.subarray(0, this.length * this.heads * this.headDim));
+        return grown;
+      });
+      this.capacity = capacity;
+    }
+    const at = this.length * this.heads * this.headDim;
+    rows.forEach((t, i) => this.buffers[i]!.set(t.data as CacheData, at));
+    this.length = length;
+  }
+
+  crop(length: number): void {
+    if (length < this.length) this.length = length;
+  }
+}
+
 /** Runs one onnxruntime session over one growing, croppable sequence. */
 export class SessionRunner implements ModelBackend {
-  private readonly cache: KVCache | null;
+  private readonly cache: KVCache | IncrementalKVCache | null;
+  /** Output names to fetch, when the graph was rewritten for an incremental cache. */
+  private readonly fetches: string[] | undefined;
   private readonly history: number[] = [];
   private ones = new BigInt64Array(0);
   private steps = 0;
@@ -121,9 +180,20 @@ export class SessionRunner implements ModelBackend {
     private readonly graph: GraphContract,
     private readonly settings: RunnerSettings,
     private readonly release_: (session: InferenceSession) => Promise<void>,
+    /** Cache names of a graph rewritten by rewriteForIncrementalCache, else null. */
+    private readonly incremental: IncrementalCacheNames | null = null,
   ) {
     this.session = session;
-    this.cache = graph.numCacheLayers > 0 ? new KVCache(graph.numCacheLayers, settings.numKeyValueHeads, settings.headDim, graph.cacheDType) : null;
+    const { numKeyValueHeads: heads, headDim } = settings;
+    if (graph.numCacheLayers === 0) this.cache = null;
+    else if (incremental) this.cache = new IncrementalKVCache(graph.numCacheLayers, heads, headDim, graph.cacheDType);
+    else this.cache = new KVCache(graph.numCacheLayers, heads, headDim, graph.cacheDType);
+    this.fetches = incremental ? ['logits', ...incremental.newOutputs.flat()] : undefined;
+  }
+
+  /** Whether the cache is kept incrementally (see rewriteForIncrementalCache). */
+  get incrementalCache(): boolean {
+    return this.incremental !== null;
   }
 
   /** Tokens the cache holds. */
@@ -186,7 +256,7 @@ export class SessionRunner implements ModelBackend {
     if (g.logitsToKeepInput) feeds[g.logitsToKeepInput] = new ort.Tensor('int64', BigInt64Array.of(BigInt(wanted)), []);
     if (this.cache) {
       const pastTensors = this.cache.pastTensors();
-      g.pastNames.forEach(([k, v], layer) => {
+      (this.incremental?.pastInputs ?? g.pastNames).forEach(([k, v], layer) => {
         feeds[k] = pastTensors[layer * 2]!;
         feeds[v] = pastTensors[layer * 2 + 1]!;
       });
@@ -194,7 +264,7 @@ export class SessionRunner implements ModelBackend {
     }
     let out: Record<string, Tensor>;
     try {
-      out = (await session.run(feeds)) as Record<string, Tensor>;
+      out = (await (this.fetches ? session.run(feeds, this.fetches) : session.run(feeds))) as Record<string, Tensor>;
     } catch (cause) {
       throw new InferenceError(`${this.settings.name}: onnxruntime failed at step ${this.steps} (sequence length ${total}): ${(cause as Error).message}`, { cause });
     }
@@ -220,7 +290,8 @@ export class SessionRunner implements ModelBackend {
         }
       }
     }
-    if (this.cache) this.cache.replace(g.presentNames.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
+    if (this.cache instanceof IncrementalKVCache) this.cache.append(this.incremental!.newOutputs.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
+    else if (this.cache) this.cache.replace(g.presentNames.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
     this.history.push(...ids);
     this.steps++;
     return { data, rows: wanted, width, best };
