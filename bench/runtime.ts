@@ -2,7 +2,7 @@
  * Runtime benchmark: per-step decode latency of CausalLM vs driving onnxruntime-node
  * directly on the same generated model, at a short and a long context.
  *
- *   npm run bench:runtime -- [--hidden 256] [--layers 4] [--steps 16] [--rounds 40] [--provider cpu|cuda]
+ *   npm run bench:runtime -- [--hidden 256] [--layers 4] [--steps 16] [--rounds 40] [--provider cpu|cuda] [--execution worker|inline]
  *
  * The two implementations alternate in short blocks (`steps` tokens, `rounds` times) from the
  * same cached prefix, so machine noise hits both alike.
@@ -29,6 +29,7 @@ const { values } = parseArgs({
     contexts: { type: 'string', default: '64,2048' },
     provider: { type: 'string', default: 'cpu' },
     threads: { type: 'string', default: '2' },
+    execution: { type: 'string', default: 'worker' },
     rounds: { type: 'string', default: '40' },
   },
 });
@@ -53,7 +54,7 @@ writeFixtureModel(dir, {
   externalData: true,
 });
 
-const lm = await loadModel(dir, { executionProviders: [provider], threads });
+const lm = await loadModel(dir, { executionProviders: [provider], threads, execution: values.execution as 'worker' | 'inline' });
 const session = await ort.InferenceSession.create(join(dir, 'onnx', 'model.onnx'), {
   executionProviders: [provider === 'cuda' ? { name: 'cuda', deviceId: 0 } : provider] as never,
   intraOpNumThreads: threads,
@@ -110,7 +111,7 @@ async function wrappedBlock(start: number, n: number): Promise<number> {
 }
 
 const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-console.log(`model: hidden ${hidden}, ${layers} layers, ${heads} heads / ${kvHeads} KV heads, vocab ${V}, provider ${lm.info.providers.providers.join('+')}, ${threads} threads`);
+console.log(`model: hidden ${hidden}, ${layers} layers, ${heads} heads / ${kvHeads} KV heads, vocab ${V}, provider ${lm.info.providers.providers.join('+')}, ${threads} threads, CausalLM execution ${lm.execution}`);
 console.log('| context | onnxruntime-node direct (ms/token) | CausalLM (ms/token) | CausalLM tokens/s | wrapper overhead |');
 console.log('|---:|---:|---:|---:|---:|');
 for (const context of contexts) {
