@@ -76,7 +76,13 @@ export async function generate(args: string[], out: NodeJS.WritableStream = proc
   const threads = positiveInteger('threads', values.threads);
   const models = (values.model as string[] | undefined) ?? bundledModels();
   const drafter = number('drafter', values.drafter);
+  // A progress line while the models load (overwritten on a terminal), then how long it took.
+  const names = models.map((m) => m.split(/[\\/]/).filter(Boolean).pop() ?? m).join(', ');
+  const tty = (err as NodeJS.WriteStream).isTTY === true;
+  if (tty) err.write(`[loading] ${names}…`);
+  const t0 = performance.now();
   const ensemble = await SafeEnsemble.load({ models, drafter, loadOptions: threads ? { threads } : {}, ...(models.length === 1 && !options.strategy ? { strategy: 'single' as const } : {}) });
+  err.write(`${tty ? '\r\x1b[K' : ''}[loaded] ${models.length} model${models.length === 1 ? '' : 's'} (${names}) in ${((performance.now() - t0) / 1000).toFixed(2)} s\n`);
   try {
     let result: EnsembleResult | undefined;
     for await (const chunk of ensemble.stream(question, options)) {

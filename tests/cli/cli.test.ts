@@ -56,6 +56,7 @@ describe('the safe-ensemble command', () => {
     expect(code).toBe(0);
     expect(out).toContain('The answer is');
     expect(err).toMatch(/\[safe\] \d+ tokens, \d+ ensembled \(E\/T [\d.]+%\), [\d.]+ tokens\/s, finish: eos/);
+    expect(err).toMatch(/^\[loaded\] 2 models \(qwen-adder, mistral-subtractor\) in [\d.]+ s\n/);
   });
 
   it('takes every knob as a flag', async () => {
