@@ -108,6 +108,13 @@ function varintAt(buf: Uint8Array, f: { start: number; end: number }): number {
 
 const PAST_RE = /^past_key_values\.(\d+)\.(key|value)$/;
 
+/** Whether any initializer of the model keeps its data in an external file. */
+export function usesExternalData(model: Uint8Array): boolean {
+  const graphField = fields(model).find((f) => f.field === 7 && f.wireType === 2);
+  if (!graphField) return false;
+  return fields(model, graphField.payloadStart, graphField.end).some((f) => f.field === 5 && f.wireType === 2 && fields(model, f.payloadStart, f.end).some((t) => t.field === 13));
+}
+
 /**
  * Returns the rewritten model and the names it uses, or null when the rewrite does not apply:
  * no `past_key_values.*` inputs with matching `present.*` outputs, a ModelProto without an

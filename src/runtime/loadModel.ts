@@ -42,6 +42,12 @@ export interface LoadModelOptions extends ExecutionOptions, HubOptions {
    * context (default true). Models with external-data weights run as exported.
    */
   incrementalCache?: boolean;
+  /**
+   * Give a graph without a `logits_to_keep` input one at load (in memory), by slicing the hidden
+   * states before an LM head that is a plain MatMul: a prefill then computes one logits row, not
+   * one per prompt token (default true). Other heads, and external-data models, run as exported.
+   */
+  logitsToKeep?: boolean;
   /** Check every returned logits row for NaN/Inf (default true). */
   checkLogits?: boolean;
   /** Override the context length (default: config.json `max_position_embeddings`). */
@@ -143,9 +149,9 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     throw new ModelFileInvalidError(onnxFile, `${onnxFile} is empty. Re-export or re-download the model file.`);
   }
   const execution = options.execution ?? defaultExecution();
-  const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, incrementalCache, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
+  const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, incrementalCache, logitsToKeep, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
   void [_mode, _d, _f, _s, _m, _r, _c, _l];
-  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.vocabSize, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache };
+  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.vocabSize, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache, logitsToKeep };
   const warn = onWarning ?? console.warn;
   let backend: ModelBackend;
   let opened: OpenedModel;

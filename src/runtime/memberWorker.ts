@@ -4,16 +4,18 @@
  * buffers (never copied). Started by {@link WorkerBackend}; not imported by anything else.
  * @module
  */
-import { parentPort } from 'node:worker_threads';
-import { InferenceError } from '../errors.js';
+import { parentPort, workerData } from 'node:worker_threads';
+import { InferenceError, WorkerError } from '../errors.js';
 import { openSession } from './openSession.js';
 import type { SessionRunner } from './sessionRunner.js';
-import { serializeError, type WorkerReply, type WorkerRequest } from './workerMessages.js';
+import { RUNNING, serializeError, STOPPING, type WorkerReply, type WorkerRequest } from './workerMessages.js';
 
 const port = parentPort;
 if (!port) throw new Error('memberWorker runs only as a worker thread (started by WorkerBackend).');
 
 let runner: SessionRunner | null = null;
+/** [RUNNING, STOPPING], shared with the main thread (see quiesce in workerBackend.ts). */
+const state = (workerData as { state: Int32Array }).state;
 // Requests run one at a time in arrival order, so a crop always lands between the passes it
 // was sent between.
 let chain: Promise<void> = Promise.resolve();
@@ -35,7 +37,15 @@ async function handle(message: WorkerRequest): Promise<void> {
       reply({ op: 'done', id: message.id, value: info });
     } else if (message.op === 'forward') {
       if (!runner) throw new InferenceError('the worker holds no session (it was released).');
-      const out = await runner.forward(message.ids, message.wanted);
+      if (Atomics.load(state, STOPPING) === 1) throw new WorkerError('the process is exiting: no new forward pass starts.');
+      Atomics.store(state, RUNNING, 1);
+      let out;
+      try {
+        out = await runner.forward(message.ids, message.wanted);
+      } finally {
+        Atomics.store(state, RUNNING, 0);
+        Atomics.notify(state, RUNNING);
+      }
       const buffers = [out.data.buffer, out.best.buffer].filter((b, i, all): b is ArrayBuffer => b instanceof ArrayBuffer && all.indexOf(b) === i);
       reply({ op: 'done', id: message.id, value: out }, buffers);
     } else {

@@ -5,7 +5,8 @@
  * @module
  */
 import { readFileSync, statSync } from 'node:fs';
-import { NEW_ROWS_SUFFIX, rewriteForIncrementalCache, SEQ_MAJOR_SUFFIX, type IncrementalCacheNames } from './cacheRewrite.js';
+import { NEW_ROWS_SUFFIX, rewriteForIncrementalCache, SEQ_MAJOR_SUFFIX, usesExternalData, type IncrementalCacheNames } from './cacheRewrite.js';
+import { addLogitsToKeep } from './logitsRewrite.js';
 import { ModelFileInvalidError, ModelFileMissingError, SafeEnsembleError, UnsupportedGraphError } from '../errors.js';
 import { discoverGraph, type GraphContract } from './graph.js';
 import { releaseSession, type InferenceSession } from './ort.js';
@@ -30,6 +31,8 @@ export interface OpenRequest {
   logitsBudgetBytes?: number;
   /** Rewrite the graph at load so KV-cache work does not grow with the context (default true). */
   incrementalCache?: boolean;
+  /** Give a graph without a logits_to_keep input one at load (default true). */
+  logitsToKeep?: boolean;
 }
 
 /** What opening learned about the model. */
@@ -52,11 +55,18 @@ const REWRITE_LIMIT_BYTES = 2 ** 31;
  * applies (see cacheRewrite.ts), else the file itself.
  */
 function modelSource(request: OpenRequest): { model: string | Uint8Array; names: IncrementalCacheNames | null } {
-  if (request.incrementalCache === false) return { model: request.onnxFile, names: null };
+  const wanted = { cache: request.incrementalCache !== false, logits: request.logitsToKeep !== false };
+  if (!wanted.cache && !wanted.logits) return { model: request.onnxFile, names: null };
   try {
     if (statSync(request.onnxFile).size >= REWRITE_LIMIT_BYTES) return { model: request.onnxFile, names: null };
-    const rewritten = rewriteForIncrementalCache(readFileSync(request.onnxFile));
-    return rewritten ? { model: rewritten.bytes, names: rewritten.names } : { model: request.onnxFile, names: null };
+    const original = readFileSync(request.onnxFile);
+    // Rewritten bytes are loaded from memory, where external weight files could not be found.
+    if (usesExternalData(original)) return { model: request.onnxFile, names: null };
+    let model: Uint8Array = original;
+    if (wanted.logits) model = addLogitsToKeep(model) ?? model;
+    const cache = wanted.cache ? rewriteForIncrementalCache(model) : null;
+    if (cache) return { model: cache.bytes, names: cache.names };
+    return { model: model === original ? request.onnxFile : model, names: null };
   } catch {
     // Not a protobuf this reader understands: onnxruntime reports what is wrong with the file.
     return { model: request.onnxFile, names: null };

@@ -12,7 +12,7 @@ import { moduleFile } from './moduleFile.js';
 import { countWorkerSession } from './ort.js';
 import type { OpenedModel, OpenRequest } from './openSession.js';
 import type { LogitsPayload, ModelBackend } from './sessionRunner.js';
-import { deserializeError, type WorkerReply, type WorkerRequest } from './workerMessages.js';
+import { deserializeError, RUNNING, STOPPING, type WorkerReply, type WorkerRequest } from './workerMessages.js';
 
 let liveWorkers = 0;
 
@@ -26,8 +26,30 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
+/**
+ * Shared with each worker: [RUNNING, STOPPING]. onnxruntime-node aborts the whole process when a
+ * worker is torn down in the middle of `session.run` (its binding throws into a dying
+ * environment), so before the process exits, and before a worker is terminated on purpose, the
+ * main thread asks the worker to start no new pass and waits for the one in progress to end.
+ */
+/** Longest wait for a pass in progress at exit (a prefill of a long prompt can take seconds). */
+const EXIT_WAIT_MS = 60_000;
+
+const running = new Set<Int32Array>();
+
+/** Lets every worker finish its pass in progress and start no other; blocks this thread meanwhile. */
+function quiesce(state: Int32Array): void {
+  Atomics.store(state, STOPPING, 1);
+  const deadline = Date.now() + EXIT_WAIT_MS;
+  while (Atomics.load(state, RUNNING) === 1 && Date.now() < deadline) Atomics.wait(state, RUNNING, 1, 100);
+}
+
+process.once('exit', () => {
+  for (const state of running) quiesce(state);
+});
+
 /** Starts a worker thread on the member worker entry, from the build or (under tsx/ts-jest) the sources. */
-function startWorker(): Worker {
+function startWorker(state: Int32Array): Worker {
   const here = moduleFile || join(process.cwd(), 'index.js');
   const ext = extname(here);
   const entry = join(dirname(here), `memberWorker${ext}`);
@@ -35,9 +57,9 @@ function startWorker(): Worker {
   if (ext === '.ts') {
     // Running from the TypeScript sources (tests, tsx): the worker compiles them the same way.
     const tsx = createRequire(here).resolve('tsx/cjs');
-    return new Worker(`require(${JSON.stringify(tsx)}); require(${JSON.stringify(entry)});`, { eval: true });
+    return new Worker(`require(${JSON.stringify(tsx)}); require(${JSON.stringify(entry)});`, { eval: true, workerData: { state } });
   }
-  return new Worker(entry);
+  return new Worker(entry, { workerData: { state } });
 }
 
 /**
@@ -55,6 +77,8 @@ export class WorkerBackend implements ModelBackend {
   private holdsSession = false;
   /** Set when the worker died: the next forward restarts it first. */
   private dead = false;
+  /** [RUNNING, STOPPING] of the current worker (see quiesce). */
+  private state = new Int32Array(new SharedArrayBuffer(8));
   onCacheLost?: () => void;
 
   private constructor(
@@ -74,8 +98,9 @@ export class WorkerBackend implements ModelBackend {
     }
   }
 
-  /** Terminates the worker as if it had crashed (for tests of recovery). */
+  /** Terminates the worker between two passes, as if it had crashed there (for tests of recovery). */
   async terminateForTest(): Promise<void> {
+    quiesce(this.state);
     await this.worker?.terminate();
   }
 
@@ -109,7 +134,10 @@ export class WorkerBackend implements ModelBackend {
   }
 
   private async start(): Promise<OpenedModel> {
-    const worker = startWorker();
+    this.state = new Int32Array(new SharedArrayBuffer(8));
+    const state = this.state;
+    const worker = startWorker(state);
+    running.add(state);
     liveWorkers++;
     this.worker = worker;
     worker.unref();
@@ -117,6 +145,7 @@ export class WorkerBackend implements ModelBackend {
     worker.on('error', (error) => this.failAll(worker, new WorkerError(`${this.request.name}: the model's worker thread failed: ${error.message}. The next call starts a new one.`, { cause: error })));
     worker.on('exit', (code) => {
       liveWorkers--;
+      running.delete(state);
       this.failAll(worker, new WorkerError(`${this.request.name}: the model's worker thread exited (code ${code}) during the call. The next call starts a new one with an empty cache.`));
     });
     let opened: OpenedModel;

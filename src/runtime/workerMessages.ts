@@ -7,6 +7,10 @@ import * as errors from '../errors.js';
 import type { OpenedModel, OpenRequest } from './openSession.js';
 import type { LogitsPayload } from './sessionRunner.js';
 
+/** Slots of the state a worker shares with the main thread: a pass is running; stop starting passes. */
+export const RUNNING = 0;
+export const STOPPING = 1;
+
 /** Requests to the worker; `crop` has no reply (it takes effect before the next request). */
 export type WorkerRequest =
   | { op: 'open'; id: number; request: OpenRequest }

@@ -39,7 +39,8 @@ async function greedyWithCache(lm: CausalLM, prompt: number[], steps: number): P
 describe.each(VARIANTS)('CausalLM on %s', (_name, options) => {
   let lm: CausalLM;
   beforeAll(async () => {
-    lm = await loadModel(fixtureModel(options));
+    // The contract as exported (the logits_to_keep rewrite is tested in logitsRewrite.test.ts).
+    lm = await loadModel(fixtureModel(options), { logitsToKeep: false });
   });
   afterAll(async () => {
     await lm.dispose();
@@ -98,10 +99,10 @@ describe.each(VARIANTS)('CausalLM on %s', (_name, options) => {
 describe('prefill in pieces (graphs without logits_to_keep)', () => {
   const dir = fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16 });
   it('gives the rows of one whole run, leaves the cache as one run does, and each run stays within the budget', async () => {
-    const whole = await loadModel(dir);
+    const whole = await loadModel(dir, { logitsToKeep: false });
     // 151,669 columns × 4 bytes × 3 rows: at most 3 rows per onnxruntime run.
     // Inline, so the test can count the session's runs on this thread.
-    const pieces = await loadModel(dir, { logitsBudgetBytes: 151_669 * 4 * 3, execution: 'inline' });
+    const pieces = await loadModel(dir, { logitsBudgetBytes: 151_669 * 4 * 3, execution: 'inline', logitsToKeep: false });
     try {
       const ids = whole.tokenizer.encode('Mia has 37 marbles. She finds 25 more marbles in the garden. How many now?');
       expect(ids.length).toBeGreaterThan(10);

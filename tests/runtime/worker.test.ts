@@ -15,6 +15,8 @@ import {
 import type { WorkerBackend } from '../../src/runtime/workerBackend';
 import { fixtureModel } from '../helpers/fixtures';
 import { comparable } from '../helpers/results';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 
 const MODELS = [fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16, seed: 31, logitScale: 2 }), fixtureModel({ tokenizer: 'llama2', seed: 32, logitScale: 2 })];
 const PROMPT = 'Q: Mia has 37 marbles. She finds 25 more. How many now?\nA:';
@@ -159,5 +161,21 @@ describe('worker execution', () => {
       await ensemble.dispose();
       await reference.dispose();
     }
+  });
+
+  it('process.exit() while a worker is in the middle of a pass exits cleanly (no abort)', () => {
+    // onnxruntime-node aborts the process when a worker is torn down inside session.run; the
+    // library lets the pass finish first. The built package runs in a process of its own.
+    const dir = fixtureModel({ tokenizer: 'qwen3', hiddenSize: 64, seed: 34 });
+    const script = `
+      const { loadModel } = require('./dist/cjs/index.js');
+      loadModel(${JSON.stringify(dir)}, { execution: 'worker', logitsToKeep: false }).then((lm) => {
+        const ids = Array.from({ length: 400 }, (_, i) => 100 + i);
+        lm.forward(ids, { logits: 'all' }).catch(() => undefined);
+        setTimeout(() => process.exit(0), 150);
+      });`;
+    const child = spawnSync(process.execPath, ['-e', script], { cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 120_000 });
+    expect(child.stderr).not.toMatch(/terminate called|Aborted/);
+    expect(child.status).toBe(0);
   });
 });
