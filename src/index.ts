@@ -6,6 +6,7 @@ export * from './errors.js';
 export { loadModel, selectOnnxFile, type LoadModelOptions } from './runtime/loadModel.js';
 export { DTYPE_SUFFIX, type ModelDType } from './runtime/dtypes.js';
 export { CausalLM, Logits, type ModelInfo, type ForwardOptions, type ExecutionMode } from './runtime/causalLM.js';
+export type { ModelBackend, LogitsPayload } from './runtime/sessionRunner.js';
 export { discoverGraph, type GraphContract, type CacheDType } from './runtime/graph.js';
 export { type ExecutionOptions, type ExecutionProviderName, type ResolvedProviders } from './runtime/providers.js';
 export { isHubId, type HubOptions } from './runtime/hub.js';
