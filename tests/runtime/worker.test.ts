@@ -119,10 +119,15 @@ describe('worker execution', () => {
       await lm.forward(ids);
       const inFlight = lm.forward([5, 6, 7]);
       await workerOf(lm).terminateForTest();
+      // The worker goes between two passes (a pass in progress is let finish: see quiesce), so
+      // the waiting call either got its reply first or fails with WorkerError.
       const error = await inFlight.then(() => null, (e: unknown) => e);
-      expect(error).toBeInstanceOf(WorkerError);
-      expect((error as WorkerError).code).toBe('WORKER_FAILED');
-      expect((error as Error).message).toMatch(/worker thread exited .*next call starts a new one/);
+      if (error !== null) {
+        expect(error).toBeInstanceOf(WorkerError);
+        expect((error as WorkerError).code).toBe('WORKER_FAILED');
+        expect((error as Error).message).toMatch(/worker thread exited .*next call starts a new one/);
+      }
+      // Either way the restarted worker's cache is empty, and the model knows it.
       expect(lm.length).toBe(0);
       // Recovery: the same model works again and continues like a fresh one.
       const again = await lm.forward(ids, { logits: 'last' });
