@@ -5,7 +5,8 @@
 export * from './errors.js';
 export { loadModel, selectOnnxFile, type LoadModelOptions } from './runtime/loadModel.js';
 export { DTYPE_SUFFIX, type ModelDType } from './runtime/dtypes.js';
-export { CausalLM, Logits, type ModelInfo, type ForwardOptions, type ExecutionMode } from './runtime/causalLM.js';
+export { CausalLM, Logits, type ModelInfo, type ForwardOptions, type ScoreOptions, type ExecutionMode } from './runtime/causalLM.js';
+export { Scores, RowScore, type ScoreRequest, type ScorePayload, type RowQuery, type RowAnswer } from './runtime/scores.js';
 export type { ModelBackend, LogitsPayload } from './runtime/sessionRunner.js';
 export { discoverGraph, type GraphContract, type CacheDType } from './runtime/graph.js';
 export { type ExecutionOptions, type ExecutionProviderName, type ResolvedProviders } from './runtime/providers.js';
@@ -29,7 +30,7 @@ export {
 } from './ensemble/options.js';
 export type { EnsembleResult, EnsembleStats, EnsembleChunk, FinishReason, PhaseTimes, TraceRecord, TraceCandidate, TraceModelEntry } from './ensemble/types.js';
 export type { EnsembleInput, ModelPrompt } from './ensemble/prompt.js';
-export { uniteDistribution, decide, GacUnion, topKeys, type ModelView, type EnsembleDistribution, type EnsembleDecision } from './ensemble/aggregate.js';
+export { uniteDistribution, planUnite, finishUnite, decide, GacUnion, topKeys, type ModelView, type UnionMember, type UnitePlan, type EnsembleDistribution, type EnsembleDecision } from './ensemble/aggregate.js';
 export { Vocabulary, EOS_KEY, bytesKey, keyBytes, keyText, isBareSpace } from './ensemble/vocabulary.js';
 export { encodeContinuation, ResponseTokenization, validUtf8Length, type TokenSpans, type EncodingContext } from './text/continuation.js';
 export { consensusSkip, meanOwnProbability, stableAlignment, type ConsensusInput, type ConsensusRule } from './ensemble/gates.js';

@@ -4,16 +4,16 @@
  * Pure functions over logits rows: no model runs here.
  * @module
  */
-import { expNonPositive, logSumExpFrom, maxOf, topK } from '../runtime/distribution.js';
+import { expNonPositive, logSumExpFrom, maxOf, topK, type TopK } from '../runtime/distribution.js';
 import type { SharpeningOptions } from './options.js';
 import { isBareSpace, type Vocabulary } from './vocabulary.js';
 
-/** One model's view at the ensemble point. */
-export interface ModelView {
+/** What UniTE needs of one model at the ensemble point: its top-k, not its whole row. */
+export interface UnionMember {
   /** The model's vocabulary. */
   vocab: Vocabulary;
-  /** Its next-token logits at the aligned position (a view; never modified). */
-  row: Float32Array;
+  /** Its k best ids at the aligned position, best first (ties: lower id first), with their logits. */
+  top: TopK;
   /** Normalized weight (weights sum to 1). */
   weight: number;
   /** Text just before the position, used to tokenize union strings in context. */
@@ -26,14 +26,20 @@ export interface ModelView {
   dummySpace?: boolean;
 }
 
+/** One model's view at the ensemble point, with its whole next-token row. */
+export interface ModelView extends Omit<UnionMember, 'top'> {
+  /** Its next-token logits at the aligned position (a view; never modified). */
+  row: Float32Array;
+}
+
 /** The string a model's token stands for in the union (see {@link ModelView.dummySpace}); '' for none. */
-function viewKey(m: ModelView, id: number): string {
+function viewKey(m: Pick<UnionMember, 'vocab' | 'dummySpace'>, id: number): string {
   const key = m.vocab.key(id);
   return m.dummySpace && key.charCodeAt(0) === 0x20 ? key.slice(1) : key;
 }
 
 /** UniTE fill-in: the model's first sub-token for a union string, under its view. */
-function fillIn(m: ModelView, key: string): number | null {
+function fillIn(m: Pick<UnionMember, 'vocab' | 'dummySpace' | 'context'>, key: string): number | null {
   if (!m.dummySpace) return m.vocab.firstSubToken(key, m.context);
   // The model writes the string with its dummy space in front; a string it only has without
   // the space (digits, punctuation) is looked up as it is.
@@ -63,18 +69,31 @@ export interface EnsembleDecision extends EnsembleDistribution {
 }
 
 /**
+ * UniTE, planned from the models' top-k alone: the union's strings, each model's logits for the
+ * strings its top-k holds, and the fill-in ids whose logits are still needed (read them from
+ * the rows, then {@link finishUnite}). Which id fills which string does not depend on logits.
+ */
+export interface UnitePlan {
+  /** Union entries (byte keys), drafter's preferences first. */
+  keys: string[];
+  /** Per model: logits of the entries its top-k holds (-Infinity elsewhere). */
+  exact: Float64Array[];
+  /** Per model: the entries to fill in and the id whose logit fills each. */
+  fills: Array<Array<{ entry: number; id: number }>>;
+}
+
+/**
  * UniTE: the union of every model's top-k strings. A model whose top-k lacks a string
  * contributes the logit of its first sub-token for it; two strings that map to the same
  * sub-token count once (the exact match wins, then the first in union order). Each model's
  * softmax is taken over its entries of the union only.
  */
-export function uniteDistribution(models: readonly ModelView[], k: number): EnsembleDistribution {
+export function planUnite(models: readonly UnionMember[], widths: readonly number[]): UnitePlan {
   const index = new Map<string, number>();
   const keys: string[] = [];
-  const tops = models.map((m) => topK(m.row, k));
-  tops.forEach((top, mi) => {
-    for (const id of top.ids) {
-      const key = viewKey(models[mi]!, id);
+  models.forEach((m) => {
+    for (const id of m.top.ids) {
+      const key = viewKey(m, id);
       if (key !== '' && !index.has(key)) {
         index.set(key, keys.length);
         keys.push(key);
@@ -82,27 +101,47 @@ export function uniteDistribution(models: readonly ModelView[], k: number): Ense
     }
   });
   const n = keys.length;
-  const perModel = models.map((m, mi) => {
+  const exact: Float64Array[] = [];
+  const fills = models.map((m, mi) => {
     const logits = new Float64Array(n).fill(-Infinity);
     const used = new Set<number>();
     // Exact matches first, so a fill-in never takes a token away from its own string.
-    for (const id of tops[mi]!.ids) {
+    m.top.ids.forEach((id, i) => {
       const e = index.get(viewKey(m, id));
       if (e !== undefined && logits[e] === -Infinity) {
-        logits[e] = m.row[id]!;
+        logits[e] = m.top.logits[i]!;
         used.add(id);
       }
-    }
+    });
+    exact.push(logits);
+    const fill: Array<{ entry: number; id: number }> = [];
     for (let e = 0; e < n; e++) {
       if (logits[e] !== -Infinity) continue;
       const id = fillIn(m, keys[e]!);
-      if (id === null || used.has(id) || id >= m.row.length) continue;
+      if (id === null || used.has(id) || id >= widths[mi]!) continue;
       used.add(id);
-      logits[e] = m.row[id]!;
+      fill.push({ entry: e, id });
     }
+    return fill;
+  });
+  return { keys, exact, fills };
+}
+
+/** Completes a {@link UnitePlan} with the fill-in logits (per model, in `fills` order). */
+export function finishUnite(plan: UnitePlan, fillLogits: readonly ArrayLike<number>[], models: readonly Pick<UnionMember, 'weight'>[]): EnsembleDistribution {
+  const perModel = plan.exact.map((exact, mi) => {
+    const logits = Float64Array.from(exact);
+    plan.fills[mi]!.forEach((f, i) => (logits[f.entry] = fillLogits[mi]![i]!));
     return softmax(logits);
   });
-  return { keys, perModel, average: weightedMean(perModel, models) };
+  return { keys: plan.keys, perModel, average: weightedMean(perModel, models) };
+}
+
+/** {@link planUnite} and {@link finishUnite} over whole rows. */
+export function uniteDistribution(models: readonly ModelView[], k: number): EnsembleDistribution {
+  const members = models.map((m) => ({ ...m, top: topK(m.row, k) }));
+  const plan = planUnite(members, models.map((m) => m.row.length));
+  return finishUnite(plan, plan.fills.map((fill, mi) => fill.map((f) => models[mi]!.row[f.id]!)), models);
 }
 
 function softmax(logits: Float64Array): Float64Array {
@@ -120,7 +159,7 @@ function softmax(logits: Float64Array): Float64Array {
   return out;
 }
 
-function weightedMean(perModel: Float64Array[], models: readonly ModelView[]): Float64Array {
+function weightedMean(perModel: Float64Array[], models: readonly Pick<UnionMember, 'weight'>[]): Float64Array {
   const n = perModel[0]?.length ?? 0;
   const avg = new Float64Array(n);
   perModel.forEach((p, mi) => {
@@ -295,7 +334,8 @@ export function decide(dist: EnsembleDistribution, drafterTopKeys: ReadonlySet<s
   return { ...dist, scores, sharpened, winner, bareSpaceGaveWay };
 }
 
-/** Keys of a row's top-k under a vocabulary. */
-export function topKeys(vocab: Vocabulary, row: Float32Array, k: number): Set<string> {
-  return new Set(Array.from(topK(row, k).ids, (id) => vocab.key(id)));
+/** Keys of a row's top-k under a vocabulary (`top`: the row itself, or its top-k ids). */
+export function topKeys(vocab: Vocabulary, top: Float32Array | Int32Array, k: number): Set<string> {
+  const ids = top instanceof Int32Array ? top.subarray(0, k) : topK(top, k).ids;
+  return new Set(Array.from(ids, (id) => vocab.key(id)));
 }

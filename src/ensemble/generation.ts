@@ -3,11 +3,11 @@
  * models that already hold their prompts. Knows models only through CausalLM.
  * @module
  */
-import type { CausalLM, Logits } from '../runtime/causalLM.js';
-import { argmax, logSumExp, maxOf, logSumExpFrom } from '../runtime/distribution.js';
+import type { CausalLM } from '../runtime/causalLM.js';
+import type { RowScore, Scores } from '../runtime/scores.js';
 import { isCharBoundary } from '../text/bytes.js';
 import { encodeContinuation, ResponseTokenization } from '../text/continuation.js';
-import { decide, GacUnion, topKeys, uniteDistribution, type EnsembleDecision, type ModelView } from './aggregate.js';
+import { decide, finishUnite, GacUnion, planUnite, topKeys, type EnsembleDecision, type EnsembleDistribution, type ModelView, type UnionMember } from './aggregate.js';
 import { consensusSkip, stableAlignment } from './gates.js';
 import type { ResolvedOptions } from './options.js';
 import type { ModelPrompt } from './prompt.js';
@@ -24,8 +24,8 @@ interface Member {
   /** The response as this model tokenizes it (verifiers only). */
   tokens: ResponseTokenization | null;
   forwardPasses: number;
-  /** Last logits row of the previous forward pass and the sequence position it predicts. */
-  lastRow: ScoredRow | null;
+  /** Last row of the previous pass and the sequence position it predicts. */
+  lastRow: RowScore | null;
   lastRowAt: number;
   /** Whether this model's response encoding starts with a dummy-prefix space ("▁Nora" for "Nora"). */
   addsSpace: boolean;
@@ -36,16 +36,6 @@ function responseAddsSpace(lm: CausalLM, prompt: ModelPrompt): boolean {
   const tok = lm.tokenizer;
   const probe = encodeContinuation(tok, prompt.context, 'x') ?? encodeContinuation(tok, { text: '', special: null }, 'x');
   return !!probe && probe.ids.length > 0 && tok.tokenBytes(probe.ids[0]!)[0] === 0x20;
-}
-
-/** A logits row with its greedy choice (found while forward() checked the row). */
-interface ScoredRow {
-  row: Float32Array;
-  best: number;
-}
-
-function scored(logits: Logits, i: number): ScoredRow {
-  return { row: logits.row(i), best: logits.argmax(i) };
 }
 
 /** Bytes of context (before a position) used to tokenize candidate strings in context. */
@@ -87,7 +77,8 @@ function commonPrefix(cached: readonly number[], seq: Joined, known = 0): number
 /** A drafted position: the token, the row that proposed it, its byte offset. */
 interface Drafted {
   id: number;
-  row: Float32Array;
+  /** The drafter's scored row that proposed it (`id` is its greedy choice). */
+  score: RowScore;
   offset: number;
   /** Index the token would have in the response. */
   index: number;
@@ -277,13 +268,13 @@ export class Generation {
       const at = this.alignAt(d.offset - this.lead, eos, response);
       if (!at) continue; // unstable: a verifier has no token boundary here
       const scoredRows = at.map((k, vi) => verified[vi]!.rowOf(k));
-      const rows = scoredRows.map((r) => r.row);
       const ownIds = at.map((k, vi) => (eos ? this.verifiers[vi]!.vocab.eosId! : this.verifiers[vi]!.tokens!.ids[k]!));
       const argmaxIsOwn = scoredRows.map((r, vi) => this.sameChoice(this.verifiers[vi]!.vocab, r.best, ownIds[vi]!));
-      // Rule (a) needs only argmaxes; probabilities (a pass of exponentials) only when it fails.
+      // Rule (a) needs only argmaxes; probabilities (normalizers: a pass of exponentials over
+      // each row, where the row is held) only when it fails.
       if (o.unanimitySkip && argmaxIsOwn.every(Boolean)) continue;
-      const pDraft = Math.exp(d.row[d.id]! - logSumExp(d.row));
-      const ownProbabilities = [pDraft, ...rows.map((r, vi) => Math.exp(r[ownIds[vi]!]! - logSumExp(r)))];
+      const ownProbabilities = await Promise.all([probabilityOf(d.score, d.id), ...scoredRows.map((r, vi) => probabilityOf(r, ownIds[vi]!))]);
+      const pDraft = ownProbabilities[0]!;
       const weights = [this.drafter.weight, ...this.verifiers.map((v) => v.weight)];
       if (consensusSkip({ ownProbabilities, verifierArgmaxIsOwn: argmaxIsOwn, weights }, { threshold: o.consensusThreshold, unanimity: false })) continue;
       if (o.baseEnsembler === 'gac' && pDraft >= o.gacDrafterGate) continue;
@@ -300,8 +291,8 @@ export class Generation {
     } else {
       const d = drafted[trigger]!;
       const [at, ownIds] = aligned as [number[], number[]];
-      const rows = at.map((k, vi) => verified[vi]!.rowOf(k).row);
-      const appended = this.ensemble(d, rows, ownIds, candidate, this.options.baseEnsembler === 'gac');
+      const rows = at.map((k, vi) => verified[vi]!.rowOf(k));
+      const appended = await this.ensemble(d, rows, ownIds, candidate, this.options.baseEnsembler === 'gac');
       commit = drafted.slice(0, trigger).map((x) => x.id).concat(appended);
       this.stats.acceptedTokens += trigger;
       this.stats.ensembledTokens++;
@@ -338,7 +329,7 @@ export class Generation {
       const next = await this.drafterRow(list.map((d) => d.id), !ahead);
       if (!next) return false;
       const offset = last ? last.offset + tok.tokenBytes(last.id).length : this.bytes.length;
-      list.push({ id: next.best, row: next.row, offset, index: this.ids.length + list.length, counted: !ahead });
+      list.push({ id: next.best, score: next, offset, index: this.ids.length + list.length, counted: !ahead });
       if (!ahead) this.stats.draftedTokens++;
     }
     return true;
@@ -381,13 +372,10 @@ export class Generation {
     const o = this.options;
     const next = await this.drafterRow();
     if (!next) return null;
-    const { row, best: id } = next;
+    const id = next.best;
     this.stats.draftedTokens++;
     let ensembleHere = o.strategy === 'every-token';
-    if (o.strategy === 'gac-threshold') {
-      const max = maxOf(row);
-      ensembleHere = Math.exp(max - logSumExpFrom(row, max)) < o.gacDrafterGate;
-    }
+    if (o.strategy === 'gac-threshold') ensembleHere = Math.exp(next.max - (await next.logNormalizer())) < o.gacDrafterGate;
     if (this.ids.length === 0) this.lead = this.leadOf(id);
     // The first token of a sentencepiece drafter carries its dummy-prefix space (see `lead`).
     if (!ensembleHere || (this.ids.length === 0 && this.lead > 0)) {
@@ -405,33 +393,45 @@ export class Generation {
     const rows = rowAts.map((rowAt, vi) => rowAt(ends[vi]!));
     this.verifiedBase = Math.max(0, base - this.lead);
     const own = rows.map((r) => r.best);
-    const appended = this.ensemble({ id, row, offset: base, index: this.ids.length, counted: true }, rows.map((r) => r.row), own, this.bytes.view(), o.strategy === 'gac-threshold');
+    const appended = await this.ensemble({ id, score: next, offset: base, index: this.ids.length, counted: true }, rows, own, this.bytes.view(), o.strategy === 'gac-threshold');
     this.stats.ensembledTokens++;
     return appended;
   }
 
   // ---- Shared pieces -----------------------------------------------------------------------
 
-  /** Builds the ensemble at a position, records it, and returns the drafter ids to append. */
-  private ensemble(d: Drafted, verifierRows: Float32Array[], verifierOwn: number[], text: Uint8Array, gac: boolean): number[] {
+  /**
+   * Builds the ensemble at a position, records it, and returns the drafter ids to append. The
+   * members' rows are read where their sessions hold them: UniTE reads the logits of its
+   * fill-in ids, GaC the whole rows.
+   */
+  private async ensemble(d: Drafted, verifierRows: RowScore[], verifierOwn: number[], text: Uint8Array, gac: boolean): Promise<number[]> {
     const t0 = performance.now();
     const o = this.options;
     const context = contextBefore(text, d.offset);
     // At the response start a verifier's dummy-prefix space is not part of the response (the
     // drafter's own first token is never ensembled when it carries one: see `lead`).
     const responseStart = d.offset - this.lead === 0;
-    const views: ModelView[] = [
-      { vocab: this.drafter.vocab, row: d.row, weight: this.drafter.weight, context },
-      ...this.verifiers.map((v, vi) => ({ vocab: v.vocab, row: verifierRows[vi]!, weight: v.weight, context, dummySpace: responseStart && v.addsSpace })),
-    ];
-    const dist = gac ? this.gacUnion().distribution(this.viewsInModelOrder(views), o.topK) : uniteDistribution(views, o.topK);
+    const scores = [d.score, ...verifierRows];
+    const members = [this.drafter, ...this.verifiers];
+    const views: Array<Omit<ModelView, 'row'>> = members.map((m, i) => ({ vocab: m.vocab, weight: m.weight, context, dummySpace: i > 0 && responseStart && m.addsSpace }));
+    let dist: EnsembleDistribution;
+    if (gac) {
+      const rows = await Promise.all(scores.map((r) => r.row()));
+      dist = this.gacUnion().distribution(this.viewsInModelOrder(views.map((v, i) => ({ ...v, row: rows[i]! }))), o.topK);
+    } else {
+      const union: UnionMember[] = views.map((v, i) => ({ ...v, top: scores[i]!.top(o.topK) }));
+      const plan = planUnite(union, scores.map((r) => r.width));
+      const fills = await Promise.all(scores.map((r, i) => r.logitsOf(plan.fills[i]!.map((f) => f.id))));
+      dist = finishUnite(plan, fills, union);
+    }
     const weights = gac ? this.members.map((m) => m.weight) : views.map((v) => v.weight);
-    const decision = decide(dist, topKeys(this.drafter.vocab, d.row, o.topK), weights, o.sharpening);
+    const decision = decide(dist, topKeys(this.drafter.vocab, d.score.top(o.topK).ids, o.topK), weights, o.sharpening);
     const key = decision.keys[decision.winner]!;
     let appended = this.drafter.vocab.appendIds(key, context, gac);
     if (appended.length === 0) appended = [d.id];
     this.stats.time.ensemblingMs += performance.now() - t0;
-    if (o.trace) this.record(d, views, verifierOwn, decision, appended, gac);
+    if (o.trace) await this.record(d, scores, verifierOwn, decision, appended, gac);
     return appended;
   }
 
@@ -440,13 +440,13 @@ export class Generation {
     return this.members.map((m) => (m === this.drafter ? views[0]! : views[1 + this.verifiers.indexOf(m)]!));
   }
 
-  private record(d: Drafted, views: ModelView[], verifierOwn: number[], decision: EnsembleDecision, appended: number[], gac: boolean): void {
+  private async record(d: Drafted, scores: RowScore[], verifierOwn: number[], decision: EnsembleDecision, appended: number[], gac: boolean): Promise<void> {
     const ownIds = [d.id, ...verifierOwn];
     const members = [this.drafter, ...this.verifiers];
-    const models = views.map((v, i) => {
-      const lse = logSumExp(v.row);
-      const own = ownIds[i]!;
-      return { model: members[i]!.lm.name, token: keyText(v.vocab.key(own)), probability: Math.exp(v.row[own]! - lse), argmax: keyText(v.vocab.key(argmax(v.row))) };
+    const probabilities = await Promise.all(scores.map((r, i) => probabilityOf(r, ownIds[i]!)));
+    const models = scores.map((r, i) => {
+      const vocab = members[i]!.vocab;
+      return { model: members[i]!.lm.name, token: keyText(vocab.key(ownIds[i]!)), probability: probabilities[i]!, argmax: keyText(vocab.key(r.best)) };
     });
     const order = [...decision.scores.keys()].sort((a, b) => decision.scores[b]! - decision.scores[a]!).slice(0, 20);
     const modelOrder = gac ? this.members : members;
@@ -457,7 +457,7 @@ export class Generation {
       cycle: this.stats.cycles,
       drafted: { text: keyText(this.drafter.vocab.key(d.id)), probability: models[0]!.probability },
       models,
-      meanOwnProbability: models.reduce((s, m, i) => s + views[i]!.weight * m.probability, 0),
+      meanOwnProbability: models.reduce((s, m, i) => s + members[i]!.weight * m.probability, 0),
       candidates: order.map((e) => ({ text: keyText(decision.keys[e]!), average: decision.average[e]!, score: decision.scores[e]!, perModel: permute(decision.perModel, e) })),
       sharpened: decision.sharpened,
       bareSpaceGaveWay: decision.bareSpaceGaveWay !== null,
@@ -471,7 +471,7 @@ export class Generation {
    * Only the uncached suffix is fed; when the cache already ends at `need` with the last row of
    * the previous pass predicting it, that row is reused instead of cropping and re-feeding.
    */
-  private async verifierRows(v: Member, firstChanged: number, need: number, rows: 'all' | 'last'): Promise<((q: number) => ScoredRow) | null> {
+  private async verifierRows(v: Member, firstChanged: number, need: number, rows: 'all' | 'last'): Promise<((q: number) => RowScore) | null> {
     const P = v.prompt.ids.length;
     const seq = new Joined(v.prompt.ids, v.tokens!.ids);
     const recompute = this.options.recomputeCaches;
@@ -482,24 +482,30 @@ export class Generation {
     const saved = !recompute && v.lastRow !== null && lcp === v.lm.length && v.lastRowAt === lcp && need >= lcp ? v.lastRow : null;
     const from = saved ? lcp : Math.max(0, Math.min(lcp, need - 1, seq.length - 1));
     v.lm.crop(from);
-    let logits: Logits | null = null;
+    let scores: Scores | null = null;
     const fed = seq.length - from;
     // Only the rows that predict positions need..seq.length are read: ask for just those, so a
-    // first pass over the whole prompt does not return a full-vocabulary row per prompt token.
+    // first pass over the whole prompt does not return a row per prompt token.
     const kept = rows === 'last' ? 1 : Math.max(1, Math.min(fed, seq.length - need + 1));
     if (from < seq.length) {
-      logits = await this.forward(v, seq.from(from), kept, false);
-      if (!logits) return null;
-      v.lastRow = scored(logits, logits.rows - 1);
+      // Each row comes with the logit of the token that follows it in this tokenization (the
+      // verifier's own token there; end-of-sequence after the last), which the gates read.
+      const asked = Array.from({ length: kept }, (_, i) => {
+        const q = seq.length - kept + 1 + i;
+        return q < seq.length ? seq.at(q) : (v.vocab.eosId ?? -1);
+      });
+      scores = await this.score(v, seq.from(from), kept, asked, saved ? from : need, false);
+      if (!scores) return null;
+      v.lastRow = scores.at(-1);
       v.lastRowAt = seq.length;
     }
-    const out = logits;
+    const out = scores;
     return (q: number) => {
       if (saved && q === from) return saved;
-      if (rows === 'last') return scored(out!, out!.rows - 1);
+      if (rows === 'last') return out!.at(-1);
       const r = q - 1 - from - (fed - kept);
       if (r < 0) throw new Error(`internal: row for position ${q} was not requested (need ${need}, from ${from})`);
-      return scored(out!, r);
+      return out!.at(r);
     };
   }
 
@@ -507,7 +513,7 @@ export class Generation {
    * The drafter's next-token row after prompt ++ committed response ++ `extra` (drafted ids),
    * feeding only what its cache lacks. `cachedIds` says how much of response ++ extra is cached.
    */
-  private async drafterRow(extra: readonly number[] = [], countPass = true): Promise<ScoredRow | null> {
+  private async drafterRow(extra: readonly number[] = [], countPass = true): Promise<RowScore | null> {
     const lm = this.drafter.lm;
     const P = this.drafter.prompt.ids.length;
     const seq = new Joined(this.drafter.prompt.ids, this.ids, extra);
@@ -515,10 +521,11 @@ export class Generation {
     if (this.options.recomputeCaches) from = 0;
     else from = Math.min(commonPrefix(lm.tokens, seq, this.cachedIds < 0 ? 0 : Math.min(lm.length, P + this.cachedIds)), seq.length - 1);
     lm.crop(from);
-    const logits = await this.forward(this.drafter, seq.from(from), 'last', true, countPass);
-    if (!logits) return null;
+    // Rows of tokens already committed are not read again.
+    const scores = await this.score(this.drafter, seq.from(from), 1, null, P + this.ids.length, true, countPass);
+    if (!scores) return null;
     this.cachedIds = seq.length - P;
-    return scored(logits, logits.rows - 1);
+    return scores.at(-1);
   }
 
   /**
@@ -536,17 +543,23 @@ export class Generation {
     return values.some((v) => v === null) ? null : (values as T[]);
   }
 
-  /** One forward pass with abort check (and timing, when drafting); null when aborted. */
-  private async forward(m: Member, ids: number[], rows: 'last' | number, drafting: boolean, countPass = true): Promise<Logits | null> {
+  /**
+   * One scoring pass (top-k per row, full rows held by the member) with abort check (and
+   * timing, when drafting); null when aborted.
+   */
+  private async score(m: Member, ids: number[], rows: number, asked: number[] | null, holdFrom: number, drafting: boolean, countPass = true): Promise<Scores | null> {
     if (this.options.signal?.aborted) {
       this.finish = 'abort';
       return null;
     }
     const t0 = performance.now();
-    const logits = await m.lm.forward(ids, { logits: rows });
+    // Recomputing caches crops every model to nothing before each pass, which drops held rows:
+    // then every row comes back whole instead.
+    const full = this.options.recomputeCaches;
+    const scores = await m.lm.score(ids, { rows, topK: this.options.topK, ...(asked ? { asked } : {}), holdFrom, full });
     if (drafting) this.stats.time.draftingMs += performance.now() - t0;
     if (countPass) m.forwardPasses++;
-    return logits;
+    return scores;
   }
 
   /** Appends committed ids to the response and checks the stop conditions. */
@@ -578,6 +591,12 @@ export class Generation {
     s.time.totalMs = performance.now() - this.started;
     return { text: this.text.text(), finishReason: this.finish ?? 'length', stats: s, ...(this.options.trace ? { trace: this.trace } : {}) };
   }
+}
+
+/** Probability of `id` under a scored row (reads the row's normalizer where it is held). */
+async function probabilityOf(r: RowScore, id: number): Promise<number> {
+  const [logit, normalizer] = await Promise.all([r.logitOf(id), r.logNormalizer()]);
+  return Math.exp(logit - normalizer);
 }
 
 /** Index of the first token of `t` that starts at or after byte `offset`. */

@@ -3,11 +3,12 @@
  * back. Knows nothing about ensembling.
  * @module
  */
-import { ContextOverflowError, DisposedError, InvalidArgumentError } from '../errors.js';
+import { ContextOverflowError, DisposedError, InferenceError, InvalidArgumentError } from '../errors.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 import { argmax, type LogitsRow } from './distribution.js';
 import type { GraphContract } from './graph.js';
 import type { ResolvedProviders } from './providers.js';
+import { Scores, type RowAnswer, type RowQuery, type ScorePayload, type ScoreRequest } from './scores.js';
 import type { ModelBackend } from './sessionRunner.js';
 
 /** What was loaded, for inspection and error messages. */
@@ -47,6 +48,20 @@ export interface ForwardOptions {
    * Graphs with `num_logits_to_keep` compute only those rows.
    */
   logits?: 'all' | 'last' | number;
+}
+
+/** Options of {@link CausalLM.score}. */
+export interface ScoreOptions {
+  /** Which rows: `'all'` new positions (default), `'last'`, or the last N. */
+  rows?: 'all' | 'last' | number;
+  /** Best ids returned per row (default 1: the argmax). */
+  topK?: number;
+  /** Per row, an id whose logit to return, or -1 (e.g. the token that follows each position). */
+  asked?: readonly number[];
+  /** Rows of earlier passes that predict positions before this one may be dropped (default 0: keep). */
+  holdFrom?: number;
+  /** Return the full rows too, holding none (default false). */
+  full?: boolean;
 }
 
 /** Logits rows returned by {@link CausalLM.forward}; rows are views, not copies. */
@@ -150,7 +165,50 @@ export class CausalLM {
    * rows asked for). On error the cache is left exactly as it was.
    */
   async forward(ids: readonly number[], options: ForwardOptions = {}): Promise<Logits> {
-    const backend = this.requireBackend();
+    const wanted = this.checkPass(ids, options.logits);
+    const out = await this.pass((backend) => backend.forward(ids, wanted), ids);
+    // Views of this realm's types over the buffers (no copy): onnxruntime's outputs and worker
+    // messages may come in another V8 realm's types (e.g. under Jest's stock environment).
+    const data = new Float32Array(out.data.buffer, out.data.byteOffset, out.data.length);
+    const best = new Int32Array(out.best.buffer, out.best.byteOffset, out.best.length);
+    return new Logits(data, out.rows, out.width, best);
+  }
+
+  /**
+   * Appends `ids` and returns reduced rows: per row the top-k and the logit of an asked id.
+   * The full rows stay with the session (in its worker) until the sequence is cropped before
+   * them or a later pass's `holdFrom` passes them; {@link RowScore} reads them on demand. This
+   * is what the ensemble engine uses: full rows cross threads only at ensemble points.
+   *
+   * @example
+   * ```ts
+   * const scores = await lm.score(ids, { rows: 1, topK: 10 });
+   * const row = scores.at(-1);
+   * const pBest = Math.exp(row.max - (await row.logNormalizer()));
+   * ```
+   */
+  async score(ids: readonly number[], options: ScoreOptions = {}): Promise<Scores> {
+    const wanted = this.checkPass(ids, options.rows);
+    const asked = options.asked ?? null;
+    if (asked && asked.length !== wanted) throw new InvalidArgumentError('asked', `${this.name}: score() needs one asked id per row (${wanted}), got ${asked.length}.`);
+    const topK = options.topK ?? 1;
+    if (!Number.isInteger(topK) || topK < 1) throw new InvalidArgumentError('topK', `${this.name}: score() needs topK >= 1, got ${String(options.topK)}.`);
+    const request: ScoreRequest = { rows: wanted, topK, asked: asked ? [...asked] : null, holdFrom: options.holdFrom ?? 0, full: options.full ?? false };
+    const out = await this.pass((backend) => backend.score(ids, request), ids);
+    const payload: ScorePayload = {
+      ...out,
+      topIds: new Int32Array(out.topIds.buffer, out.topIds.byteOffset, out.topIds.length),
+      topLogits: new Float32Array(out.topLogits.buffer, out.topLogits.byteOffset, out.topLogits.length),
+      asked: new Float32Array(out.asked.buffer, out.asked.byteOffset, out.asked.length),
+      logNormalizers: new Float64Array(out.logNormalizers.buffer, out.logNormalizers.byteOffset, out.logNormalizers.length),
+      data: out.data ? new Float32Array(out.data.buffer, out.data.byteOffset, out.data.length) : null,
+    };
+    return new Scores(payload, (query) => this.readRow(query), request.asked);
+  }
+
+  /** Validates a pass's ids and rows; returns how many rows it returns. */
+  private checkPass(ids: readonly number[], rows: ForwardOptions['logits']): number {
+    this.requireBackend();
     if (ids.length === 0) throw new InvalidArgumentError('ids', `${this.name}: forward() needs at least one token id.`);
     const vocab = this.tokenizer.vocabSize;
     for (const id of ids) {
@@ -158,28 +216,44 @@ export class CausalLM {
         throw new InvalidArgumentError('ids', `${this.name}: token id ${id} is outside the vocabulary (0..${Math.min(vocab, this.info.vocabSize) - 1}).`);
       }
     }
-    const past = this.history.length;
-    const total = past + ids.length;
+    const total = this.history.length + ids.length;
     if (total > this.info.maxPositions) {
       throw new ContextOverflowError(`${this.name}: ${total} tokens exceed the model's context of ${this.info.maxPositions} (max_position_embeddings). Shorten the prompt or lower maxNewTokens.`);
     }
-    const wanted = options.logits === undefined || options.logits === 'all' ? ids.length : options.logits === 'last' ? 1 : options.logits;
+    const wanted = rows === undefined || rows === 'all' ? ids.length : rows === 'last' ? 1 : rows;
     if (!Number.isInteger(wanted) || wanted < 1 || wanted > ids.length) {
-      throw new InvalidArgumentError('logits', `${this.name}: forward() can return 1..${ids.length} logits rows, not ${String(options.logits)}.`);
+      throw new InvalidArgumentError('logits', `${this.name}: forward() can return 1..${ids.length} logits rows, not ${String(rows)}.`);
     }
     if (this.busy) throw new InvalidArgumentError('forward', `${this.name}: forward() called while another forward() on the same model is running; await it first.`);
+    return wanted;
+  }
+
+  /** Runs one pass on the backend, one at a time; the ids join the sequence when it succeeds. */
+  private async pass<T>(run: (backend: ModelBackend) => Promise<T>, ids: readonly number[]): Promise<T> {
+    const backend = this.requireBackend();
     this.busy = true;
     try {
-      const out = await backend.forward(ids, wanted);
+      const out = await run(backend);
       this.history.push(...ids);
-      // Views of this realm's types over the buffers (no copy): onnxruntime's outputs and worker
-      // messages may come in another V8 realm's types (e.g. under Jest's stock environment).
-      const data = new Float32Array(out.data.buffer, out.data.byteOffset, out.data.length);
-      const best = new Int32Array(out.best.buffer, out.best.byteOffset, out.best.length);
-      return new Logits(data, out.rows, out.width, best);
+      return out;
     } finally {
       this.busy = false;
     }
+  }
+
+  private async readRow(query: RowQuery): Promise<RowAnswer> {
+    const backend = this.requireBackend();
+    if (query.position > this.history.length) {
+      throw new InferenceError(`${this.name}: the logits row predicting position ${query.position} is gone: the sequence was cropped to ${this.history.length} tokens since. Read rows before cropping.`);
+    }
+    if (this.busy) throw new InvalidArgumentError('read', `${this.name}: a scored row was read while forward() is running; await it first.`);
+    const [answer] = await backend.read([query]);
+    const a = answer!;
+    return {
+      logits: new Float32Array(a.logits.buffer, a.logits.byteOffset, a.logits.length),
+      logNormalizer: a.logNormalizer,
+      row: a.row ? new Float32Array(a.row.buffer, a.row.byteOffset, a.row.length) : null,
+    };
   }
 
   /** Rolls the sequence back to its first `length` tokens. */

@@ -172,6 +172,35 @@ export function topK(row: LogitsRow, k: number): TopK {
   return { ids, logits };
 }
 
+/**
+ * {@link topK} that also checks, in the same pass, that every value is finite; null when the
+ * row holds a NaN or ±Infinity. Its first id is the row's {@link argmax}.
+ */
+export function topKIfFinite(row: LogitsRow, k: number): TopK | null {
+  const n = Math.max(1, Math.min(k, row.length));
+  const ids = new Int32Array(n);
+  const logits = new Float32Array(n).fill(-Infinity);
+  let filled = 0;
+  let last = -Infinity;
+  // x - x is 0 for finite x and NaN for NaN/±Inf.
+  let nonFinite = 0;
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i]!;
+    nonFinite += v - v;
+    if (filled === n && !(v > last)) continue;
+    let j = filled < n ? filled++ : n - 1;
+    while (j > 0 && v > logits[j - 1]!) {
+      logits[j] = logits[j - 1]!;
+      ids[j] = ids[j - 1]!;
+      j--;
+    }
+    logits[j] = v;
+    ids[j] = i;
+    last = logits[n - 1]!;
+  }
+  return nonFinite === 0 && row.length > 0 ? { ids, logits } : null;
+}
+
 /** True when every value of the row is finite. */
 export function isFiniteRow(row: LogitsRow): boolean {
   const n = row.length;

@@ -24,6 +24,11 @@ function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(message, transfer);
 }
 
+/** Distinct ArrayBuffers among `buffers` (SharedArrayBuffers and absent ones left out). */
+function transferable(buffers: Array<ArrayBufferLike | undefined>): ArrayBuffer[] {
+  return buffers.filter((b, i, all): b is ArrayBuffer => b instanceof ArrayBuffer && all.indexOf(b) === i);
+}
+
 async function handle(message: WorkerRequest): Promise<void> {
   if (message.op === 'crop') {
     runner?.crop(message.length);
@@ -35,19 +40,24 @@ async function handle(message: WorkerRequest): Promise<void> {
       const { runner: opened, opened: info } = await openSession(message.request, (warning) => reply({ op: 'warning', message: warning }));
       runner = opened;
       reply({ op: 'done', id: message.id, value: info });
-    } else if (message.op === 'forward') {
+    } else if (message.op === 'forward' || message.op === 'score') {
       if (!runner) throw new InferenceError('the worker holds no session (it was released).');
       if (Atomics.load(state, STOPPING) === 1) throw new WorkerError('the process is exiting: no new forward pass starts.');
       Atomics.store(state, RUNNING, 1);
       let out;
       try {
-        out = await runner.forward(message.ids, message.wanted);
+        out = message.op === 'forward' ? await runner.forward(message.ids, message.wanted) : await runner.score(message.ids, message.request);
       } finally {
         Atomics.store(state, RUNNING, 0);
         Atomics.notify(state, RUNNING);
       }
-      const buffers = [out.data.buffer, out.best.buffer].filter((b, i, all): b is ArrayBuffer => b instanceof ArrayBuffer && all.indexOf(b) === i);
-      reply({ op: 'done', id: message.id, value: out }, buffers);
+      const buffers = 'best' in out ? [out.data.buffer, out.best.buffer] : [out.topIds.buffer, out.topLogits.buffer, out.asked.buffer, out.logNormalizers.buffer, out.data?.buffer];
+      reply({ op: 'done', id: message.id, value: out }, transferable(buffers));
+    } else if (message.op === 'read') {
+      if (!runner) throw new InferenceError('the worker holds no session (it was released).');
+      // Held rows are views into pass outputs other held rows share: send copies, never the buffers.
+      const answers = (await runner.read(message.queries)).map((a) => (a.row ? { ...a, row: a.row.slice() } : a));
+      reply({ op: 'done', id: message.id, value: answers }, transferable(answers.flatMap((a) => [a.logits.buffer, a.row?.buffer])));
     } else {
       const held = runner;
       runner = null;

@@ -9,6 +9,7 @@ import { argmaxIfFinite, float16ToFloat32 } from './distribution.js';
 import type { GraphContract } from './graph.js';
 import type { IncrementalCacheNames } from './cacheRewrite.js';
 import { ort, type InferenceSession, type Tensor } from './ort.js';
+import { HeldRows, summarizeRows, type RowAnswer, type RowQuery, type ScorePayload, type ScoreRequest } from './scores.js';
 
 /** Logits rows of one forward, as they cross a thread boundary (the buffers are transferable). */
 export interface LogitsPayload {
@@ -45,12 +46,23 @@ export interface RunnerSettings {
 export interface ModelBackend {
   /** Appends `ids` and returns the last `wanted` rows; on error the cache is as it was. */
   forward(ids: readonly number[], wanted: number): Promise<LogitsPayload>;
+  /** Appends `ids` and returns reduced rows, holding the full ones for {@link read}; on error the cache is as it was. */
+  score(ids: readonly number[], request: ScoreRequest): Promise<ScorePayload>;
+  /** Reads rows held by earlier scoring passes. */
+  read(queries: readonly RowQuery[]): Promise<RowAnswer[]>;
   /** Drops positions from `length` on. */
   crop(length: number): void;
   /** Frees the session (and the worker, if any). Idempotent. */
   release(): Promise<void>;
   /** Set by the owner; called when the cache was lost (a restarted worker starts empty). */
   onCacheLost?: () => void;
+}
+
+/** Rows of one onnxruntime run (a view into its output where possible). */
+interface RowsPiece {
+  data: Float32Array;
+  rows: number;
+  width: number;
 }
 
 type CacheData = Float32Array | Uint16Array;
@@ -173,7 +185,10 @@ export class SessionRunner implements ModelBackend {
   private readonly history: number[] = [];
   private ones = new BigInt64Array(0);
   private steps = 0;
+  private passes = 0;
   private session: InferenceSession | null;
+  /** Full rows of scoring passes, for later reads. */
+  private readonly held: HeldRows;
 
   constructor(
     session: InferenceSession,
@@ -184,6 +199,7 @@ export class SessionRunner implements ModelBackend {
     private readonly incremental: IncrementalCacheNames | null = null,
   ) {
     this.session = session;
+    this.held = new HeldRows(settings.name);
     const { numKeyValueHeads: heads, headDim } = settings;
     if (graph.numCacheLayers === 0) this.cache = null;
     else if (incremental) this.cache = new IncrementalKVCache(graph.numCacheLayers, heads, headDim, graph.cacheDType);
@@ -202,32 +218,94 @@ export class SessionRunner implements ModelBackend {
   }
 
   async forward(ids: readonly number[], wanted: number): Promise<LogitsPayload> {
-    // Graphs without a logits_to_keep input return a row per fed token: feed long inputs in
-    // pieces of at most `maxRows` tokens, so one run never returns more than the budget.
+    const before = this.history.length;
+    const pieces = await this.runRows(ids, wanted);
+    const width = pieces[0]!.width;
+    let data = pieces[0]!.data;
+    if (pieces.length > 1) {
+      data = new Float32Array(wanted * width);
+      let at = 0;
+      for (const p of pieces) {
+        data.set(p.data, at);
+        at += p.data.length;
+      }
+    }
+    const best = new Int32Array(wanted).fill(-1);
+    if (this.settings.checkLogits) {
+      for (let r = 0; r < wanted; r++) {
+        best[r] = argmaxIfFinite(data.subarray(r * width, (r + 1) * width));
+        if (best[r]! < 0) {
+          this.crop(before);
+          throw this.nonFinite(before + ids.length - wanted + r);
+        }
+      }
+    }
+    return { data, rows: wanted, width, best };
+  }
+
+  /**
+   * Appends `ids` and returns reduced rows (see scores.ts); the full rows stay held here for
+   * {@link read} unless the request asks for them. On error the cache is as it was.
+   */
+  async score(ids: readonly number[], request: ScoreRequest): Promise<ScorePayload> {
+    const before = this.history.length;
+    const wanted = request.rows;
+    const pieces = await this.runRows(ids, wanted);
+    const width = pieces[0]!.width;
+    const k = Math.max(1, Math.min(request.topK, width));
+    const into = { topIds: new Int32Array(wanted * k), topLogits: new Float32Array(wanted * k), asked: new Float32Array(wanted), at: 0 };
+    const first = before + ids.length - wanted + 1;
+    const pass = ++this.passes;
+    for (const p of pieces) {
+      const bad = summarizeRows(p.data, p.rows, width, request, this.settings.checkLogits, into);
+      if (bad >= 0) {
+        this.crop(before);
+        throw this.nonFinite(first - 1 + into.at + bad);
+      }
+      into.at += p.rows;
+    }
+    this.held.dropBefore(request.holdFrom);
+    let data: Float32Array | null = null;
+    if (request.full) {
+      data = pieces.length === 1 ? pieces[0]!.data : new Float32Array(wanted * width);
+      if (pieces.length > 1) pieces.reduce((at, p) => (data!.set(p.data, at), at + p.data.length), 0);
+    } else {
+      let r = 0;
+      for (const p of pieces) for (let i = 0; i < p.rows; i++, r++) this.held.hold(first + r, p.data.subarray(i * width, (i + 1) * width), pass);
+    }
+    const { topIds, topLogits, asked } = into;
+    return { first, rows: wanted, width, k, topIds, topLogits, asked, logNormalizers: new Float64Array(wanted).fill(NaN), data, pass };
+  }
+
+  /** Reads rows held by earlier {@link score} passes. */
+  async read(queries: readonly RowQuery[]): Promise<RowAnswer[]> {
+    return queries.map((q) => this.held.read(q));
+  }
+
+  private nonFinite(position: number): InferenceError {
+    return new InferenceError(`${this.settings.name}: non-finite logits (NaN/Inf) at position ${position} (step ${this.steps}). The model weights or its fp16 export are broken; try the fp32 file.`);
+  }
+
+  /**
+   * Runs `ids` and returns the last `wanted` rows, in pieces: graphs without a logits_to_keep
+   * input return a row per fed token, so long inputs are fed in pieces of at most `maxRows`
+   * tokens and one run never returns more than the budget. On error the cache is as it was.
+   */
+  private async runRows(ids: readonly number[], wanted: number): Promise<RowsPiece[]> {
     const width = this.graph.logitsVocabSize ?? this.settings.tokenizerIds;
     const maxRows = this.graph.logitsToKeepInput || !this.cache ? Infinity : Math.max(1, Math.floor(this.settings.logitsBudgetBytes / (4 * width)));
-    if (ids.length <= maxRows) return this.run(ids, wanted);
+    if (ids.length <= maxRows) return [await this.run(ids, wanted)];
     const before = this.history.length;
     try {
-      let rows: Float32Array | null = null;
-      let best: Int32Array | null = null;
-      let rowWidth = width;
+      const pieces: RowsPiece[] = [];
       const firstWanted = ids.length - wanted;
-      let filled = 0;
       for (let at = 0; at < ids.length; at += maxRows) {
         const piece = ids.slice(at, at + maxRows);
         const keep = Math.max(0, at + piece.length - Math.max(at, firstWanted));
         const out = await this.run(piece, Math.max(1, keep));
-        if (keep > 0) {
-          rowWidth = out.width;
-          rows ??= new Float32Array(wanted * rowWidth);
-          best ??= new Int32Array(wanted);
-          rows.set(out.data.subarray((out.rows - keep) * rowWidth, out.rows * rowWidth), filled * rowWidth);
-          best.set(out.best.subarray(out.rows - keep), filled);
-          filled += keep;
-        }
+        if (keep > 0) pieces.push(out);
       }
-      return { data: rows!, rows: wanted, width: rowWidth, best: best! };
+      return pieces;
     } catch (error) {
       this.crop(before);
       throw error;
@@ -235,7 +313,7 @@ export class SessionRunner implements ModelBackend {
   }
 
   /** One onnxruntime run over `ids` (the cache holds everything before them). */
-  private async run(ids: readonly number[], wanted: number): Promise<LogitsPayload> {
+  private async run(ids: readonly number[], wanted: number): Promise<RowsPiece> {
     const session = this.session;
     if (!session) throw new InferenceError(`${this.settings.name}: the session was released.`);
     const g = this.graph;
@@ -281,26 +359,18 @@ export class SessionRunner implements ModelBackend {
     let data: Float32Array;
     if (logitsTensor.type === 'float16') data = float16ToFloat32(raw.subarray(first * width, rowsReturned * width) as Uint16Array);
     else data = first > wanted ? (raw as Float32Array).slice(first * width, rowsReturned * width) : (raw as Float32Array).subarray(first * width, rowsReturned * width);
-    const best = new Int32Array(wanted).fill(-1);
-    if (this.settings.checkLogits) {
-      for (let r = 0; r < wanted; r++) {
-        best[r] = argmaxIfFinite(data.subarray(r * width, (r + 1) * width));
-        if (best[r]! < 0) {
-          throw new InferenceError(`${this.settings.name}: non-finite logits (NaN/Inf) at position ${total - wanted + r} (step ${this.steps}). The model weights or its fp16 export are broken; try the fp32 file.`);
-        }
-      }
-    }
     if (this.cache instanceof IncrementalKVCache) this.cache.append(this.incremental!.newOutputs.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
     else if (this.cache) this.cache.replace(g.presentNames.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
     this.history.push(...ids);
     this.steps++;
-    return { data, rows: wanted, width, best };
+    return { data, rows: wanted, width };
   }
 
   crop(length: number): void {
     if (length >= this.history.length) return;
     this.history.length = length;
     this.cache?.crop(length);
+    this.held.cropTo(length);
   }
 
   async release(): Promise<void> {
@@ -309,6 +379,7 @@ export class SessionRunner implements ModelBackend {
     this.session = null;
     this.history.length = 0;
     this.cache?.clear();
+    this.held.clear();
     await this.release_(session);
   }
 

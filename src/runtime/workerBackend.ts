@@ -11,6 +11,7 @@ import { InferenceError, WorkerError } from '../errors.js';
 import { moduleFile } from './moduleFile.js';
 import { countWorkerSession } from './ort.js';
 import type { OpenedModel, OpenRequest } from './openSession.js';
+import type { RowAnswer, RowQuery, ScorePayload, ScoreRequest } from './scores.js';
 import type { LogitsPayload, ModelBackend } from './sessionRunner.js';
 import { deserializeError, RUNNING, STOPPING, type WorkerReply, type WorkerRequest } from './workerMessages.js';
 
@@ -105,13 +106,28 @@ export class WorkerBackend implements ModelBackend {
   }
 
   async forward(ids: readonly number[], wanted: number): Promise<LogitsPayload> {
+    await this.ready();
+    return (await this.call({ op: 'forward', id: 0, ids: [...ids], wanted })) as LogitsPayload;
+  }
+
+  async score(ids: readonly number[], request: ScoreRequest): Promise<ScorePayload> {
+    await this.ready();
+    return (await this.call({ op: 'score', id: 0, ids: [...ids], request })) as ScorePayload;
+  }
+
+  async read(queries: readonly RowQuery[]): Promise<RowAnswer[]> {
+    if (this.released) throw new InferenceError(`${this.request.name}: the model was released.`);
+    return (await this.call({ op: 'read', id: 0, queries: [...queries] })) as RowAnswer[];
+  }
+
+  /** Before a pass: fails once released, restarts a worker that died. */
+  private async ready(): Promise<void> {
     if (this.released) throw new InferenceError(`${this.request.name}: the model was released.`);
     if (this.dead) {
       this.dead = false;
       this.starting ??= this.start().then(() => undefined).finally(() => (this.starting = null));
     }
     if (this.starting) await this.starting;
-    return (await this.call({ op: 'forward', id: 0, ids: [...ids], wanted })) as LogitsPayload;
   }
 
   crop(length: number): void {

@@ -5,6 +5,7 @@
  */
 import * as errors from '../errors.js';
 import type { OpenedModel, OpenRequest } from './openSession.js';
+import type { RowAnswer, RowQuery, ScorePayload, ScoreRequest } from './scores.js';
 import type { LogitsPayload } from './sessionRunner.js';
 
 /** Slots of the state a worker shares with the main thread: a pass is running; stop starting passes. */
@@ -15,12 +16,14 @@ export const STOPPING = 1;
 export type WorkerRequest =
   | { op: 'open'; id: number; request: OpenRequest }
   | { op: 'forward'; id: number; ids: number[]; wanted: number }
+  | { op: 'score'; id: number; ids: number[]; request: ScoreRequest }
+  | { op: 'read'; id: number; queries: RowQuery[] }
   | { op: 'crop'; length: number }
   | { op: 'release'; id: number };
 
 /** Replies and notices from the worker. */
 export type WorkerReply =
-  | { op: 'done'; id: number; value: OpenedModel | LogitsPayload | null }
+  | { op: 'done'; id: number; value: OpenedModel | LogitsPayload | ScorePayload | RowAnswer[] | null }
   | { op: 'failed'; id: number; error: SerializedError }
   | { op: 'warning'; message: string };
 

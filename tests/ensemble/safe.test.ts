@@ -129,9 +129,9 @@ describe('SafeEnsemble on random tiny decoders (Qwen3 and Mistral tokenizers)', 
     const controller = new AbortController();
     let calls = 0;
     let callsAtAbort = -1;
-    const originals = [qwen, mistral].map((m) => m.forward.bind(m));
+    const originals = [qwen, mistral].map((m) => m.score.bind(m));
     [qwen, mistral].forEach((m, i) => {
-      m.forward = (...args) => {
+      m.score = (...args) => {
         calls++;
         return originals[i]!(...args);
       };
@@ -148,7 +148,7 @@ describe('SafeEnsemble on random tiny decoders (Qwen3 and Mistral tokenizers)', 
       expect(result!.finishReason).toBe('abort');
       expect(calls).toBe(callsAtAbort); // no forward pass started after the abort
     } finally {
-      [qwen, mistral].forEach((m, i) => (m.forward = originals[i]!));
+      [qwen, mistral].forEach((m, i) => (m.score = originals[i]!));
     }
     const after = await ensemble.generate(PROMPT, { ...RAW, maxNewTokens: 30 });
     const fresh = new SafeEnsemble([await loadModel(qwen.info.dir), await loadModel(mistral.info.dir)]);

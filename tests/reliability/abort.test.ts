@@ -26,8 +26,8 @@ class PassCounter {
 
   constructor(models: readonly CausalLM[]) {
     for (const m of models) {
-      const forward = m.forward.bind(m);
-      m.forward = async (...args) => {
+      const forward = m.score.bind(m);
+      m.score = async (...args) => {
         this.started++;
         const result = forward(...args);
         if (this.abortAt && this.started === this.abortAt.at) this.abortAt.abort();

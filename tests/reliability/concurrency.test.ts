@@ -21,8 +21,8 @@ function guardOverlap(models: readonly CausalLM[]): { maxInFlight: number } {
   const state = { maxInFlight: 0 };
   for (const m of models) {
     let inFlight = 0;
-    const forward = m.forward.bind(m);
-    m.forward = async (...args) => {
+    const forward = m.score.bind(m);
+    m.score = async (...args) => {
       inFlight++;
       state.maxInFlight = Math.max(state.maxInFlight, inFlight);
       try {
