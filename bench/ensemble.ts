@@ -21,7 +21,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { loadModel, SafeEnsemble, type CausalLM, type EnsembleOptions, type EnsembleResult, type ExecutionMode } from '../src/index.js';
 import { writeScriptedModel } from '../tools/fixtures/scriptedDecoder.js';
@@ -88,15 +88,39 @@ interface Row {
   times: Measurement[];
   /** Event-loop delay during the timed generations: p99 and max over all of them (ms). */
   lag: { p99: number; max: number };
+  /** Garbage collection on the main thread during the timed generations: pauses and their total time. */
+  gc: { count: number; ms: number };
+}
+
+/** Main-thread GC pauses while `fn` runs (workers collect in heaps of their own). */
+async function withGcCount<T>(fn: () => Promise<T>, into: { count: number; ms: number }): Promise<T> {
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      into.count++;
+      into.ms += e.duration;
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  try {
+    return await fn();
+  } finally {
+    // Entries are delivered asynchronously: let the last ones arrive.
+    await new Promise((resolve) => setImmediate(resolve));
+    observer.disconnect();
+  }
 }
 
 /** Timer period of the event-loop delay monitor. */
 const LAG_RESOLUTION_MS = 10;
 
-const row = (label: string, ensemble: SafeEnsemble, options: EnsembleOptions): Row => ({ label, ensemble, options, results: [], times: [], lag: { p99: -Infinity, max: -Infinity } });
+const row = (label: string, ensemble: SafeEnsemble, options: EnsembleOptions): Row => ({ label, ensemble, options, results: [], times: [], lag: { p99: -Infinity, max: -Infinity }, gc: { count: 0, ms: 0 } });
 
 /** Wall-clock milliseconds per generated token over all rounds. */
 const msPerToken = (r: Row) => r.times.reduce((t, m) => t + m.wallMs, 0) / Math.max(1, r.times.reduce((n, m) => n + m.tokens, 0));
+const gcPer100 = (r: Row) => {
+  const tokens = Math.max(1, r.times.reduce((n, m) => n + m.tokens, 0)) / 100;
+  return `${(r.gc.count / tokens).toFixed(1)} / ${(r.gc.ms / tokens).toFixed(1)}`;
+};
 const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
 
 async function measure(rows: Row[]): Promise<void> {
@@ -108,7 +132,7 @@ async function measure(rows: Row[]): Promise<void> {
       fullGc();
       const delay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
       delay.enable();
-      const t = await timed(() => r.ensemble.generate(PROMPT, { ...raw, ...r.options }));
+      const t = await withGcCount(() => timed(() => r.ensemble.generate(PROMPT, { ...raw, ...r.options })), r.gc);
       delay.disable();
       // The histogram holds the time between timer turns: the resolution itself is not lag.
       r.lag.p99 = Math.max(r.lag.p99, delay.percentile(99) / 1e6 - LAG_RESOLUTION_MS);
@@ -123,14 +147,14 @@ const interval = (r: { ratio: number; low: number; high: number }) => `${r.ratio
 
 function report(title: string, rows: Row[], reference: (r: Row) => Row): void {
   console.log(`\n${title}`);
-  console.log('| strategy | tokens | E/T % | ms/token | speed vs drafter-only (wall) | (CPU) | event-loop lag p99 / max (ms, worst generation) |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  console.log('| strategy | tokens | E/T % | ms/token | speed vs drafter-only (wall) | (CPU) | event-loop lag p99 / max (ms, worst generation) | main-thread GC: pauses / ms per 100 tokens |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of rows) {
     const r0 = r.results[0]!;
     const ref = reference(r);
     const wall = speedRatio(r.times, ref.times, 'wallMs');
     const cpu = speedRatio(r.times, ref.times, 'cpuMs');
-    console.log(`| ${r.label} | ${r0.stats.generatedTokens} | ${r0.stats.ensembleRatePct.toFixed(1)} | ${msPerToken(r).toFixed(2)} | ${interval(wall)} | ${interval(cpu)} | ${r.lag.p99.toFixed(1)} / ${r.lag.max.toFixed(1)} |`);
+    console.log(`| ${r.label} | ${r0.stats.generatedTokens} | ${r0.stats.ensembleRatePct.toFixed(1)} | ${msPerToken(r).toFixed(2)} | ${interval(wall)} | ${interval(cpu)} | ${r.lag.p99.toFixed(1)} / ${r.lag.max.toFixed(1)} | ${gcPer100(r)} |`);
   }
 }
 

@@ -34,7 +34,8 @@ export function keyText(key: string): string {
 /** A model vocabulary seen through byte keys. One per tokenizer, shared by ensembles. */
 export class Vocabulary {
   private readonly keys: Array<string | undefined>;
-  private byKey: Map<string, number> | null = null;
+  /** Keys looked up so far (-1: no such token). */
+  private readonly byKey = new Map<string, number>();
   private readonly eos: Set<number>;
   /** Id appended when the ensemble picks end-of-sequence. */
   readonly eosId: number | null;
@@ -79,29 +80,19 @@ export class Vocabulary {
 
   /**
    * The id whose bytes are exactly `key`, or null. Prefers ordinary vocabulary entries over
-   * byte-fallback and special tokens. The index is built on first use (one pass over the vocabulary).
+   * byte-fallback and special tokens. A direct lookup in the tokenizer's own table: nothing is
+   * built over the vocabulary at the first ensemble.
    */
   idOf(key: string): number | null {
     if (key === EOS_KEY) return this.eosId;
-    if (!this.byKey) this.byKey = this.buildIndex();
-    return this.byKey.get(key) ?? null;
-  }
-
-  private buildIndex(): Map<string, number> {
-    const map = new Map<string, number>();
-    const weak = (id: number) => this.tokenizer.isSpecial(id) || /^<0x[0-9A-Fa-f]{2}>$/.test(this.tokenizer.tokenString(id));
-    for (let id = 0; id < this.tokenizer.vocabSize; id++) {
-      let k: string;
-      try {
-        k = this.key(id);
-      } catch {
-        continue; // holes in the id space
-      }
-      if (k === '' || k === EOS_KEY) continue;
-      const prev = map.get(k);
-      if (prev === undefined || (weak(prev) && !weak(id))) map.set(k, id);
+    let id = this.byKey.get(key);
+    if (id === undefined) {
+      id = this.tokenizer.idOfBytes(keyBytes(key)) ?? -1;
+      // An end-of-sequence token's bytes are not its key (EOS_KEY is).
+      if (id >= 0 && this.eos.has(id)) id = -1;
+      this.byKey.set(key, id);
     }
-    return map;
+    return id < 0 ? null : id;
   }
 
   /**

@@ -12,6 +12,7 @@
  * Attention, weights and every other node are untouched: the logits are the same.
  * @module
  */
+import { int64Constant as int64ConstantOf, intsAttribute, onnxNode, ONNX_FLOAT, ONNX_INT64, valueInfo } from './onnxProto.js';
 import { fields, stringField, WireWriter } from './protobufWire.js';
 
 /** Suffix of the sequence-major past inputs and of the new-row outputs. */
@@ -27,40 +28,8 @@ export interface IncrementalCacheNames {
 }
 
 const PREFIX = 'lse_incremental_';
-const ONNX_FLOAT = 1;
-const ONNX_INT64 = 7;
-
-function dim(value: number | string): WireWriter {
-  return typeof value === 'number' ? new WireWriter().varint(1, value) : new WireWriter().bytes(2, value);
-}
-
-function valueInfo(name: string, elemType: number, dims: Array<number | string>): WireWriter {
-  const shape = new WireWriter();
-  for (const d of dims) shape.bytes(1, dim(d));
-  const tensor = new WireWriter().varint(1, elemType).bytes(2, shape);
-  return new WireWriter().bytes(1, name).bytes(2, new WireWriter().bytes(1, tensor));
-}
-
-function node(opType: string, inputs: string[], outputs: string[], attributes: WireWriter[] = []): WireWriter {
-  const n = new WireWriter();
-  for (const i of inputs) n.bytes(1, i);
-  for (const o of outputs) n.bytes(2, o);
-  n.bytes(3, `${PREFIX}${opType}_${outputs[0]}`).bytes(4, opType);
-  for (const a of attributes) n.bytes(5, a);
-  return n;
-}
-
-function intsAttribute(name: string, values: number[]): WireWriter {
-  const a = new WireWriter().bytes(1, name);
-  for (const v of values) a.varint(8, v);
-  return a.varint(20, 7); // INTS
-}
-
-function int64Constant(output: string, values: bigint[]): WireWriter {
-  const raw = BigInt64Array.from(values);
-  const tensor = new WireWriter().varint(1, values.length).varint(2, ONNX_INT64).bytes(9, new Uint8Array(raw.buffer));
-  return node('Constant', [], [output], [new WireWriter().bytes(1, 'value').bytes(5, tensor).varint(20, 4)]); // TENSOR
-}
+const node = (opType: string, inputs: string[], outputs: string[], attributes: WireWriter[] = []) => onnxNode(PREFIX, opType, inputs, outputs, attributes);
+const int64Constant = (output: string, values: bigint[]) => int64ConstantOf(PREFIX, output, values);
 
 /** A graph input or output as declared: name, element type and dims (numbers or names). */
 interface Declared {

@@ -1,12 +1,12 @@
 /**
  * Hub ids resolved through transformers.js's own cache folder and download settings
  * (`env.cacheDir`, `env.remoteHost`, `env.allowRemoteModels`), so a model fetched once by
- * transformers.js is found here too, and vice versa.
+ * transformers.js is found here too, and vice versa. transformers.js is loaded only when a Hub id
+ * is resolved (it brings an image library and a second copy of onnxruntime's JS API).
  * @module
  */
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { env } from '@huggingface/transformers';
 import { ModelNotFoundError } from '../errors.js';
 import { DTYPE_SUFFIX } from './dtypes.js';
 
@@ -36,6 +36,7 @@ export function isHubId(value: string): boolean {
 
 /** Returns the cache folder of `id`, downloading missing files when remote access is allowed. */
 export async function resolveHubModel(id: string, options: HubOptions = {}): Promise<string> {
+  const { env } = await import('@huggingface/transformers');
   const revision = options.revision ?? 'main';
   const cacheRoot = options.cacheDir ?? env.cacheDir ?? join(process.cwd(), '.cache');
   const dir = revision === 'main' ? join(cacheRoot, id) : join(cacheRoot, id, revision);
@@ -55,18 +56,18 @@ export async function resolveHubModel(id: string, options: HubOptions = {}): Pro
 
   for (const file of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) {
     if (existsSync(join(dir, file))) continue;
-    if (!remote || !(await download(id, revision, file, join(dir, file)))) throw missingOffline(file);
+    if (!remote || !(await download(env, id, revision, file, join(dir, file)))) throw missingOffline(file);
   }
   for (const file of ['generation_config.json', 'chat_template.jinja']) {
-    if (!existsSync(join(dir, file)) && remote) await download(id, revision, file, join(dir, file));
+    if (!existsSync(join(dir, file)) && remote) await download(env, id, revision, file, join(dir, file));
   }
   const cached = onnxCandidates.find((f) => existsSync(join(dir, sub, f)));
   if (!cached) {
     let got: string | undefined;
     for (const f of remote ? onnxCandidates : []) {
-      if (await download(id, revision, `${sub}/${f}`, join(dir, sub, f))) {
+      if (await download(env, id, revision, `${sub}/${f}`, join(dir, sub, f))) {
         got = f;
-        await download(id, revision, `${sub}/${f}_data`, join(dir, sub, `${f}_data`));
+        await download(env, id, revision, `${sub}/${f}_data`, join(dir, sub, `${f}_data`));
         break;
       }
     }
@@ -75,7 +76,13 @@ export async function resolveHubModel(id: string, options: HubOptions = {}): Pro
   return dir;
 }
 
-async function download(id: string, revision: string, file: string, target: string): Promise<boolean> {
+/** The part of transformers.js's `env` that says where models come from. */
+interface HubEnv {
+  remoteHost?: string;
+  remotePathTemplate?: string;
+}
+
+async function download(env: HubEnv, id: string, revision: string, file: string, target: string): Promise<boolean> {
   const template = (env.remotePathTemplate ?? '{model}/resolve/{revision}/').replaceAll('{model}', id).replaceAll('{revision}', encodeURIComponent(revision));
   const url = `${String(env.remoteHost ?? 'https://huggingface.co/').replace(/\/?$/, '/')}${template.replace(/^\//, '')}${file}`;
   let response: Response;

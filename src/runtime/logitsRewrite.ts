@@ -6,6 +6,7 @@
  * Identity or Cast nodes at most); anything else runs as exported.
  * @module
  */
+import { int64Constant as int64ConstantOf, onnxNode } from './onnxProto.js';
 import { fields, WireWriter, type WireField } from './protobufWire.js';
 
 const PREFIX = 'lse_keep_';
@@ -34,19 +35,8 @@ function readNode(buf: Uint8Array, field: WireField): NodeInfo {
   return node;
 }
 
-function node(opType: string, inputs: string[], output: string, attributes: WireWriter[] = []): WireWriter {
-  const n = new WireWriter();
-  for (const i of inputs) n.bytes(1, i);
-  n.bytes(2, output).bytes(3, `${PREFIX}${opType}_${output}`).bytes(4, opType);
-  for (const a of attributes) n.bytes(5, a);
-  return n;
-}
-
-function int64Constant(output: string, values: bigint[]): WireWriter {
-  const raw = BigInt64Array.from(values);
-  const tensor = new WireWriter().varint(1, values.length).varint(2, 7).bytes(9, new Uint8Array(raw.buffer));
-  return node('Constant', [], output, [new WireWriter().bytes(1, 'value').bytes(5, tensor).varint(20, 4)]);
-}
+const node = (opType: string, inputs: string[], output: string, attributes: WireWriter[] = []) => onnxNode(PREFIX, opType, inputs, [output], attributes);
+const int64Constant = (output: string, values: bigint[]) => int64ConstantOf(PREFIX, output, values);
 
 /**
  * The model with a scalar int64 `logits_to_keep` input (0 keeps every row, as in transformers),

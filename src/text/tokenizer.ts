@@ -1,12 +1,15 @@
 /**
- * Tokenizer wrapper over transformers.js: encode/decode, special ids, chat templates and
- * byte-exact token offsets for byte-level BPE, sentencepiece (`▁`, `<0xNN>`) and normalizing
- * tokenizers.
+ * Tokenizer wrapper over transformers.js's tokenizer and template engines
+ * (`@huggingface/tokenizers`, `@huggingface/jinja`, the pieces its `PreTrainedTokenizer` is made
+ * of, used directly so loading a tokenizer does not load transformers.js's image and audio
+ * stack): encode/decode, special ids, chat templates and byte-exact token offsets for
+ * byte-level BPE, sentencepiece (`▁`, `<0xNN>`) and normalizing tokenizers.
  * @module
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as transformers from '@huggingface/transformers';
+import { Template } from '@huggingface/jinja';
+import { Tokenizer } from '@huggingface/tokenizers';
 import { InvalidArgumentError, ModelFileInvalidError, ModelFileMissingError, TokenizerError } from '../errors.js';
 import { byteLevelDecoderTable, bytesEqual, concatBytes, fromUtf8, utf8 } from './bytes.js';
 
@@ -63,12 +66,11 @@ export interface TokenizerLoadOptions {
   modelConfig?: Record<string, unknown> | null;
 }
 
-type HfTokenizer = {
-  encode(text: string, options?: { add_special_tokens?: boolean }): number[];
-  decode(ids: number[], options?: { skip_special_tokens?: boolean }): string;
-  apply_chat_template(messages: unknown[], options: Record<string, unknown>): unknown;
-  chat_template?: unknown;
-};
+/** tokenizer_config.json entries a chat template sees by name (as transformers.js passes them). */
+const TEMPLATE_TOKEN_NAMES = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'];
+
+/** transformers.js's apply_chat_template options that are not template variables. */
+const NON_TEMPLATE_OPTIONS = new Set(['chat_template', 'tokenize', 'padding', 'truncation', 'max_length', 'return_tensor', 'return_dict', 'tokenizer_kwargs']);
 
 type TokenizerJson = {
   model?: { type?: string; vocab?: Record<string, number> | Array<[string, number]> };
@@ -78,6 +80,18 @@ type TokenizerJson = {
 };
 
 const BYTE_FALLBACK = /^<0x([0-9A-Fa-f]{2})>$/;
+
+// ignoreBOM keeps a leading U+FEFF: some vocabularies have tokens that start with one.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The text of `bytes` when they are valid UTF-8, else null. */
+function validUtf8(bytes: Uint8Array): string | null {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return null;
+  }
+}
 
 function readJson(path: string, what: string): Record<string, unknown> {
   if (!existsSync(path)) {
@@ -116,7 +130,7 @@ function idList(value: unknown): number[] {
 }
 
 /**
- * A model's tokenizer: transformers.js underneath, plus the byte-level view SAFE needs.
+ * A model's tokenizer: transformers.js's tokenizer engine underneath, plus the byte-level view SAFE needs.
  *
  * @example
  * ```ts
@@ -140,22 +154,26 @@ export class TextTokenizer {
   /** The Jinja chat template, or null when the tokenizer has none. */
   readonly chatTemplate: string | null;
 
-  private readonly hf: HfTokenizer;
-  private readonly makePlain: () => HfTokenizer;
-  private plain: HfTokenizer | null = null;
-  private readonly idToToken: string[];
+  private readonly hf: Tokenizer;
+  private readonly makePlain: () => Tokenizer;
+  private plain: Tokenizer | null = null;
   private readonly addedIds: Set<number>;
+  /** The chat template's variables taken from tokenizer_config.json (bos_token, eos_token...). */
+  private readonly templateTokens: Record<string, string>;
+  private compiledTemplate: Template | null = null;
   private readonly byteCache: Array<Uint8Array | undefined>;
   /** Strings of the control tokens, longest first (see {@link controlTokenStrings}). */
   private readonly controlStrings: string[];
   /** Id of each control string. */
   private readonly controlIds: Map<string, number>;
   private readonly byteDecoder: Map<string, number> | null;
+  /** byte → vocabulary character of a byte-level BPE (the inverse of byteDecoder). */
+  private readonly byteEncoder: string[] | null;
   private readonly normalForm: 'NFC' | 'NFD' | 'NFKC' | 'NFKD' | null;
   private readonly prefixSpace: { plain: boolean; afterSpace: boolean };
 
-  private constructor(json: TokenizerJson, config: Record<string, unknown>, cls: new (j: unknown, c: unknown) => HfTokenizer, opts: TokenizerLoadOptions) {
-    this.hf = new cls(json, config);
+  private constructor(json: TokenizerJson, config: Record<string, unknown>, opts: TokenizerLoadOptions) {
+    this.hf = new Tokenizer(json, config);
     const template = config.chat_template;
     this.chatTemplate = typeof template === 'string' ? template : Array.isArray(template) ? ((template.find((t: { name?: string }) => t.name === 'default') as { template?: string } | undefined)?.template ?? null) : null;
     // Control tokens: the special ones, and the added tokens the chat template itself writes
@@ -167,24 +185,29 @@ export class TextTokenizer {
     // A second instance that knows no control tokens: caller text encoded with it can never
     // produce one. Built lazily, only for text that contains a control string.
     const controlSet = new Set(this.controlStrings);
-    this.makePlain = () => new cls({ ...json, added_tokens: (json.added_tokens ?? []).filter((t) => !controlSet.has(t.content)) }, config);
+    this.makePlain = () => new Tokenizer({ ...json, added_tokens: (json.added_tokens ?? []).filter((t) => !controlSet.has(t.content)) }, config);
+    this.templateTokens = {};
+    for (const name of TEMPLATE_TOKEN_NAMES) {
+      const content = tokenContent(config[name]);
+      if (content) this.templateTokens[name] = content;
+    }
 
-    const idToToken: string[] = [];
+    // The engine keeps the id → string and string → id tables; only the size is counted here.
+    let size = 0;
     const vocab = json.model?.vocab;
-    if (Array.isArray(vocab)) vocab.forEach(([tok], id) => (idToToken[id] = tok));
-    else if (vocab) for (const [tok, id] of Object.entries(vocab)) idToToken[id] = tok;
+    if (Array.isArray(vocab)) size = vocab.length;
+    else if (vocab) for (const id of Object.values(vocab)) if (id >= size) size = id + 1;
     const special = new Set<number>();
     const addedIds = new Set<number>();
     for (const t of json.added_tokens ?? []) {
-      idToToken[t.id] = t.content;
+      if (t.id >= size) size = t.id + 1;
       addedIds.add(t.id);
       if (t.special) special.add(t.id);
     }
-    if (idToToken.length === 0) throw new TokenizerError('tokenizer.json has an empty vocabulary (model.vocab). Use a complete tokenizer.json.');
-    this.idToToken = idToToken;
+    if (size === 0) throw new TokenizerError('tokenizer.json has an empty vocabulary (model.vocab). Use a complete tokenizer.json.');
     this.addedIds = addedIds;
-    this.vocabSize = idToToken.length;
-    this.byteCache = new Array(idToToken.length);
+    this.vocabSize = size;
+    this.byteCache = new Array(size);
     this.specialTokenIds = special;
 
     const decoderTypes = componentTypes(json.decoder);
@@ -194,6 +217,11 @@ export class TextTokenizer {
         ? 'sentencepiece'
         : 'other';
     this.byteDecoder = this.kind === 'byte-level' ? byteLevelDecoderTable() : null;
+    if (this.byteDecoder) {
+      const encoder: string[] = new Array(256);
+      for (const [ch, b] of this.byteDecoder) encoder[b] = ch;
+      this.byteEncoder = encoder;
+    } else this.byteEncoder = null;
     const normTypes = componentTypes(json.normalizer);
     this.normalForm = normTypes.has('NFKC') || normTypes.has('Precompiled') ? 'NFKC' : normTypes.has('NFKD') ? 'NFKD' : normTypes.has('NFC') ? 'NFC' : normTypes.has('NFD') ? 'NFD' : null;
 
@@ -215,7 +243,7 @@ export class TextTokenizer {
     // Sentencepiece tokenizers prepend a dummy `▁` to the text (sometimes only when it does
     // not already start with a space). Measure it instead of guessing from the config.
     this.prefixSpace = { plain: false, afterSpace: false };
-    const probe = (text: string) => fromUtf8(this.idsToBytes(this.hf.encode(text, { add_special_tokens: false })));
+    const probe = (text: string) => fromUtf8(this.idsToBytes(this.hf.encode(text, { add_special_tokens: false }).ids));
     this.prefixSpace = { plain: probe('a') === ' a', afterSpace: probe(' a') === '  a' };
   }
 
@@ -237,11 +265,10 @@ export class TextTokenizer {
     if (!j || typeof j !== 'object' || !j.model) {
       throw new TokenizerError('tokenizer.json has no "model" section; it is not a Hugging Face tokenizers file.');
     }
-    const className = typeof config.tokenizer_class === 'string' ? config.tokenizer_class.replace(/Fast$/, '') : 'PreTrainedTokenizer';
-    const registry = transformers as unknown as Record<string, unknown>;
-    const cls = (typeof registry[className] === 'function' ? registry[className] : registry.PreTrainedTokenizer) as new (a: unknown, b: unknown) => HfTokenizer;
+    // transformers.js's per-model tokenizer classes (Qwen2Tokenizer, LlamaTokenizer...) add
+    // nothing to encoding, decoding or templates for decoder LLMs: the engine itself is enough.
     try {
-      return new TextTokenizer(j, config, cls, opts);
+      return new TextTokenizer(j, config, opts);
     } catch (cause) {
       if (cause instanceof TokenizerError) throw cause;
       throw new TokenizerError(`transformers.js could not build the tokenizer (${(cause as Error).message}). Check tokenizer.json/tokenizer_config.json.`, { cause });
@@ -250,21 +277,43 @@ export class TextTokenizer {
 
   /** Id of a vocabulary string (raw form, e.g. `ĠHello` or `▁Hello`), or null. */
   tokenToId(token: string): number | null {
-    if (!this.tokenIndex) {
-      this.tokenIndex = new Map();
-      this.idToToken.forEach((t, id) => {
-        if (t !== undefined && !this.tokenIndex!.has(t)) this.tokenIndex!.set(t, id);
-      });
-      // Added tokens win over same-named base entries.
-      for (const id of this.addedIds) this.tokenIndex.set(this.idToToken[id]!, id);
-    }
-    return this.tokenIndex.get(token) ?? null;
+    // Added tokens win over same-named base entries (the engine's table is built that way).
+    return this.hf.token_to_id(token) ?? null;
   }
-  private tokenIndex: Map<string, number> | null = null;
+
+  /**
+   * The id whose {@link tokenBytes} are exactly `bytes`, or null: looked up through the
+   * engine's own string → id table (no index of its own). An ordinary vocabulary entry wins over
+   * a byte-fallback token (`<0x41>` for `A`) and over a special token with the same text.
+   */
+  idOfBytes(bytes: Uint8Array): number | null {
+    if (bytes.length === 0) return null;
+    const matches = (id: number | null): id is number => id !== null && bytesEqual(this.tokenBytes(id), bytes);
+    const text = validUtf8(bytes);
+    const candidates: Array<string | null> = [];
+    if (this.byteEncoder) candidates.push(Array.from(bytes, (b) => this.byteEncoder![b]!).join(''));
+    else if (this.kind === 'sentencepiece' && text !== null) candidates.push(text.replaceAll(' ', '\u2581'));
+    // Added tokens are literal text (and 'other' vocabularies are plain strings).
+    candidates.push(text);
+    let weak: number | null = null;
+    for (const c of candidates) {
+      if (c === null) continue;
+      const id = this.tokenToId(c);
+      if (!matches(id)) continue;
+      if (!this.specialTokenIds.has(id)) return id;
+      weak ??= id;
+    }
+    if (this.kind === 'sentencepiece' && bytes.length === 1) {
+      const hex = bytes[0]!.toString(16).toUpperCase().padStart(2, '0');
+      const id = this.tokenToId(`<0x${hex}>`);
+      if (matches(id)) return id;
+    }
+    return weak;
+  }
 
   /** Raw vocabulary string of an id (`ĠHello`, `▁Hello`, `<0x0A>`, `<|im_end|>`). */
   tokenString(id: number): string {
-    const t = this.idToToken[id];
+    const t = Number.isInteger(id) && id >= 0 ? this.hf.id_to_token(id) : undefined;
     if (t === undefined) throw new TokenizerError(`token id ${id} is outside the vocabulary (0..${this.vocabSize - 1}).`);
     return t;
   }
@@ -322,11 +371,11 @@ export class TextTokenizer {
       if (add) throw new InvalidArgumentError('plainSpans', 'encode(): plainSpans is for rendered chat templates and cannot be combined with addSpecialTokens.');
       return this.encodeOutsideSpans(text, options.plainSpans);
     }
-    if (options.allowSpecialTokens || !this.containsSpecialString(text)) {
-      return this.hf.encode(text, { add_special_tokens: add });
+    if (options.allowSpecialTokens || !this.mayHitControlToken(text)) {
+      return this.hf.encode(text, { add_special_tokens: add }).ids;
     }
     this.plain ??= this.makePlain();
-    return this.plain.encode(text, { add_special_tokens: add });
+    return this.plain.encode(text, { add_special_tokens: add }).ids;
   }
 
   /**
@@ -335,8 +384,13 @@ export class TextTokenizer {
    * does at added tokens; special strings inside the spans stay text.
    */
   private encodeOutsideSpans(text: string, plainSpans: ReadonlyArray<readonly [number, number]>): number[] {
-    this.plain ??= this.makePlain();
-    const plain = this.plain;
+    // Pieces without a control string encode the same with either instance; the one without
+    // control tokens (a second copy of the vocabulary) is built only when a piece needs it.
+    const encodePlain = (piece: string) => {
+      if (!this.mayHitControlToken(piece)) return this.hf.encode(piece, { add_special_tokens: false }).ids;
+      this.plain ??= this.makePlain();
+      return this.plain.encode(piece, { add_special_tokens: false }).ids;
+    };
     // Longest first, so a control string that extends another wins.
     const specials = this.controlStrings;
     const insidePlain = (from: number, to: number) => plainSpans.some(([a, b]) => from < b && to > a);
@@ -348,12 +402,12 @@ export class TextTokenizer {
         i++;
         continue;
       }
-      if (piece < i) ids.push(...plain.encode(text.slice(piece, i), { add_special_tokens: false }));
+      if (piece < i) ids.push(...encodePlain(text.slice(piece, i)));
       ids.push(this.specialIdOf(s));
       i += s.length;
       piece = i;
     }
-    if (piece < text.length) ids.push(...plain.encode(text.slice(piece), { add_special_tokens: false }));
+    if (piece < text.length) ids.push(...encodePlain(text.slice(piece)));
     return ids;
   }
 
@@ -378,9 +432,18 @@ export class TextTokenizer {
     return false;
   }
 
+  /**
+   * True when encoding `text` with the control tokens known could produce one: the text holds a
+   * control string as it is, or once normalized (added tokens may match the normalized text).
+   */
+  private mayHitControlToken(text: string): boolean {
+    return this.controlStrings.length > 0 && (this.containsSpecialString(text) || this.containsSpecialString(text.normalize('NFKC')));
+  }
+
   /** Decodes ids to text (transformers.js semantics). */
   decode(ids: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
     if (ids.length === 0) return '';
+    if (!ids.every((id) => Number.isInteger(id))) throw new InvalidArgumentError('ids', `decode() needs integer token ids, got ${ids.find((id) => !Number.isInteger(id))}.`);
     return this.hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 
@@ -500,13 +563,18 @@ export class TextTokenizer {
       throw new TokenizerError('this tokenizer has no chat template (tokenizer_config.json "chat_template" or chat_template.jinja). Add one, or pass a raw string prompt with rawPrompt: true.');
     }
     try {
-      return this.hf.apply_chat_template(messages as unknown[], {
+      this.compiledTemplate ??= new Template(this.chatTemplate);
+      // The variables transformers.js's apply_chat_template gives a template, in its order:
+      // keyword arguments may override tools / add_generation_prompt / documents.
+      const settings: Record<string, unknown> = {
         tools: options.tools && options.tools.length > 0 ? options.tools : null,
         add_generation_prompt: options.addGenerationPrompt ?? true,
-        tokenize: false,
-        chat_template: this.chatTemplate,
+        documents: null,
         ...options.templateKwargs,
-      }) as string;
+      };
+      const { tools, add_generation_prompt, documents, ...rest } = settings;
+      const kwargs = Object.fromEntries(Object.entries(rest).filter(([k]) => !NON_TEMPLATE_OPTIONS.has(k)));
+      return this.compiledTemplate.render({ messages: messages as unknown[], add_generation_prompt, tools, documents, ...this.templateTokens, ...kwargs } as Record<string, unknown>);
     } catch (cause) {
       throw new TokenizerError(`the chat template failed to render: ${(cause as Error).message}`, { cause });
     }
