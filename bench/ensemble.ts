@@ -23,6 +23,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { loadModel, SafeEnsemble, type CausalLM, type EnsembleOptions, type EnsembleResult, type ExecutionMode } from '../src/index.js';
 import { writeScriptedModel } from '../tools/fixtures/scriptedDecoder.js';
 import { fullGc, speedRatio, timed, williamsOrders, type Measurement } from '../src/cli/benchMethod.js';
@@ -163,7 +164,27 @@ async function loadPair(paths: [string, string], execution: ExecutionMode): Prom
   return Promise.all(paths.map((p) => loadModel(p, { execution, threads: 1 })));
 }
 
+/**
+ * The machine's own floor for event-loop lag: the main thread idle while `busy` other threads
+ * spin (as busy onnxruntime threads would). With as many busy threads as cores, the scheduler
+ * alone delays the main thread's timers.
+ */
+async function lagFloor(busy: number): Promise<{ p99: number; max: number }> {
+  const spinners = Array.from({ length: busy }, () => new Worker('const end = Date.now() + 4000; while (Date.now() < end) {}', { eval: true }));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const delay = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS });
+  delay.enable();
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  delay.disable();
+  await Promise.all(spinners.map((w) => w.terminate()));
+  return { p99: delay.percentile(99) / 1e6 - LAG_RESOLUTION_MS, max: delay.max / 1e6 - LAG_RESOLUTION_MS };
+}
+
 console.log(`shape ${values.shape}: hidden ${compute.hiddenSize}, ${compute.numLayers} layers, ${compute.numHeads} heads / ${compute.numKeyValueHeads} KV heads${'intermediateSize' in compute ? `, SwiGLU ${compute.intermediateSize}` : ''}; ${rounds} rounds; ${cores} cores; Node ${process.version}`);
+for (const busy of [0, 1, 2]) {
+  const floor = await lagFloor(busy);
+  console.log(`event-loop lag of an idle main thread with ${busy} busy thread(s) on this machine: p99 ${floor.p99.toFixed(1)} ms, max ${floor.max.toFixed(1)} ms`);
+}
 const pairNames = values.pairs!.split(',');
 for (const [name, variant] of [['agreeing', 0], ['disagreeing', 1]] as const) {
   if (!pairNames.includes(name)) continue;

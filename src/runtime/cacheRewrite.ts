@@ -86,8 +86,9 @@ export function usesExternalData(model: Uint8Array): boolean {
 
 /**
  * Returns the rewritten model and the names it uses, or null when the rewrite does not apply:
- * no `past_key_values.*` inputs with matching `present.*` outputs, a ModelProto without an
- * inline graph, or weights in external data (the rewritten bytes could not find them).
+ * no `past_key_values.*` inputs with matching `present.*` outputs, or a ModelProto without an
+ * inline graph. External-data initializers are kept as they are: the caller loads the rewritten
+ * bytes where their relative locations resolve (see openSession.ts).
  */
 export function rewriteForIncrementalCache(model: Uint8Array): { bytes: Uint8Array; names: IncrementalCacheNames } | null {
   const top = fields(model);
@@ -102,7 +103,6 @@ export function rewriteForIncrementalCache(model: Uint8Array): { bytes: Uint8Arr
       const declared = readValueInfo(model, f.payloadStart, f.end);
       inputs.set(declared.name, { declared, field: f });
     } else if (f.field === 12) outputs.add(stringField(model, f.payloadStart, f.end, 1) ?? '');
-    else if (f.field === 5 && fields(model, f.payloadStart, f.end).some((t) => t.field === 13)) return null; // external data
   }
   const layers: Array<[Declared, Declared]> = [];
   for (const name of inputs.keys()) {

@@ -153,23 +153,7 @@ export interface TopK {
 
 /** Top-k without sorting the vocabulary: one pass with a k-sized insertion buffer. */
 export function topK(row: LogitsRow, k: number): TopK {
-  const n = Math.max(0, Math.min(k, row.length));
-  const ids = new Int32Array(n);
-  const logits = new Float32Array(n).fill(-Infinity);
-  let filled = 0;
-  for (let i = 0; i < row.length; i++) {
-    const v = row[i]!;
-    if (filled === n && !(v > logits[n - 1]!)) continue;
-    let j = filled < n ? filled++ : n - 1;
-    while (j > 0 && v > logits[j - 1]!) {
-      logits[j] = logits[j - 1]!;
-      ids[j] = ids[j - 1]!;
-      j--;
-    }
-    logits[j] = v;
-    ids[j] = i;
-  }
-  return { ids, logits };
+  return selectTop(row, Math.max(0, Math.min(k, row.length))).top;
 }
 
 /**
@@ -177,7 +161,12 @@ export function topK(row: LogitsRow, k: number): TopK {
  * row holds a NaN or ±Infinity. Its first id is the row's {@link argmax}.
  */
 export function topKIfFinite(row: LogitsRow, k: number): TopK | null {
-  const n = Math.max(1, Math.min(k, row.length));
+  const { top, finite } = selectTop(row, Math.max(1, Math.min(k, row.length)));
+  return finite && row.length > 0 ? top : null;
+}
+
+/** The `n` best entries of a row (ties: lower id first) and whether every value was finite. */
+function selectTop(row: LogitsRow, n: number): { top: TopK; finite: boolean } {
   const ids = new Int32Array(n);
   const logits = new Float32Array(n).fill(-Infinity);
   let filled = 0;
@@ -187,7 +176,7 @@ export function topKIfFinite(row: LogitsRow, k: number): TopK | null {
   for (let i = 0; i < row.length; i++) {
     const v = row[i]!;
     nonFinite += v - v;
-    if (filled === n && !(v > last)) continue;
+    if (n === 0 || (filled === n && !(v > last))) continue;
     let j = filled < n ? filled++ : n - 1;
     while (j > 0 && v > logits[j - 1]!) {
       logits[j] = logits[j - 1]!;
@@ -198,7 +187,7 @@ export function topKIfFinite(row: LogitsRow, k: number): TopK | null {
     ids[j] = i;
     last = logits[n - 1]!;
   }
-  return nonFinite === 0 && row.length > 0 ? { ids, logits } : null;
+  return { top: { ids, logits }, finite: nonFinite === 0 };
 }
 
 /** True when every value of the row is finite. */

@@ -4,7 +4,9 @@
  * caller's thread, or a member worker), so everything it takes and returns is plain data.
  * @module
  */
-import { readFileSync, statSync } from 'node:fs';
+import { linkSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { NEW_ROWS_SUFFIX, rewriteForIncrementalCache, SEQ_MAJOR_SUFFIX, usesExternalData, type IncrementalCacheNames } from './cacheRewrite.js';
 import { addLogitsToKeep } from './logitsRewrite.js';
 import { ModelFileInvalidError, ModelFileMissingError, SafeEnsembleError, UnsupportedGraphError } from '../errors.js';
@@ -54,23 +56,69 @@ const REWRITE_LIMIT_BYTES = 2 ** 31;
  * The model to create the session from: the rewritten bytes when the incremental-cache rewrite
  * applies (see cacheRewrite.ts), else the file itself.
  */
-function modelSource(request: OpenRequest): { model: string | Uint8Array; names: IncrementalCacheNames | null } {
+function modelSource(request: OpenRequest): ModelSource {
+  const asExported: ModelSource = { model: request.onnxFile, names: null, cleanup: () => undefined };
   const wanted = { cache: request.incrementalCache !== false, logits: request.logitsToKeep !== false };
-  if (!wanted.cache && !wanted.logits) return { model: request.onnxFile, names: null };
+  if (!wanted.cache && !wanted.logits) return asExported;
   try {
-    if (statSync(request.onnxFile).size >= REWRITE_LIMIT_BYTES) return { model: request.onnxFile, names: null };
+    if (statSync(request.onnxFile).size >= REWRITE_LIMIT_BYTES) return asExported;
     const original = readFileSync(request.onnxFile);
-    // Rewritten bytes are loaded from memory, where external weight files could not be found.
-    if (usesExternalData(original)) return { model: request.onnxFile, names: null };
     let model: Uint8Array = original;
     if (wanted.logits) model = addLogitsToKeep(model) ?? model;
     const cache = wanted.cache ? rewriteForIncrementalCache(model) : null;
-    if (cache) return { model: cache.bytes, names: cache.names };
-    return { model: model === original ? request.onnxFile : model, names: null };
+    if (cache) model = cache.bytes;
+    if (model === original) return asExported;
+    const names = cache?.names ?? null;
+    // Loaded from memory, a graph could not find its external weight files (their locations are
+    // relative to the model's folder): such a graph is written next to links to them instead.
+    if (usesExternalData(original)) {
+      const beside = besideItsData(request.onnxFile, model);
+      return beside ? { model: beside.path, names, cleanup: beside.cleanup } : asExported;
+    }
+    return { model, names, cleanup: () => undefined };
   } catch {
     // Not a protobuf this reader understands: onnxruntime reports what is wrong with the file.
-    return { model: request.onnxFile, names: null };
+    return asExported;
   }
+}
+
+/** What a session is created from, and what to remove once it is. */
+interface ModelSource {
+  model: string | Uint8Array;
+  names: IncrementalCacheNames | null;
+  cleanup: () => void;
+}
+
+/**
+ * Writes `bytes` under `onnxFile`'s name into a new temporary folder that also holds a hard link
+ * to every other file of the model's folder, so relative external-data locations resolve
+ * (onnxruntime refuses symbolic links that lead out of the model's folder). The folder goes in
+ * the system's temp folder, or in the model's own folder where the two are different file
+ * systems; null where neither works (the model then runs as exported). onnxruntime reads the
+ * weights while the session is created, after which the folder can go.
+ */
+function besideItsData(onnxFile: string, bytes: Uint8Array): { path: string; cleanup: () => void } | null {
+  const from = dirname(onnxFile);
+  for (const parent of [tmpdir(), from]) {
+    let dir: string;
+    try {
+      dir = mkdtempSync(join(parent, '.lse-rewritten-'));
+    } catch {
+      continue;
+    }
+    const cleanup = () => rmSync(dir, { recursive: true, force: true });
+    try {
+      for (const entry of readdirSync(from, { withFileTypes: true })) {
+        if (entry.isFile() && entry.name !== basename(onnxFile)) linkSync(join(from, entry.name), join(dir, entry.name));
+      }
+      const path = join(dir, basename(onnxFile));
+      writeFileSync(path, bytes);
+      return { path, cleanup };
+    } catch {
+      cleanup();
+    }
+  }
+  return null;
 }
 
 type Meta = { name: string; isTensor: boolean; type?: string; shape?: ReadonlyArray<number | string> };
@@ -106,7 +154,9 @@ function classifySessionError(onnxFile: string): (error: unknown) => Error {
     const msg = String((error as Error)?.message ?? error);
     const external = /external data|\.onnx_data|GetExternalDataInfo|ExternalData|model_path must not be empty/i.exec(msg);
     if (external || /No such file|cannot open|could not open|doesn't exist|does not exist/i.test(msg)) {
-      const path = /([^\s'"]+\.onnx_data[^\s'"]*)/.exec(msg)?.[1] ?? `${onnxFile}_data`;
+      // Named next to the model (a rewritten graph is loaded from a temporary folder of links).
+      const named = /([^\s'"]+\.onnx_data[^\s'"]*)/.exec(msg)?.[1];
+      const path = named ? join(dirname(onnxFile), basename(named)) : `${onnxFile}_data`;
       return new ModelFileMissingError(path, `${onnxFile} refers to external weight data that could not be read (${msg.split('\n')[0]}). Put the *.onnx_data file(s) next to the .onnx file.`, { cause: error });
     }
     return new ModelFileInvalidError(onnxFile, `onnxruntime could not load ${onnxFile}: ${msg.split('\n')[0]}. The file may be truncated or not an ONNX model; re-export or re-download it.`, { cause: error });
@@ -141,8 +191,21 @@ function cacheSizes(config: Record<string, unknown>, graph: GraphContract, onnxF
  */
 export async function openSession(request: OpenRequest, onWarning: (message: string) => void): Promise<{ runner: SessionRunner; opened: OpenedModel }> {
   const { onnxFile } = request;
-  const { model, names } = modelSource(request);
-  const { session, resolved } = await createSessionWithProviders(model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
+  let { model, names, cleanup } = modelSource(request);
+  let created;
+  try {
+    created = await createSessionWithProviders(model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
+  } catch (error) {
+    // A rewritten graph that onnxruntime would not load from its temporary folder (weights in
+    // a subfolder...): the graph as exported reports its own problems, or runs.
+    if (typeof model !== 'string' || model === onnxFile) throw error;
+    cleanup();
+    ({ model, names, cleanup } = { model: onnxFile, names: null, cleanup: () => undefined });
+    created = await createSessionWithProviders(model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
+  } finally {
+    cleanup();
+  }
+  const { session, resolved } = created;
   try {
     const graph = discoverGraph(asExported(session, names), onnxFile);
     const sizes = cacheSizes(request.config, graph, onnxFile);

@@ -6,7 +6,8 @@
 import { loadModel, type CausalLM } from '../../src/index';
 import { rewriteForIncrementalCache } from '../../src/runtime/cacheRewrite';
 import { fixtureModel } from '../helpers/fixtures';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FixtureModelOptions } from '../../tools/fixtures/tinyDecoder';
 
@@ -15,6 +16,8 @@ const VARIANTS: Array<[string, FixtureModelOptions]> = [
   ['merged decoder (use_cache_branch)', { tokenizer: 'llama2', seed: 42, cache: 'merged' }],
   ['float16 cache', { tokenizer: 'llama2', seed: 43, cacheDType: 'float16' }],
   ['grouped-query attention, positions from the mask, logits_to_keep', { tokenizer: 'llama2', seed: 44, numHeads: 4, numKeyValueHeads: 2, positionIds: false, logitsToKeep: 'logits_to_keep' }],
+  // Written next to links to its weights file for the session to find it; the links go after.
+  ['external-data weights', { tokenizer: 'llama2', seed: 45, externalData: true }],
 ];
 
 /** Runs the same prefill / step / crop sequence on both models and compares every row. */
@@ -59,17 +62,31 @@ describe.each(VARIANTS)('incremental KV cache: %s', (_name, options) => {
   });
 });
 
-describe('graphs the rewrite leaves alone', () => {
-  it('runs models with external-data weights as exported', async () => {
-    const lm = await loadModel(fixtureModel({ tokenizer: 'llama2', seed: 45, externalData: true }));
+describe('a rewritten graph with external-data weights', () => {
+  it('is loaded from a temporary folder of links that is gone once the session exists', async () => {
+    const dir = fixtureModel({ tokenizer: 'llama2', seed: 45, externalData: true });
+    // A temp folder of this test's own (workers take the environment as it is when they start).
+    const scratch = mkdtempSync(join(tmpdir(), 'lse-tmpdir-'));
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = scratch;
     try {
-      expect(lm.info.incrementalCache).toBe(false);
-      expect((await lm.forward([1, 2, 3])).rows).toBe(3);
+      const lm = await loadModel(dir);
+      try {
+        expect(lm.info.incrementalCache).toBe(true);
+        expect(readdirSync(scratch)).toEqual([]); // the folder of links is gone
+        expect((await lm.forward([1, 2, 3])).rows).toBe(3);
+      } finally {
+        await lm.dispose();
+      }
     } finally {
-      await lm.dispose();
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+      rmSync(scratch, { recursive: true, force: true });
     }
   });
+});
 
+describe('graphs the rewrite leaves alone', () => {
   it('runs graphs without a KV cache as exported', async () => {
     const dir = fixtureModel({ tokenizer: 'llama2', seed: 46, cache: 'none' });
     expect(rewriteForIncrementalCache(readFileSync(join(dir, 'onnx', 'model.onnx')))).toBeNull();
