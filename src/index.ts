@@ -5,7 +5,7 @@
 export * from './errors.js';
 export { loadModel, selectOnnxFile, type LoadModelOptions } from './runtime/loadModel.js';
 export { DTYPE_SUFFIX, type ModelDType } from './runtime/dtypes.js';
-export { CausalLM, Logits, type ModelInfo, type ForwardOptions, type ScoreOptions, type ExecutionMode } from './runtime/causalLM.js';
+export { CausalLM, Logits, type ModelInfo, type ForwardOptions, type ScoreOptions, type SeamTraffic, type ExecutionMode } from './runtime/causalLM.js';
 export { Scores, RowScore, type ScoreRequest, type ScorePayload, type RowQuery, type RowAnswer } from './runtime/scores.js';
 export type { ModelBackend, LogitsPayload } from './runtime/sessionRunner.js';
 export { discoverGraph, type GraphContract, type CacheDType } from './runtime/graph.js';
@@ -30,6 +30,7 @@ export {
 } from './ensemble/options.js';
 export type { EnsembleResult, EnsembleStats, EnsembleChunk, FinishReason, PhaseTimes, TraceRecord, TraceCandidate, TraceModelEntry } from './ensemble/types.js';
 export type { EnsembleInput, ModelPrompt } from './ensemble/prompt.js';
+export type { EnsembleMember } from './ensemble/member.js';
 export { uniteDistribution, planUnite, finishUnite, decide, GacUnion, topKeys, type ModelView, type UnionMember, type UnitePlan, type EnsembleDistribution, type EnsembleDecision } from './ensemble/aggregate.js';
 export { Vocabulary, EOS_KEY, bytesKey, keyBytes, keyText, isBareSpace } from './ensemble/vocabulary.js';
 export { encodeContinuation, ResponseTokenization, validUtf8Length, type TokenSpans, type EncodingContext } from './text/continuation.js';

@@ -1,14 +1,15 @@
 /**
  * One generation: the SAFE draft–verify–ensemble loop and the per-token baselines, over
- * models that already hold their prompts. Knows models only through CausalLM.
+ * models that already hold their prompts. Knows models only through the member seam
+ * (member.ts): score ids, read rows, crop.
  * @module
  */
-import type { CausalLM } from '../runtime/causalLM.js';
 import type { RowScore, Scores } from '../runtime/scores.js';
 import { isCharBoundary } from '../text/bytes.js';
 import { encodeContinuation, ResponseTokenization } from '../text/continuation.js';
 import { decide, finishUnite, GacUnion, planUnite, topKeys, type EnsembleDecision, type EnsembleDistribution, type ModelView, type UnionMember } from './aggregate.js';
 import { consensusSkip, stableAlignment } from './gates.js';
+import type { EnsembleMember } from './member.js';
 import type { ResolvedOptions } from './options.js';
 import type { ModelPrompt } from './prompt.js';
 import { ByteBuffer, ResponseText } from './responseText.js';
@@ -17,7 +18,7 @@ import { keyText, Vocabulary } from './vocabulary.js';
 
 /** A model taking part in one generation. */
 interface Member {
-  lm: CausalLM;
+  lm: EnsembleMember;
   vocab: Vocabulary;
   prompt: ModelPrompt;
   weight: number;
@@ -32,7 +33,7 @@ interface Member {
 }
 
 /** Whether a tokenizer writes a dummy-prefix space before a response in this prompt context. */
-function responseAddsSpace(lm: CausalLM, prompt: ModelPrompt): boolean {
+function responseAddsSpace(lm: EnsembleMember, prompt: ModelPrompt): boolean {
   const tok = lm.tokenizer;
   const probe = encodeContinuation(tok, prompt.context, 'x') ?? encodeContinuation(tok, { text: '', special: null }, 'x');
   return !!probe && probe.ids.length > 0 && tok.tokenBytes(probe.ids[0]!)[0] === 0x20;
@@ -129,7 +130,7 @@ export class Generation {
   private readonly pipelined: boolean;
 
   constructor(
-    models: readonly CausalLM[],
+    models: readonly EnsembleMember[],
     prompts: readonly ModelPrompt[],
     drafterIndex: number,
     private readonly options: ResolvedOptions,
@@ -155,7 +156,7 @@ export class Generation {
     this.drafterAddsSpace = this.drafter.addsSpace ? 1 : 0;
     // Stop at the smallest context among the models (verifier tokenizations may run a little
     // longer than the drafter's, hence the margin of one draft).
-    const room = Math.min(...this.members.map((m) => m.lm.info.maxPositions - m.prompt.ids.length)) - options.draftLength - 1;
+    const room = Math.min(...this.members.map((m) => m.lm.maxPositions - m.prompt.ids.length)) - options.draftLength - 1;
     this.budget = Math.max(1, Math.min(options.maxNewTokens, room));
     this.stats = {
       strategy: options.strategy,
@@ -169,7 +170,7 @@ export class Generation {
       forwardPasses: models.map(() => 0),
       time: { draftingMs: 0, verifyingMs: 0, tokenizingMs: 0, ensemblingMs: 0, totalMs: 0 },
     };
-    this.pipelined = options.strategy === 'safe' && this.members.some((m) => m.lm.execution === 'worker');
+    this.pipelined = options.strategy === 'safe' && this.members.some((m) => m.lm.runsConcurrently);
     if (this.pipelined) this.stats.pipeline = { draftedAhead: 0, discarded: 0 };
   }
 

@@ -3,7 +3,7 @@
  * @module
  */
 import { ContextOverflowError, InvalidArgumentError, TokenizerError } from '../errors.js';
-import type { CausalLM } from '../runtime/causalLM.js';
+import type { EnsembleMember } from './member.js';
 import type { EncodingContext } from '../text/continuation.js';
 import type { ChatMessage, TextTokenizer } from '../text/tokenizer.js';
 
@@ -55,12 +55,12 @@ export function validateInput(input: unknown): asserts input is EnsembleInput {
  * (or is used as it is with `rawPrompt`, or when the model has no chat template); messages
  * need a chat template.
  */
-export function renderPrompt(lm: CausalLM, input: EnsembleInput, options: RenderOptions & { reserve: number }): ModelPrompt {
+export function renderPrompt(lm: EnsembleMember, input: EnsembleInput, options: RenderOptions & { reserve: number }): ModelPrompt {
   const prompt = renderPromptWith(lm.tokenizer, input, options, lm.name);
   if (prompt.ids.length === 0) throw new InvalidArgumentError('input', `input: the prompt renders to no tokens for model "${lm.name}".`);
-  if (prompt.ids.length + options.reserve > lm.info.maxPositions) {
+  if (prompt.ids.length + options.reserve > lm.maxPositions) {
     throw new ContextOverflowError(
-      `model "${lm.name}": the prompt is ${prompt.ids.length} tokens and up to ${options.reserve} more may be generated, beyond its context of ${lm.info.maxPositions}. Shorten the prompt or lower maxNewTokens.`,
+      `model "${lm.name}": the prompt is ${prompt.ids.length} tokens and up to ${options.reserve} more may be generated, beyond its context of ${lm.maxPositions}. Shorten the prompt or lower maxNewTokens.`,
     );
   }
   return prompt;

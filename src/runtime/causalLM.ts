@@ -96,6 +96,18 @@ export class Logits {
   }
 }
 
+/** What crossed the member seam from where the session runs (a worker: the bytes it sent). */
+export interface SeamTraffic {
+  /** Passes run ({@link CausalLM.forward} and {@link CausalLM.score}). */
+  passes: number;
+  /** Bytes the passes returned (logits rows, or top-k and asked logits). */
+  passBytes: number;
+  /** Reads of held rows (RowScore methods that went to the session). */
+  reads: number;
+  /** Bytes the reads returned (logits of asked ids, whole rows). */
+  readBytes: number;
+}
+
 /** Where a model's onnxruntime session runs. */
 export type ExecutionMode = 'worker' | 'inline';
 
@@ -117,6 +129,8 @@ export class CausalLM {
   private history: number[] = [];
   private backend: ModelBackend | null;
   private busy = false;
+  /** What came back through the seam so far (see {@link SeamTraffic}); counters only grow. */
+  readonly traffic: SeamTraffic = { passes: 0, passBytes: 0, reads: 0, readBytes: 0 };
 
   /** Use {@link loadModel}; this wraps a backend that already holds an open session. */
   constructor(
@@ -138,6 +152,16 @@ export class CausalLM {
   /** A short label for messages: the source folder or Hub id. */
   get name(): string {
     return this.info.source;
+  }
+
+  /** Longest sequence (prompt + generated) the model accepts (`info.maxPositions`). */
+  get maxPositions(): number {
+    return this.info.maxPositions;
+  }
+
+  /** Whether passes run in a worker thread, so that passes of several models overlap. */
+  get runsConcurrently(): boolean {
+    return this.execution === 'worker';
   }
 
   /** Number of tokens in the cache (the sequence the next forward continues). */
@@ -167,6 +191,7 @@ export class CausalLM {
   async forward(ids: readonly number[], options: ForwardOptions = {}): Promise<Logits> {
     const wanted = this.checkPass(ids, options.logits);
     const out = await this.pass((backend) => backend.forward(ids, wanted), ids);
+    this.traffic.passBytes += out.data.byteLength + out.best.byteLength;
     // Views of this realm's types over the buffers (no copy): onnxruntime's outputs and worker
     // messages may come in another V8 realm's types (e.g. under Jest's stock environment).
     const data = new Float32Array(out.data.buffer, out.data.byteOffset, out.data.length);
@@ -195,6 +220,7 @@ export class CausalLM {
     if (!Number.isInteger(topK) || topK < 1) throw new InvalidArgumentError('topK', `${this.name}: score() needs topK >= 1, got ${String(options.topK)}.`);
     const request: ScoreRequest = { rows: wanted, topK, asked: asked ? [...asked] : null, holdFrom: options.holdFrom ?? 0, full: options.full ?? false };
     const out = await this.pass((backend) => backend.score(ids, request), ids);
+    this.traffic.passBytes += out.topIds.byteLength + out.topLogits.byteLength + out.asked.byteLength + out.logNormalizers.byteLength + (out.data?.byteLength ?? 0);
     const payload: ScorePayload = {
       ...out,
       topIds: new Int32Array(out.topIds.buffer, out.topIds.byteOffset, out.topIds.length),
@@ -234,6 +260,7 @@ export class CausalLM {
     this.busy = true;
     try {
       const out = await run(backend);
+      this.traffic.passes++;
       this.history.push(...ids);
       return out;
     } finally {
@@ -249,6 +276,8 @@ export class CausalLM {
     if (this.busy) throw new InvalidArgumentError('read', `${this.name}: a scored row was read while forward() is running; await it first.`);
     const [answer] = await backend.read([query]);
     const a = answer!;
+    this.traffic.reads++;
+    this.traffic.readBytes += a.logits.byteLength + (a.row?.byteLength ?? 0);
     return {
       logits: new Float32Array(a.logits.buffer, a.logits.byteOffset, a.logits.length),
       logNormalizer: a.logNormalizer,

@@ -293,10 +293,17 @@ export class Scores {
     return this.payload.rows;
   }
 
-  /** Row `i` (negative counts from the end). */
+  /** Row `i` (negative counts from the end); the same object each time, so what it read stays read. */
   at(i: number): RowScore {
     const r = i < 0 ? this.payload.rows + i : i;
     if (r < 0 || r >= this.payload.rows) throw new InferenceError(`scored row ${i} is out of range (0..${this.payload.rows - 1}).`);
-    return new RowScore(this.payload, r, this.reader, this.asked?.[r] ?? -1);
+    let row = this.made.get(r);
+    if (!row) {
+      row = new RowScore(this.payload, r, this.reader, this.asked?.[r] ?? -1);
+      this.made.set(r, row);
+    }
+    return row;
   }
+
+  private readonly made = new Map<number, RowScore>();
 }
