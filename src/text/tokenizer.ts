@@ -437,7 +437,10 @@ export class TextTokenizer {
    * control string as it is, or once normalized (added tokens may match the normalized text).
    */
   private mayHitControlToken(text: string): boolean {
-    return this.controlStrings.length > 0 && (this.containsSpecialString(text) || this.containsSpecialString(text.normalize('NFKC')));
+    if (this.controlStrings.length === 0) return false;
+    if (this.containsSpecialString(text)) return true;
+    // ASCII text is its own NFKC form: normalize (a pass over the text) only when it could change.
+    return !/^[\x00-\x7f]*$/.test(text) && this.containsSpecialString(text.normalize('NFKC'));
   }
 
   /** Decodes ids to text (transformers.js semantics). */
