@@ -12,7 +12,7 @@
  * Attention, weights and every other node are untouched: the logits are the same.
  * @module
  */
-import { int64Constant as int64ConstantOf, intsAttribute, onnxNode, ONNX_FLOAT, ONNX_INT64, valueInfo } from './onnxProto.js';
+import { int64Constant as int64ConstantOf, intsAttribute, onnxNode, ONNX_FLOAT, readValueInfo, valueInfo, type Declared } from './onnxProto.js';
 import { fields, stringField, WireWriter } from './protobufWire.js';
 
 /** Suffix of the sequence-major past inputs and of the new-row outputs. */
@@ -30,50 +30,6 @@ export interface IncrementalCacheNames {
 const PREFIX = 'lse_incremental_';
 const node = (opType: string, inputs: string[], outputs: string[], attributes: WireWriter[] = []) => onnxNode(PREFIX, opType, inputs, outputs, attributes);
 const int64Constant = (output: string, values: bigint[]) => int64ConstantOf(PREFIX, output, values);
-
-/** A graph input or output as declared: name, element type and dims (numbers or names). */
-interface Declared {
-  name: string;
-  elemType: number;
-  dims: Array<number | string>;
-}
-
-function readValueInfo(buf: Uint8Array, from: number, to: number): Declared {
-  let name = '';
-  let elemType = 0;
-  const dims: Array<number | string> = [];
-  for (const f of fields(buf, from, to)) {
-    if (f.field === 1 && f.wireType === 2) name = new TextDecoder().decode(buf.subarray(f.payloadStart, f.end));
-    if (f.field !== 2 || f.wireType !== 2) continue;
-    const tensor = fields(buf, f.payloadStart, f.end).find((t) => t.field === 1 && t.wireType === 2);
-    if (!tensor) continue;
-    for (const t of fields(buf, tensor.payloadStart, tensor.end)) {
-      if (t.field === 1 && t.wireType === 0) elemType = varintAt(buf, t);
-      if (t.field !== 2 || t.wireType !== 2) continue;
-      for (const d of fields(buf, t.payloadStart, t.end)) {
-        if (d.field !== 1 || d.wireType !== 2) continue;
-        const inner = fields(buf, d.payloadStart, d.end)[0];
-        if (!inner) dims.push('?');
-        else if (inner.field === 1 && inner.wireType === 0) dims.push(varintAt(buf, inner));
-        else dims.push(new TextDecoder().decode(buf.subarray(inner.payloadStart, inner.end)));
-      }
-    }
-  }
-  return { name, elemType, dims };
-}
-
-/** The value of a varint field. */
-function varintAt(buf: Uint8Array, f: { start: number; end: number }): number {
-  let at = f.start;
-  while (buf[at]! >= 0x80) at++; // skip the key
-  let value = 0;
-  let shift = 0;
-  for (at++; at < f.end; at++) {
-    value += (buf[at]! & 0x7f) * 2 ** shift;
-    shift += 7;
-  }
-  return value;
-}
 
 const PAST_RE = /^past_key_values\.(\d+)\.(key|value)$/;
 

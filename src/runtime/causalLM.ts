@@ -39,6 +39,8 @@ export interface ModelInfo {
   graph: GraphContract;
   /** Whether the graph runs rewritten for an incremental KV cache (see LoadModelOptions.incrementalCache). */
   incrementalCache: boolean;
+  /** Whether scoring passes rank rows inside the graph (see LoadModelOptions.inGraphTopK). */
+  inGraphTopK: boolean;
 }
 
 /** Options of {@link CausalLM.forward}. */

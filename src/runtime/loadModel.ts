@@ -39,15 +39,22 @@ export interface LoadModelOptions extends ExecutionOptions, HubOptions {
   /**
    * Rewrite the graph at load (in memory; the file is not touched) so a step fetches only the
    * new key/value rows and a rollback copies nothing: KV-cache work stops growing with the
-   * context (default true). Models with external-data weights run as exported.
+   * context (default true). Graphs over 2 GiB run as exported.
    */
   incrementalCache?: boolean;
   /**
    * Give a graph without a `logits_to_keep` input one at load (in memory), by slicing the hidden
    * states before an LM head that is a plain MatMul: a prefill then computes one logits row, not
-   * one per prompt token (default true). Other heads, and external-data models, run as exported.
+   * one per prompt token (default true). Other heads run as exported.
    */
   logitsToKeep?: boolean;
+  /**
+   * Append TopK and a per-row sum (which screens the row for NaN/Inf) after the logits at load
+   * (in memory), so a scoring pass ranks its rows inside onnxruntime instead of in JavaScript
+   * (default true). Summaries are identical either way; graphs whose opset predates TopK's
+   * k input (11) run without.
+   */
+  inGraphTopK?: boolean;
   /** Check every returned logits row for NaN/Inf (default true). */
   checkLogits?: boolean;
   /** Override the context length (default: config.json `max_position_embeddings`). */
@@ -149,9 +156,9 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     throw new ModelFileInvalidError(onnxFile, `${onnxFile} is empty. Re-export or re-download the model file.`);
   }
   const execution = options.execution ?? defaultExecution();
-  const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, incrementalCache, logitsToKeep, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
+  const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
   void [_mode, _d, _f, _s, _m, _r, _c, _l];
-  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.vocabSize, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache, logitsToKeep };
+  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.vocabSize, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK };
   const warn = onWarning ?? console.warn;
   let backend: ModelBackend;
   let opened: OpenedModel;
@@ -182,6 +189,7 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
       providers: opened.providers,
       graph: opened.graph,
       incrementalCache: opened.incrementalCache,
+      inGraphTopK: opened.inGraphTopK,
     };
     return new CausalLM(backend, tokenizer, info, execution);
   } catch (error) {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { NEW_ROWS_SUFFIX, rewriteForIncrementalCache, SEQ_MAJOR_SUFFIX, usesExternalData, type IncrementalCacheNames } from './cacheRewrite.js';
 import { addLogitsToKeep } from './logitsRewrite.js';
+import { addInGraphScores, IN_GRAPH_SCORES_PREFIX, type InGraphScoreNames } from './topKRewrite.js';
 import { ModelFileInvalidError, ModelFileMissingError, SafeEnsembleError, UnsupportedGraphError } from '../errors.js';
 import { discoverGraph, type GraphContract } from './graph.js';
 import { releaseSession, type InferenceSession } from './ort.js';
@@ -35,6 +36,8 @@ export interface OpenRequest {
   incrementalCache?: boolean;
   /** Give a graph without a logits_to_keep input one at load (default true). */
   logitsToKeep?: boolean;
+  /** Append TopK and a row-sum check after the logits at load (default true). */
+  inGraphTopK?: boolean;
 }
 
 /** What opening learned about the model. */
@@ -47,6 +50,8 @@ export interface OpenedModel {
   vocabSize: number;
   /** Whether the graph was rewritten for an incremental KV cache. */
   incrementalCache: boolean;
+  /** Whether scoring passes rank rows inside the graph. */
+  inGraphTopK: boolean;
 }
 
 /** Most bytes of an ONNX file read into memory to rewrite it (protobuf files stop at 2 GiB). */
@@ -57,25 +62,28 @@ const REWRITE_LIMIT_BYTES = 2 ** 31;
  * applies (see cacheRewrite.ts), else the file itself.
  */
 function modelSource(request: OpenRequest): ModelSource {
-  const asExported: ModelSource = { model: request.onnxFile, names: null, cleanup: () => undefined };
-  const wanted = { cache: request.incrementalCache !== false, logits: request.logitsToKeep !== false };
-  if (!wanted.cache && !wanted.logits) return asExported;
+  const asExported: ModelSource = { model: request.onnxFile, names: null, scores: null, cleanup: () => undefined };
+  const wanted = { cache: request.incrementalCache !== false, logits: request.logitsToKeep !== false, scores: request.inGraphTopK !== false };
+  if (!wanted.cache && !wanted.logits && !wanted.scores) return asExported;
   try {
     if (statSync(request.onnxFile).size >= REWRITE_LIMIT_BYTES) return asExported;
     const original = readFileSync(request.onnxFile);
     let model: Uint8Array = original;
     if (wanted.logits) model = addLogitsToKeep(model) ?? model;
+    const scored = wanted.scores ? addInGraphScores(model) : null;
+    if (scored) model = scored.bytes;
     const cache = wanted.cache ? rewriteForIncrementalCache(model) : null;
     if (cache) model = cache.bytes;
     if (model === original) return asExported;
     const names = cache?.names ?? null;
+    const scores = scored?.names ?? null;
     // Loaded from memory, a graph could not find its external weight files (their locations are
     // relative to the model's folder): such a graph is written next to links to them instead.
     if (usesExternalData(original)) {
       const beside = besideItsData(request.onnxFile, model);
-      return beside ? { model: beside.path, names, cleanup: beside.cleanup } : asExported;
+      return beside ? { model: beside.path, names, scores, cleanup: beside.cleanup } : asExported;
     }
-    return { model, names, cleanup: () => undefined };
+    return { model, names, scores, cleanup: () => undefined };
   } catch {
     // Not a protobuf this reader understands: onnxruntime reports what is wrong with the file.
     return asExported;
@@ -86,6 +94,7 @@ function modelSource(request: OpenRequest): ModelSource {
 interface ModelSource {
   model: string | Uint8Array;
   names: IncrementalCacheNames | null;
+  scores: InGraphScoreNames | null;
   cleanup: () => void;
 }
 
@@ -125,16 +134,17 @@ type Meta = { name: string; isTensor: boolean; type?: string; shape?: ReadonlyAr
 
 /**
  * The session as discoverGraph must see it: a rewritten graph's sequence-major past inputs under
- * their original names and shapes, without the added new-row outputs.
+ * their original names and shapes, without the added new-row outputs and in-graph scores.
  */
-function asExported(session: InferenceSession, names: IncrementalCacheNames | null): InferenceSession {
-  if (!names) return session;
-  const inputs = (session.inputMetadata as readonly Meta[]).map((m) =>
-    m.name.endsWith(SEQ_MAJOR_SUFFIX)
+function asExported(session: InferenceSession, source: ModelSource): InferenceSession {
+  if (!source.names && !source.scores) return session;
+  const added = (name: string) => name.startsWith(IN_GRAPH_SCORES_PREFIX);
+  const inputs = (session.inputMetadata as readonly Meta[]).filter((m) => !added(m.name)).map((m) =>
+    source.names && m.name.endsWith(SEQ_MAJOR_SUFFIX)
       ? { ...m, name: m.name.slice(0, -SEQ_MAJOR_SUFFIX.length), shape: m.shape && [m.shape[0]!, m.shape[2]!, m.shape[1]!, m.shape[3]!] }
       : m,
   );
-  const outputs = (session.outputMetadata as readonly Meta[]).filter((m) => !m.name.endsWith(NEW_ROWS_SUFFIX));
+  const outputs = (session.outputMetadata as readonly Meta[]).filter((m) => !added(m.name) && !(source.names && m.name.endsWith(NEW_ROWS_SUFFIX)));
   return { inputMetadata: inputs, outputMetadata: outputs, inputNames: inputs.map((m) => m.name), outputNames: outputs.map((m) => m.name) } as unknown as InferenceSession;
 }
 
@@ -191,23 +201,24 @@ function cacheSizes(config: Record<string, unknown>, graph: GraphContract, onnxF
  */
 export async function openSession(request: OpenRequest, onWarning: (message: string) => void): Promise<{ runner: SessionRunner; opened: OpenedModel }> {
   const { onnxFile } = request;
-  let { model, names, cleanup } = modelSource(request);
+  let source = modelSource(request);
   let created;
   try {
-    created = await createSessionWithProviders(model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
+    created = await createSessionWithProviders(source.model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
   } catch (error) {
     // A rewritten graph that onnxruntime would not load from its temporary folder (weights in
     // a subfolder...): the graph as exported reports its own problems, or runs.
-    if (typeof model !== 'string' || model === onnxFile) throw error;
-    cleanup();
-    ({ model, names, cleanup } = { model: onnxFile, names: null, cleanup: () => undefined });
-    created = await createSessionWithProviders(model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
+    if (typeof source.model !== 'string' || source.model === onnxFile) throw error;
+    source.cleanup();
+    source = { model: onnxFile, names: null, scores: null, cleanup: () => undefined };
+    created = await createSessionWithProviders(source.model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
   } finally {
-    cleanup();
+    source.cleanup();
   }
+  const { names, scores } = source;
   const { session, resolved } = created;
   try {
-    const graph = discoverGraph(asExported(session, names), onnxFile);
+    const graph = discoverGraph(asExported(session, source), onnxFile);
     const sizes = cacheSizes(request.config, graph, onnxFile);
     const settings = {
       name: request.name,
@@ -220,11 +231,11 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
     // reject a narrow width itself: that is what is measured).
     let vocabSize = graph.logitsVocabSize;
     if (vocabSize === null) {
-      const probe = new SessionRunner(session, graph, { ...settings, tokenizerIds: 1, checkLogits: false }, async () => undefined, names);
+      const probe = new SessionRunner(session, graph, { ...settings, tokenizerIds: 1, checkLogits: false }, async () => undefined, names, scores);
       vocabSize = (await probe.forward([0], 1)).width;
     }
-    const runner = new SessionRunner(session, graph, settings, releaseSession, names);
-    return { runner, opened: { graph, providers: resolved, ...sizes, vocabSize, incrementalCache: names !== null } };
+    const runner = new SessionRunner(session, graph, settings, releaseSession, names, scores);
+    return { runner, opened: { graph, providers: resolved, ...sizes, vocabSize, incrementalCache: names !== null, inGraphTopK: scores !== null } };
   } catch (error) {
     await releaseSession(session as InferenceSession);
     throw error;

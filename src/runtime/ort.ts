@@ -58,7 +58,10 @@ function acceptTypedArraysOfBothRealms(): void {
   try {
     const req = createRequire(moduleFile || join(process.cwd(), 'index.js'));
     const common = req.resolve('onnxruntime-common', { paths: [dirname(req.resolve('onnxruntime-node'))] });
-    table = (req(join(dirname(common), 'tensor-impl-type-mapping.js')) as { NUMERIC_TENSOR_TYPE_TO_TYPEDARRAY_MAP?: Map<string, unknown> }).NUMERIC_TENSOR_TYPE_TO_TYPEDARRAY_MAP;
+    const mapping = req(join(dirname(common), 'tensor-impl-type-mapping.js')) as { NUMERIC_TENSOR_TYPE_TO_TYPEDARRAY_MAP?: Map<string, unknown>; checkTypedArray?: () => void };
+    // int64, uint64 and float16 enter the table lazily, at the first tensor: add them now.
+    mapping.checkTypedArray?.();
+    table = mapping.NUMERIC_TENSOR_TYPE_TO_TYPEDARRAY_MAP;
   } catch {
     return; // layout changed: forward() reports the realm problem with the fix
   }

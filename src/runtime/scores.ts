@@ -153,10 +153,24 @@ export class HeldRows {
   }
 }
 
+/** Top-k and row sums a graph computed itself (see topKRewrite.ts), for the rows of one run. */
+export interface InGraphTop {
+  /** Entries per row. */
+  k: number;
+  /** Row-major `rows × k` logits, largest first. */
+  logits: Float32Array;
+  /** Their ids. */
+  ids: BigInt64Array;
+  /** Per row, the sum of its logits: non-finite when a logit is (or the sum overflows). */
+  sums: Float32Array;
+}
+
 /**
  * Summarizes `rows` rows of `data` (row-major, `width` wide) for a {@link ScoreRequest}: top-k
  * and the asked logit per row, checking finiteness in the same pass when `check` is set.
- * Returns the index of the first non-finite row instead when one is found.
+ * Returns the index of the first non-finite row instead when one is found. With `inGraph` (the
+ * graph's own top-k of these rows, at the request's k) only the rows whose sum is not finite
+ * are looked at here.
  */
 export function summarizeRows(
   data: Float32Array,
@@ -165,19 +179,29 @@ export function summarizeRows(
   request: ScoreRequest,
   check: boolean,
   into: { topIds: Int32Array; topLogits: Float32Array; asked: Float32Array; at: number },
+  inGraph: InGraphTop | null = null,
 ): number {
   const k = Math.max(1, Math.min(request.topK, width));
+  if (inGraph && inGraph.k !== k) throw new InferenceError(`in-graph top-k has ${inGraph.k} entries per row where ${k} were asked.`);
   for (let r = 0; r < rows; r++) {
     const row = data.subarray(r * width, (r + 1) * width);
-    const top: TopK | null = topKIfFinite(row, k);
     const out = into.at + r;
+    const id = request.asked?.[out] ?? -1;
+    into.asked[out] = id >= 0 && id < width ? row[id]! : NaN;
+    // A finite sum means every logit is finite; otherwise the row decides (a sum can overflow).
+    if (inGraph && Number.isFinite(inGraph.sums[r]!)) {
+      for (let e = 0; e < k; e++) {
+        into.topIds[out * k + e] = Number(inGraph.ids[r * k + e]!);
+        into.topLogits[out * k + e] = inGraph.logits[r * k + e]!;
+      }
+      continue;
+    }
+    const top: TopK | null = topKIfFinite(row, k);
     if (!top) {
       if (check) return r;
       // An unchecked row with NaN/Inf still gets a summary (the model is broken; the caller chose not to know).
       writeTop(into, out, k, topK(row, k));
     } else writeTop(into, out, k, top);
-    const id = request.asked?.[out] ?? -1;
-    into.asked[out] = id >= 0 && id < width ? row[id]! : NaN;
   }
   return -1;
 }

@@ -9,7 +9,8 @@ import { argmaxIfFinite, float16ToFloat32 } from './distribution.js';
 import type { GraphContract } from './graph.js';
 import type { IncrementalCacheNames } from './cacheRewrite.js';
 import { ort, type InferenceSession, type Tensor } from './ort.js';
-import { HeldRows, summarizeRows, type RowAnswer, type RowQuery, type ScorePayload, type ScoreRequest } from './scores.js';
+import { HeldRows, summarizeRows, type InGraphTop, type RowAnswer, type RowQuery, type ScorePayload, type ScoreRequest } from './scores.js';
+import { IN_GRAPH_SCORES_PREFIX, type InGraphScoreNames } from './topKRewrite.js';
 
 /** Logits rows of one forward, as they cross a thread boundary (the buffers are transferable). */
 export interface LogitsPayload {
@@ -63,6 +64,8 @@ interface RowsPiece {
   data: Float32Array;
   rows: number;
   width: number;
+  /** The in-graph summary of the same rows, when the pass asked for one (see topKRewrite.ts). */
+  top: InGraphTop | null;
 }
 
 type CacheData = Float32Array | Uint16Array;
@@ -180,8 +183,10 @@ class IncrementalKVCache {
 /** Runs one onnxruntime session over one growing, croppable sequence. */
 export class SessionRunner implements ModelBackend {
   private readonly cache: KVCache | IncrementalKVCache | null;
-  /** Output names to fetch, when the graph was rewritten for an incremental cache. */
+  /** Output names to fetch, when the graph was rewritten (else everything it outputs). */
   private readonly fetches: string[] | undefined;
+  /** The same plus the in-graph scores, for scoring passes of a graph that has them. */
+  private readonly scoreFetches: string[] | undefined;
   private readonly history: number[] = [];
   private ones = new BigInt64Array(0);
   private steps = 0;
@@ -197,6 +202,8 @@ export class SessionRunner implements ModelBackend {
     private readonly release_: (session: InferenceSession) => Promise<void>,
     /** Cache names of a graph rewritten by rewriteForIncrementalCache, else null. */
     private readonly incremental: IncrementalCacheNames | null = null,
+    /** Names of the in-graph scores added by addInGraphScores, else null. */
+    private readonly inGraph: InGraphScoreNames | null = null,
   ) {
     this.session = session;
     this.held = new HeldRows(settings.name);
@@ -204,7 +211,15 @@ export class SessionRunner implements ModelBackend {
     if (graph.numCacheLayers === 0) this.cache = null;
     else if (incremental) this.cache = new IncrementalKVCache(graph.numCacheLayers, heads, headDim, graph.cacheDType);
     else this.cache = new KVCache(graph.numCacheLayers, heads, headDim, graph.cacheDType);
-    this.fetches = incremental ? ['logits', ...incremental.newOutputs.flat()] : undefined;
+    // Unfetched outputs are not computed: forward() leaves the in-graph scores out.
+    if (incremental) this.fetches = ['logits', ...incremental.newOutputs.flat()];
+    else if (inGraph) this.fetches = session.outputNames.filter((n) => !n.startsWith(IN_GRAPH_SCORES_PREFIX));
+    this.scoreFetches = inGraph ? [...this.fetches!, inGraph.topLogits, inGraph.topIds, inGraph.rowSums] : undefined;
+  }
+
+  /** Whether scoring passes rank rows inside the graph (see topKRewrite.ts). */
+  get inGraphScores(): boolean {
+    return this.inGraph !== null;
   }
 
   /** Whether the cache is kept incrementally (see rewriteForIncrementalCache). */
@@ -250,14 +265,16 @@ export class SessionRunner implements ModelBackend {
   async score(ids: readonly number[], request: ScoreRequest): Promise<ScorePayload> {
     const before = this.history.length;
     const wanted = request.rows;
-    const pieces = await this.runRows(ids, wanted);
+    // k must not exceed the row width, which the tokenizer's size bounds from below.
+    const inGraphK = this.inGraph && request.topK <= this.settings.tokenizerIds ? Math.max(1, request.topK) : 0;
+    const pieces = await this.runRows(ids, wanted, inGraphK);
     const width = pieces[0]!.width;
     const k = Math.max(1, Math.min(request.topK, width));
     const into = { topIds: new Int32Array(wanted * k), topLogits: new Float32Array(wanted * k), asked: new Float32Array(wanted), at: 0 };
     const first = before + ids.length - wanted + 1;
     const pass = ++this.passes;
     for (const p of pieces) {
-      const bad = summarizeRows(p.data, p.rows, width, request, this.settings.checkLogits, into);
+      const bad = summarizeRows(p.data, p.rows, width, request, this.settings.checkLogits, into, p.top);
       if (bad >= 0) {
         this.crop(before);
         throw this.nonFinite(first - 1 + into.at + bad);
@@ -291,10 +308,10 @@ export class SessionRunner implements ModelBackend {
    * input return a row per fed token, so long inputs are fed in pieces of at most `maxRows`
    * tokens and one run never returns more than the budget. On error the cache is as it was.
    */
-  private async runRows(ids: readonly number[], wanted: number): Promise<RowsPiece[]> {
+  private async runRows(ids: readonly number[], wanted: number, topK = 0): Promise<RowsPiece[]> {
     const width = this.graph.logitsVocabSize ?? this.settings.tokenizerIds;
     const maxRows = this.graph.logitsToKeepInput || !this.cache ? Infinity : Math.max(1, Math.floor(this.settings.logitsBudgetBytes / (4 * width)));
-    if (ids.length <= maxRows) return [await this.run(ids, wanted)];
+    if (ids.length <= maxRows) return [await this.run(ids, wanted, topK)];
     const before = this.history.length;
     try {
       const pieces: RowsPiece[] = [];
@@ -302,7 +319,7 @@ export class SessionRunner implements ModelBackend {
       for (let at = 0; at < ids.length; at += maxRows) {
         const piece = ids.slice(at, at + maxRows);
         const keep = Math.max(0, at + piece.length - Math.max(at, firstWanted));
-        const out = await this.run(piece, Math.max(1, keep));
+        const out = await this.run(piece, Math.max(1, keep), topK);
         if (keep > 0) pieces.push(out);
       }
       return pieces;
@@ -312,8 +329,11 @@ export class SessionRunner implements ModelBackend {
     }
   }
 
-  /** One onnxruntime run over `ids` (the cache holds everything before them). */
-  private async run(ids: readonly number[], wanted: number): Promise<RowsPiece> {
+  /**
+   * One onnxruntime run over `ids` (the cache holds everything before them); `topK` > 0 also
+   * fetches the in-graph top-k and row sums.
+   */
+  private async run(ids: readonly number[], wanted: number, topK = 0): Promise<RowsPiece> {
     const session = this.session;
     if (!session) throw new InferenceError(`${this.settings.name}: the session was released.`);
     const g = this.graph;
@@ -332,6 +352,9 @@ export class SessionRunner implements ModelBackend {
       feeds.position_ids = new ort.Tensor('int64', pos, [1, fed.length]);
     }
     if (g.logitsToKeepInput) feeds[g.logitsToKeepInput] = new ort.Tensor('int64', BigInt64Array.of(BigInt(wanted)), []);
+    const inGraph = topK > 0 ? this.inGraph : null;
+    // Every input must be fed, even when nothing fetched needs it.
+    if (this.inGraph) feeds[this.inGraph.k] = new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.max(1, topK))), [1]);
     if (this.cache) {
       const pastTensors = this.cache.pastTensors();
       (this.incremental?.pastInputs ?? g.pastNames).forEach(([k, v], layer) => {
@@ -342,7 +365,8 @@ export class SessionRunner implements ModelBackend {
     }
     let out: Record<string, Tensor>;
     try {
-      out = (await (this.fetches ? session.run(feeds, this.fetches) : session.run(feeds))) as Record<string, Tensor>;
+      const fetches = inGraph ? this.scoreFetches : this.fetches;
+      out = (await (fetches ? session.run(feeds, fetches) : session.run(feeds))) as Record<string, Tensor>;
     } catch (cause) {
       throw new InferenceError(`${this.settings.name}: onnxruntime failed at step ${this.steps} (sequence length ${total}): ${(cause as Error).message}`, { cause });
     }
@@ -361,9 +385,18 @@ export class SessionRunner implements ModelBackend {
     else data = first > wanted ? (raw as Float32Array).slice(first * width, rowsReturned * width) : (raw as Float32Array).subarray(first * width, rowsReturned * width);
     if (this.cache instanceof IncrementalKVCache) this.cache.append(this.incremental!.newOutputs.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
     else if (this.cache) this.cache.replace(g.presentNames.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
+    let top: InGraphTop | null = null;
+    if (inGraph) {
+      top = {
+        k: topK,
+        logits: (out[inGraph.topLogits]!.data as Float32Array).subarray(first * topK, rowsReturned * topK),
+        ids: (out[inGraph.topIds]!.data as BigInt64Array).subarray(first * topK, rowsReturned * topK),
+        sums: (out[inGraph.rowSums]!.data as Float32Array).subarray(first, rowsReturned),
+      };
+    }
     this.history.push(...ids);
     this.steps++;
-    return { data, rows: wanted, width };
+    return { data, rows: wanted, width, top };
   }
 
   crop(length: number): void {
