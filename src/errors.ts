@@ -16,7 +16,8 @@ export type SafeEnsembleErrorCode =
   | 'DISPOSED'
   | 'INFERENCE_FAILED'
   | 'CONTEXT_OVERFLOW'
-  | 'WORKER_FAILED';
+  | 'WORKER_FAILED'
+  | 'REMOTE_FAILED';
 
 /** Base class of every error this library throws on purpose. */
 export class SafeEnsembleError extends Error {
@@ -120,5 +121,29 @@ export class ContextOverflowError extends SafeEnsembleError {
 export class WorkerError extends SafeEnsembleError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('WORKER_FAILED', message, options);
+  }
+}
+
+/** Why a request to a remote engine failed (see {@link RemoteEngineError}). */
+export type RemoteFailure = 'unreachable' | 'timeout' | 'http' | 'malformed' | 'mismatch' | 'unsupported';
+
+/**
+ * A model served by an inference engine (SGLang, vLLM) could not answer: the server was down or
+ * stalled, answered with an HTTP error or a body this library cannot read, or serves another
+ * model than the member's tokenizer. Names the member and the URL; the ensemble stays usable.
+ */
+export class RemoteEngineError extends SafeEnsembleError {
+  /** What went wrong. */
+  readonly failure: RemoteFailure;
+  /** The URL of the request. */
+  readonly url: string;
+  /** The HTTP status, where the server answered with one. */
+  readonly status: number | null;
+
+  constructor(failure: RemoteFailure, url: string, message: string, options?: { cause?: unknown; status?: number }) {
+    super('REMOTE_FAILED', message, options);
+    this.failure = failure;
+    this.url = url;
+    this.status = options?.status ?? null;
   }
 }

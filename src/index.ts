@@ -1,5 +1,5 @@
 /**
- * langchain-safe-ensemble: run several local ONNX LLMs as one with SAFE.
+ * langchain-safe-ensemble: run several LLMs — local ONNX models or models served by SGLang / vLLM — as one with SAFE.
  * @module
  */
 export * from './errors.js';
@@ -16,7 +16,7 @@ export { liveWorkerCount } from './runtime/workerBackend.js';
 export { argmax, topK, logSumExp, logProbOf, probOf, isFiniteRow, float16ToFloat32, type TopK, type LogitsRow } from './runtime/distribution.js';
 export { TextTokenizer, type TokenizerKind, type ChatMessage, type EncodeOptions, type TokenOffsets, type TokenizerLoadOptions } from './text/tokenizer.js';
 export { utf8, fromUtf8, isCharBoundary, completeUtf8Prefix } from './text/bytes.js';
-export { SafeEnsemble, type ModelSpec, type SafeEnsembleConfig, type SafeEnsembleLoadOptions } from './ensemble/safeEnsemble.js';
+export { SafeEnsemble, type ModelSpec, type RemoteMemberSpec, type SafeEnsembleConfig, type SafeEnsembleLoadOptions } from './ensemble/safeEnsemble.js';
 export {
   resolveOptions,
   DEFAULT_OPTIONS,
@@ -28,9 +28,13 @@ export {
   type SharpeningMethod,
   type SharpeningOptions,
 } from './ensemble/options.js';
-export type { EnsembleResult, EnsembleStats, EnsembleChunk, FinishReason, PhaseTimes, TraceRecord, TraceCandidate, TraceModelEntry } from './ensemble/types.js';
+export type { EnsembleResult, EnsembleStats, EnsembleChunk, FinishReason, PhaseTimes, TraceRecord, TraceCandidate, TraceModelEntry, MemberNetworkStats } from './ensemble/types.js';
 export type { EnsembleInput, ModelPrompt } from './ensemble/prompt.js';
 export type { EnsembleMember } from './ensemble/member.js';
+export { loadRemoteModel, type RemoteModelSpec } from './remote/loadRemote.js';
+export { RemoteMember, type RemoteEngine, type RemoteMemberStats } from './remote/remoteMember.js';
+export type { RemoteConnectionOptions } from './remote/http.js';
+export type { VllmScoring } from './remote/vllm.js';
 export { uniteDistribution, planUnite, finishUnite, decide, GacUnion, topKeys, type ModelView, type UnionMember, type UnitePlan, type EnsembleDistribution, type EnsembleDecision } from './ensemble/aggregate.js';
 export { Vocabulary, EOS_KEY, bytesKey, keyBytes, keyText, isBareSpace } from './ensemble/vocabulary.js';
 export { encodeContinuation, ResponseTokenization, validUtf8Length, type TokenSpans, type EncodingContext } from './text/continuation.js';

@@ -2,7 +2,7 @@
  * `safe-ensemble [generate] "question"`: answers with SAFE, streaming committed text.
  * @module
  */
-import { SafeEnsemble } from '../ensemble/safeEnsemble.js';
+import { SafeEnsemble, type RemoteMemberSpec } from '../ensemble/safeEnsemble.js';
 import type { EnsembleOptions } from '../ensemble/options.js';
 import type { EnsembleResult, TraceRecord } from '../ensemble/types.js';
 import { bundledModels } from '../demo/models.js';
@@ -16,6 +16,10 @@ is committed, then prints one line of statistics.
 Options:
   --model DIR                 model folder or Hub id; repeat for each model, the first drafts
                               (default: the bundled qwen-adder and mistral-subtractor)
+  --model sglang:URL          a model served by SGLang (or vllm:URL for vLLM), e.g.
+                              sglang:http://gpu-1:30000; each takes the next --tokenizer
+  --tokenizer DIR             tokenizer folder of a served model, in --model order
+  --api-key KEY               API key of the served models (or SAFE_ENSEMBLE_API_KEY)
   --max-new-tokens N          most tokens to generate                         (256)
   --stop TEXT                 stop string; repeatable
   --raw-prompt                use the text as it is, without the chat template
@@ -30,6 +34,8 @@ ${KNOB_HELP}`;
 const FLAGS = {
   ...KNOB_FLAGS,
   model: { type: 'string', multiple: true },
+  tokenizer: { type: 'string', multiple: true },
+  'api-key': { type: 'string' },
   'max-new-tokens': { type: 'string' },
   stop: { type: 'string', multiple: true },
   'raw-prompt': { type: 'boolean' },
@@ -57,6 +63,29 @@ export function statsLine(r: EnsembleResult): string {
   return `[${s.strategy}] ${s.generatedTokens} tokens, ${s.ensembledTokens} ensembled (E/T ${s.ensembleRatePct.toFixed(1)}%), ${tps.toFixed(1)} tokens/s, finish: ${r.finishReason}`;
 }
 
+const SERVED = /^(sglang|vllm):(https?:\/\/.+)$/;
+
+/** `--model` entries as load specs: folders as they are, `sglang:URL` / `vllm:URL` with the next `--tokenizer`. */
+export function modelsFromFlags(models: string[] | undefined, tokenizers: string[] = [], apiKey?: string): Array<string | RemoteMemberSpec> {
+  if (!models) {
+    if (tokenizers.length) throw new UsageError('--tokenizer goes with a served model: --model sglang:URL --tokenizer DIR');
+    return bundledModels();
+  }
+  let next = 0;
+  const out = models.map((m): string | RemoteMemberSpec => {
+    const served = SERVED.exec(m);
+    if (!served) {
+      if (/^(sglang|vllm):/i.test(m)) throw new UsageError(`--model ${m}: a served model is sglang:URL or vllm:URL with an http(s) URL, e.g. sglang:http://127.0.0.1:30000`);
+      return m;
+    }
+    const tokenizer = tokenizers[next++];
+    if (!tokenizer) throw new UsageError(`--model ${m} needs a --tokenizer DIR (the served model's tokenizer files), given after it`);
+    return { engine: served[1] as 'sglang' | 'vllm', url: served[2]!, tokenizer, ...(apiKey ? { apiKey } : {}) };
+  });
+  if (next < tokenizers.length) throw new UsageError(`${tokenizers.length} --tokenizer flags for ${next} served models; give one per sglang:/vllm: model`);
+  return out;
+}
+
 /** Runs the subcommand; returns the exit code. */
 export async function generate(args: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   const { values, positionals } = parse(args, FLAGS);
@@ -74,10 +103,10 @@ export async function generate(args: string[], out: NodeJS.WritableStream = proc
   if (values['allow-special-tokens']) options.allowSpecialTokens = true;
   if (values.trace || values.json) options.trace = Boolean(values.trace);
   const threads = positiveInteger('threads', values.threads);
-  const models = (values.model as string[] | undefined) ?? bundledModels();
+  const models = modelsFromFlags(values.model as string[] | undefined, values.tokenizer as string[] | undefined, (values['api-key'] as string | undefined) ?? process.env.SAFE_ENSEMBLE_API_KEY);
   const drafter = number('drafter', values.drafter);
   // A progress line while the models load (overwritten on a terminal), then how long it took.
-  const names = models.map((m) => m.split(/[\\/]/).filter(Boolean).pop() ?? m).join(', ');
+  const names = models.map((m) => (typeof m === 'string' ? (m.split(/[\\/]/).filter(Boolean).pop() ?? m) : `${m.engine}:${m.url}`)).join(', ');
   const tty = (err as NodeJS.WriteStream).isTTY === true;
   if (tty) err.write(`[loading] ${names}…`);
   const t0 = performance.now();

@@ -13,7 +13,7 @@ import type { EnsembleMember } from './member.js';
 import type { ResolvedOptions } from './options.js';
 import type { ModelPrompt } from './prompt.js';
 import { ByteBuffer, ResponseText } from './responseText.js';
-import type { EnsembleResult, EnsembleStats, FinishReason, TraceRecord } from './types.js';
+import type { EnsembleResult, EnsembleStats, FinishReason, MemberNetworkStats, TraceRecord } from './types.js';
 import { keyText, Vocabulary } from './vocabulary.js';
 
 /** A model taking part in one generation. */
@@ -172,7 +172,11 @@ export class Generation {
     };
     this.pipelined = options.strategy === 'safe' && this.members.some((m) => m.lm.runsConcurrently);
     if (this.pipelined) this.stats.pipeline = { draftedAhead: 0, discarded: 0 };
+    this.networkAtStart = models.map((m) => (m.stats ? { ...m.stats } : null));
   }
+
+  /** Remote members' request totals when the generation started (null for local ones). */
+  private readonly networkAtStart: Array<MemberNetworkStats | null>;
 
   /** Yields text as it is committed; returns the result. */
   async *run(): AsyncGenerator<string, EnsembleResult> {
@@ -182,7 +186,15 @@ export class Generation {
         this.finish = 'abort';
         break;
       }
-      const committed = perToken ? await this.perTokenStep() : await this.safeCycle();
+      let committed: number[] | null;
+      try {
+        committed = perToken ? await this.perTokenStep() : await this.safeCycle();
+      } catch (error) {
+        // A remote member's read (UniTE's fill-in) stops when the signal fires: an abort.
+        if (!this.options.signal?.aborted) throw error;
+        this.finish = 'abort';
+        break;
+      }
       if (committed === null) break;
       this.stats.cycles++;
       this.commit(committed);
@@ -324,6 +336,7 @@ export class Generation {
    */
   private async draftInto(list: Drafted[], until: number, ahead: boolean, stop: () => boolean = () => false): Promise<boolean> {
     const tok = this.drafter.lm.tokenizer;
+    if (this.drafter.lm.draft && !this.options.recomputeCaches) return this.draftChunks(list, until, ahead, stop);
     while (list.length < until && !stop()) {
       const last = list[list.length - 1];
       if (last && this.drafter.vocab.isEos(last.id)) break;
@@ -332,6 +345,53 @@ export class Generation {
       const offset = last ? last.offset + tok.tokenBytes(last.id).length : this.bytes.length;
       list.push({ id: next.best, score: next, offset, index: this.ids.length + list.length, counted: !ahead });
       if (!ahead) this.stats.draftedTokens++;
+    }
+    return true;
+  }
+
+  /**
+   * draftInto for a member that drafts several tokens per call ({@link EnsembleMember.draft}):
+   * the same tokens and counts as drafting one by one (each token counts as a pass).
+   */
+  private async draftChunks(list: Drafted[], until: number, ahead: boolean, stop: () => boolean): Promise<boolean> {
+    const lm = this.drafter.lm;
+    const tok = lm.tokenizer;
+    const P = this.drafter.prompt.ids.length;
+    while (list.length < until && !stop()) {
+      const last = list[list.length - 1];
+      if (last && this.drafter.vocab.isEos(last.id)) break;
+      if (this.options.signal?.aborted) {
+        this.finish = 'abort';
+        return false;
+      }
+      const seq = new Joined(this.drafter.prompt.ids, this.ids, list.map((d) => d.id));
+      const from = Math.min(commonPrefix(lm.tokens, seq, this.cachedIds < 0 ? 0 : Math.min(lm.length, P + this.cachedIds)), seq.length - 1);
+      lm.crop(from);
+      const t0 = performance.now();
+      let rows: Scores;
+      try {
+        const signal = this.options.signal;
+        rows = await lm.draft!(seq.from(from), until - list.length, { topK: this.options.topK, ...(signal ? { signal } : {}) });
+      } catch (error) {
+        if (this.options.signal?.aborted) {
+          this.finish = 'abort';
+          return false;
+        }
+        throw error;
+      }
+      this.stats.time.draftingMs += performance.now() - t0;
+      this.cachedIds = seq.length - P + rows.rows;
+      for (let r = 0; r < rows.rows; r++) {
+        const row = rows.at(r);
+        const prev = list[list.length - 1];
+        const offset = prev ? prev.offset + tok.tokenBytes(prev.id).length : this.bytes.length;
+        list.push({ id: row.best, score: row, offset, index: this.ids.length + list.length, counted: !ahead });
+        if (!ahead) {
+          this.stats.draftedTokens++;
+          this.drafter.forwardPasses++;
+        }
+        if (this.drafter.vocab.isEos(row.best)) break;
+      }
     }
     return true;
   }
@@ -556,8 +616,19 @@ export class Generation {
     const t0 = performance.now();
     // Recomputing caches crops every model to nothing before each pass, which drops held rows:
     // then every row comes back whole instead.
-    const full = this.options.recomputeCaches;
-    const scores = await m.lm.score(ids, { rows, topK: this.options.topK, ...(asked ? { asked } : {}), holdFrom, full });
+    const full = this.options.recomputeCaches && m.lm.wholeRows;
+    const signal = this.options.signal;
+    let scores: Scores;
+    try {
+      scores = await m.lm.score(ids, { rows, topK: this.options.topK, ...(asked ? { asked } : {}), holdFrom, full, ...(signal ? { signal } : {}) });
+    } catch (error) {
+      // A member waiting on a server stops when the signal fires: that is the abort, not a fault.
+      if (signal?.aborted) {
+        this.finish = 'abort';
+        return null;
+      }
+      throw error;
+    }
     if (drafting) this.stats.time.draftingMs += performance.now() - t0;
     if (countPass) m.forwardPasses++;
     return scores;
@@ -589,6 +660,22 @@ export class Generation {
     s.generatedTokens = this.ids.length + this.eosGenerated;
     s.ensembleRatePct = s.generatedTokens > 0 ? (100 * s.ensembledTokens) / s.generatedTokens : 0;
     s.forwardPasses = this.members.map((m) => m.forwardPasses);
+    if (this.networkAtStart.some((x) => x !== null)) {
+      s.network = this.members.map((m, i) => {
+        const before = this.networkAtStart[i];
+        const now = m.lm.stats;
+        if (!before || !now) return null;
+        return {
+          requests: now.requests - before.requests,
+          bytesSent: now.bytesSent - before.bytesSent,
+          bytesReceived: now.bytesReceived - before.bytesReceived,
+          waitMs: now.waitMs - before.waitMs,
+          retries: now.retries - before.retries,
+          boundedLogprobs: now.boundedLogprobs - before.boundedLogprobs,
+          cachedTokens: now.cachedTokens - before.cachedTokens,
+        };
+      });
+    }
     s.time.totalMs = performance.now() - this.started;
     return { text: this.text.text(), finishReason: this.finish ?? 'length', stats: s, ...(this.options.trace ? { trace: this.trace } : {}) };
   }

@@ -1,13 +1,16 @@
 /**
- * SafeEnsemble: K local models generating as one with SAFE (generate–verify–ensemble).
+ * SafeEnsemble: K models — local ONNX sessions or models served by SGLang / vLLM, mixed
+ * freely — generating as one with SAFE (generate–verify–ensemble).
  * @module
  */
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { DisposedError, InvalidArgumentError, TokenizerError } from '../errors.js';
 import { utf8 } from '../text/bytes.js';
-import type { CausalLM } from '../runtime/causalLM.js';
+import { CausalLM } from '../runtime/causalLM.js';
 import { defaultExecution, loadModel, type LoadModelOptions } from '../runtime/loadModel.js';
+import { isRemoteSpec, loadRemoteModel, type RemoteModelSpec } from '../remote/loadRemote.js';
+import type { EnsembleMember } from './member.js';
 import { GacUnion } from './aggregate.js';
 import { Generation } from './generation.js';
 import { resolveOptions, type EnsembleOptions, type ResolvedOptions } from './options.js';
@@ -30,10 +33,16 @@ export interface SafeEnsembleConfig extends EnsembleOptions {
   drafter?: number | string;
 }
 
+/** A model served by SGLang or vLLM, with its ensemble weight. */
+export interface RemoteMemberSpec extends RemoteModelSpec {
+  /** Ensemble weight (relative; normalized over all models). */
+  weight?: number;
+}
+
 /** Options of {@link SafeEnsemble.load}. */
 export interface SafeEnsembleLoadOptions extends SafeEnsembleConfig {
-  /** Models (at least two for every strategy but `single`). */
-  models: Array<string | ModelSpec>;
+  /** Models (at least two for every strategy but `single`): local folders / Hub ids, or served models. */
+  models: Array<string | ModelSpec | RemoteMemberSpec>;
   /** Load options shared by every model (a model's own spec wins). */
   loadOptions?: LoadModelOptions;
 }
@@ -54,7 +63,7 @@ export interface SafeEnsembleLoadOptions extends SafeEnsembleConfig {
  */
 export class SafeEnsemble {
   /** The models, in the order given. */
-  readonly models: readonly CausalLM[];
+  readonly models: readonly EnsembleMember[];
   /** Index of the drafter in {@link models}. */
   readonly drafterIndex: number;
   private readonly defaults: SafeEnsembleConfig;
@@ -68,9 +77,9 @@ export class SafeEnsemble {
    * Wraps already loaded models. The ensemble owns them: {@link dispose} disposes them.
    * @throws InvalidArgumentError for an empty or duplicated model list or bad defaults.
    */
-  constructor(models: readonly CausalLM[], config: SafeEnsembleConfig = {}) {
+  constructor(models: readonly EnsembleMember[], config: SafeEnsembleConfig = {}) {
     if (!Array.isArray(models) || models.length === 0) throw new InvalidArgumentError('models', 'models: pass at least one loaded model.');
-    const seen = new Set<CausalLM>();
+    const seen = new Set<EnsembleMember>();
     for (const m of models) {
       if (seen.has(m)) throw new InvalidArgumentError('models', `models: model "${m.name}" appears twice; each model can take part once (load it twice to use two copies).`);
       seen.add(m);
@@ -87,8 +96,20 @@ export class SafeEnsemble {
     const { drafter: _drafter, ...defaults } = config;
     void _drafter;
     // Validate the defaults now, so a bad constructor option fails before any generation.
-    resolveOptions(this.models.length, defaults);
+    this.checkWholeRows(resolveOptions(this.models.length, defaults));
     this.defaults = defaults;
+  }
+
+  /** GaC maps whole distributions: every member must be able to return whole rows. */
+  private checkWholeRows(options: ResolvedOptions): void {
+    const gac = options.strategy === 'gac-threshold' || (options.strategy !== 'single' && options.baseEnsembler === 'gac');
+    const sparse = gac ? this.models.find((m) => !m.wholeRows) : undefined;
+    if (sparse) {
+      throw new InvalidArgumentError(
+        options.strategy === 'gac-threshold' ? 'strategy' : 'baseEnsembler',
+        `${options.strategy === 'gac-threshold' ? "strategy 'gac-threshold'" : "baseEnsembler 'gac'"} needs whole probability rows, but model "${sparse.name}" is served remotely and returns top-k log-probabilities only. Use baseEnsembler 'unite' (the default), or make every member a local model.`,
+      );
+    }
   }
 
   /** Loads every model and builds the ensemble. On failure, models already loaded are freed. */
@@ -98,12 +119,13 @@ export class SafeEnsemble {
     }
     const specs = options.models.map((m, i) => {
       const spec = typeof m === 'string' ? { source: m } : m;
-      if (!spec || typeof spec.source !== 'string') throw new InvalidArgumentError('models', `models[${i}]: expected a path/Hub id or { source, ...loadOptions }.`);
+      if (isRemoteSpec(spec)) return spec;
+      if (!spec || typeof spec.source !== 'string') throw new InvalidArgumentError('models', `models[${i}]: expected a path/Hub id, { source, ...loadOptions }, or a served model { engine: 'sglang' | 'vllm', url, tokenizer }.`);
       return spec;
     });
-    const keys = specs.map((s) => resolve(s.source));
+    const keys = specs.map((s) => (isRemoteSpec(s) ? `${s.engine}:${s.url}` : resolve(s.source)));
     const dup = keys.findIndex((k, i) => keys.indexOf(k) !== i);
-    if (dup >= 0) throw new InvalidArgumentError('models', `models: "${specs[dup]!.source}" is listed twice; list each model once.`);
+    if (dup >= 0) throw new InvalidArgumentError('models', `models: "${keys[dup]}" is listed twice; list each model once.`);
     const { models: _m, loadOptions, ...config } = options;
     void _m;
     const weights = specs.some((s) => s.weight !== undefined) ? specs.map((s) => s.weight ?? 1) : config.weights;
@@ -112,12 +134,18 @@ export class SafeEnsemble {
     // Worker members run at the same time, so by default they share the cores instead of each
     // starting a thread per core.
     const cores = availableParallelism();
+    const locals = specs.filter((s) => !isRemoteSpec(s)).length;
     const settled = await Promise.allSettled(
-      specs.map((spec) => {
+      specs.map((spec): Promise<EnsembleMember> => {
+        if (isRemoteSpec(spec)) {
+          const { weight: _w, ...remote } = spec;
+          void _w;
+          return loadRemoteModel(remote);
+        }
         const { source, weight: _w, ...own } = spec;
         void _w;
         const merged: LoadModelOptions = { ...loadOptions, ...own };
-        if (merged.threads === undefined && (merged.execution ?? defaultExecution()) === 'worker') merged.threads = Math.max(1, Math.floor(cores / specs.length));
+        if (merged.threads === undefined && (merged.execution ?? defaultExecution()) === 'worker') merged.threads = Math.max(1, Math.floor(cores / locals));
         return loadModel(source, merged);
       }),
     );
@@ -139,6 +167,7 @@ export class SafeEnsemble {
     if (resolved.strategy !== 'single' && this.models.length < 2) {
       throw new InvalidArgumentError('strategy', `strategy: '${resolved.strategy}' needs at least two models; with one model use strategy 'single'.`);
     }
+    this.checkWholeRows(resolved);
     return resolved;
   }
 
@@ -252,7 +281,7 @@ const DISPOSING = 'the ensemble was disposed';
 /** Stops the generation of a stream iterator that was dropped without being closed. */
 const abandoned = new FinalizationRegistry<AbortController>((leave) => leave.abort(CONSUMER_LEFT));
 
-function resolveDrafter(drafter: number | string | undefined, models: readonly CausalLM[]): number {
+function resolveDrafter(drafter: number | string | undefined, models: readonly EnsembleMember[]): number {
   if (drafter === undefined) return 0;
   if (typeof drafter === 'number') {
     if (!Number.isInteger(drafter) || drafter < 0 || drafter >= models.length) {
@@ -260,7 +289,7 @@ function resolveDrafter(drafter: number | string | undefined, models: readonly C
     }
     return drafter;
   }
-  const i = models.findIndex((m) => m.name === drafter || m.info.dir === resolve(drafter));
+  const i = models.findIndex((m) => m.name === drafter || (m instanceof CausalLM && m.info.dir === resolve(drafter)));
   if (i < 0) throw new InvalidArgumentError('drafter', `drafter: "${drafter}" is not one of the models (${models.map((m) => m.name).join(', ')}).`);
   return i;
 }
@@ -272,7 +301,7 @@ const ROUND_TRIP_PROBE = 'Hello, world! 12 + 30 = 42. Café, naïve, 日本語 �
  * SAFE compares models through the bytes their tokens stand for; a tokenizer whose tokens do
  * not reproduce the text (lossy normalization, unknown-token output) cannot take part.
  */
-function checkRoundTrip(m: CausalLM): void {
+function checkRoundTrip(m: EnsembleMember): void {
   const tok = m.tokenizer;
   let ok = false;
   let detail = '';

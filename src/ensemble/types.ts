@@ -48,6 +48,29 @@ export interface EnsembleStats {
    * ran; every other statistic equals that of sequential execution.
    */
   pipeline?: { draftedAhead: number; discarded: number };
+  /**
+   * Per model, in model order, what its requests to a remote engine cost during this
+   * generation (null for local models); present when some model is remote.
+   */
+  network?: Array<MemberNetworkStats | null>;
+}
+
+/** One remote model's requests during a generation. */
+export interface MemberNetworkStats {
+  /** Requests sent (retries included). */
+  requests: number;
+  /** Bytes of request bodies sent. */
+  bytesSent: number;
+  /** Bytes of response bodies received. */
+  bytesReceived: number;
+  /** Milliseconds spent waiting on the network and the server. */
+  waitMs: number;
+  /** Retries after a refused connection, 429 or 503. */
+  retries: number;
+  /** UniTE fill-in ids the engine could not score: the row's k-th log-probability stood in (an upper bound). */
+  boundedLogprobs: number;
+  /** Prompt tokens the server reported serving from its prefix cache (SGLang), else 0. */
+  cachedTokens: number;
 }
 
 /** One model's view at an ensemble point. */

@@ -8,7 +8,8 @@ import type { RunnableConfig } from '@langchain/core/runnables';
 import { describeValue } from '../describeValue.js';
 import { InvalidArgumentError } from '../errors.js';
 import { OPTION_KEYS, resolveOptions, type EnsembleOptions } from '../ensemble/options.js';
-import { SafeEnsemble, type ModelSpec } from '../ensemble/safeEnsemble.js';
+import { SafeEnsemble, type ModelSpec, type RemoteMemberSpec } from '../ensemble/safeEnsemble.js';
+import { isRemoteSpec } from '../remote/loadRemote.js';
 import type { EnsembleResult } from '../ensemble/types.js';
 import type { LoadModelOptions } from '../runtime/loadModel.js';
 import { validateLoadOptions } from '../runtime/loadOptions.js';
@@ -35,8 +36,11 @@ export interface SafeEnsembleKnobs
 
 /** Constructor fields shared by {@link SafeEnsembleLLM} and {@link SafeEnsembleChatModel}. */
 export interface SafeEnsembleFields extends SafeEnsembleKnobs {
-  /** Model folders or Hub ids (or `{ source, weight, ...loadOptions }`); the first drafts unless `drafter` says otherwise. */
-  models?: Array<string | ModelSpec>;
+  /**
+   * Model folders or Hub ids (or `{ source, weight, ...loadOptions }`), or models served by
+   * SGLang / vLLM (`{ engine, url, tokenizer, weight? }`); the first drafts unless `drafter` says otherwise.
+   */
+  models?: Array<string | ModelSpec | RemoteMemberSpec>;
   /** Which model drafts: index in `models` or its source. */
   drafter?: number | string;
   /** Load options for every model (threads, executionProviders, dtype...). */
@@ -192,18 +196,18 @@ export class EnsembleHandle {
       throw new InvalidArgumentError('models', 'models: pass model folders or Hub ids (e.g. { models: ["./a", "./b"] }), or an existing SafeEnsemble as `ensemble`.');
     }
     this.modelCount = fields.models.length;
-    this.modelNames = fields.models.map((m) => (typeof m === 'string' ? m : m.source));
+    this.modelNames = fields.models.map((m) => (typeof m === 'string' ? m : isRemoteSpec(m) ? (m.name ?? `${m.engine}:${m.url}`) : m.source));
     // Bad load options fail here, at construction, not at the first call.
     validateLoadOptions(fields.loadOptions, () => undefined);
     fields.models.forEach((m, i) => {
-      if (typeof m === 'string') return;
-      if (!m || typeof m !== 'object' || typeof m.source !== 'string') throw new InvalidArgumentError('models', `models[${i}]: expected a path/Hub id or { source, weight?, ...loadOptions }.`);
+      if (typeof m === 'string' || isRemoteSpec(m)) return;
+      if (!m || typeof m !== 'object' || typeof m.source !== 'string') throw new InvalidArgumentError('models', `models[${i}]: expected a path/Hub id, { source, weight?, ...loadOptions }, or a served model { engine, url, tokenizer }.`);
       const { source: _s, weight: _w, ...own } = m;
       void _s;
       void _w;
       validateLoadOptions(own, () => undefined);
     });
-    const specs = fields.models.map((m) => (typeof m === 'string' ? { source: resolve(m) } : { ...m, source: resolve(m.source) }));
+    const specs = fields.models.map((m) => (typeof m === 'string' ? { source: resolve(m) } : isRemoteSpec(m) ? { ...m, tokenizer: resolve(m.tokenizer) } : { ...m, source: resolve(m.source) }));
     this.key = JSON.stringify({ specs, drafter: fields.drafter ?? 0, load: fields.loadOptions ?? {} });
   }
 

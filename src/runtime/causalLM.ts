@@ -177,6 +177,11 @@ export class CausalLM {
   }
 
   /** Whether {@link dispose} has run. */
+  /** Whole logits rows can be read (they stay where the session runs). */
+  get wholeRows(): boolean {
+    return true;
+  }
+
   get disposed(): boolean {
     return this.backend === null;
   }

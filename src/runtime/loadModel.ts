@@ -69,9 +69,9 @@ export interface LoadModelOptions extends ExecutionOptions, HubOptions {
 
 const BASE_NAMES = ['model', 'decoder_model_merged', 'decoder_with_past_model', 'decoder_model'];
 
-function readJsonFile(path: string, required: true): Record<string, unknown>;
-function readJsonFile(path: string, required: false): Record<string, unknown> | null;
-function readJsonFile(path: string, required: boolean): Record<string, unknown> | null {
+export function readJsonFile(path: string, required: true): Record<string, unknown>;
+export function readJsonFile(path: string, required: false): Record<string, unknown> | null;
+export function readJsonFile(path: string, required: boolean): Record<string, unknown> | null {
   if (!existsSync(path)) {
     if (!required) return null;
     throw new ModelFileMissingError(path, `config.json not found at ${path}. A model folder needs config.json, tokenizer.json, tokenizer_config.json and onnx/*.onnx (transformers.js layout).`);
@@ -115,7 +115,7 @@ export function selectOnnxFile(dir: string, options: Pick<LoadModelOptions, 'dty
 }
 
 /** A size field of config.json that must be a positive integer when present. */
-function sizeField(config: Record<string, unknown>, keys: string[], file: string): number | null {
+export function sizeField(config: Record<string, unknown>, keys: string[], file: string): number | null {
   for (const k of keys) {
     const v = config[k];
     if (v === undefined || v === null) continue;
@@ -233,7 +233,7 @@ function checkVocabularies(dir: string, tokenizerIds: number, logitsWidth: numbe
   }
 }
 
-async function resolveSource(source: string, options: HubOptions): Promise<string> {
+export async function resolveSource(source: string, options: HubOptions): Promise<string> {
   const asPath = resolve(source);
   if (existsSync(asPath)) {
     if (!statSync(asPath).isDirectory()) {

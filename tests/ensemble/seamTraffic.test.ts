@@ -3,7 +3,7 @@
  * an ensemble needs them (GaC, traces), and with UniTE only the logits of its fill-in ids. With
  * worker execution these are the bytes the workers send to the main thread.
  */
-import { SafeEnsemble, type EnsembleOptions, type SeamTraffic } from '../../src/index';
+import { SafeEnsemble, type CausalLM, type EnsembleOptions, type SeamTraffic } from '../../src/index';
 import { bundledModels } from '../../src/demo/models';
 import { problemSet } from '../../src/demo/wordProblems';
 
@@ -18,7 +18,7 @@ describe('member seam traffic on the bundled models', () => {
 
   /** Runs a few problems; returns each member's traffic over them and the generation totals. */
   async function measure(options: EnsembleOptions) {
-    const before = ensemble.models.map((m) => ({ ...m.traffic }));
+    const before = (ensemble.models as CausalLM[]).map((m) => ({ ...m.traffic }));
     let tokens = 0;
     let ensembled = 0;
     for (const p of problemSet(6)) {
@@ -26,7 +26,7 @@ describe('member seam traffic on the bundled models', () => {
       tokens += r.stats.generatedTokens;
       ensembled += r.stats.ensembledTokens;
     }
-    const traffic: SeamTraffic[] = ensemble.models.map((m, i) => {
+    const traffic: SeamTraffic[] = (ensemble.models as CausalLM[]).map((m, i) => {
       const b = before[i]!;
       const t = m.traffic;
       return { passes: t.passes - b.passes, passBytes: t.passBytes - b.passBytes, reads: t.reads - b.reads, readBytes: t.readBytes - b.readBytes };
@@ -35,7 +35,7 @@ describe('member seam traffic on the bundled models', () => {
   }
 
   const sum = (ts: SeamTraffic[], f: (t: SeamTraffic) => number) => ts.reduce((s, t) => s + f(t), 0);
-  const rowBytes = () => ensemble.models.map((m) => 4 * m.info.vocabSize);
+  const rowBytes = () => (ensemble.models as CausalLM[]).map((m) => 4 * m.info.vocabSize);
 
   it('SAFE + UniTE sends no whole row: a few hundred bytes per pass, reads only at ensemble points', async () => {
     const { traffic, tokens, ensembled } = await measure({});

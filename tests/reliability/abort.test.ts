@@ -71,7 +71,7 @@ describe('random aborts', () => {
     };
     await reference.dispose();
     ensemble = await SafeEnsemble.load({ models: MODELS });
-    counter = new PassCounter(ensemble.models);
+    counter = new PassCounter(ensemble.models as CausalLM[]);
     // Every call (engine or LangChain) reaches the engine's stream(): watch the signal it gets.
     const stream = ensemble.stream.bind(ensemble);
     ensemble.stream = (input, options) => {

@@ -40,7 +40,7 @@ describe('concurrency', () => {
   let overlap: { maxInFlight: number };
   beforeAll(async () => {
     ensemble = await SafeEnsemble.load({ models: MODELS, maxNewTokens: 12 });
-    overlap = guardOverlap(ensemble.models);
+    overlap = guardOverlap(ensemble.models as CausalLM[]);
   });
   afterAll(() => ensemble.dispose());
 

@@ -150,7 +150,7 @@ describe('worker execution', () => {
       const stream = ensemble.stream(PROMPT, { rawPrompt: true });
       const first = await stream.next();
       expect(first.done).toBe(false);
-      await workerOf(ensemble.models[1]!).terminateForTest();
+      await workerOf(ensemble.models[1] as CausalLM).terminateForTest();
       let failure: unknown = null;
       try {
         for (;;) if ((await stream.next()).done) break;

@@ -1,0 +1,115 @@
+/**
+ * SGLang's native `/generate` API as a member protocol (targets SGLang 0.4–0.5's logprob
+ * fields). One request per pass: `input_ids` is the whole sequence, `logprob_start_len` starts
+ * the returned input log-probabilities just before the first row asked for (so the radix cache
+ * serves everything before it), `top_logprobs_num` gives each row's top-k, and one generated
+ * token (greedy) carries the row after the last input token. The logprob options sit at the
+ * top level of the request, not in `sampling_params`.
+ *
+ * Response layout: `meta_info.input_token_logprobs[i]` is `[logprob, id, text]` of input token
+ * `logprob_start_len + i` (the first entry's logprob is null by design);
+ * `meta_info.input_top_logprobs[i]` is the top-k list predicting that token (null for i = 0);
+ * `output_top_logprobs[0]` predicts the first generated token; `*_token_ids_logprob` answer
+ * `token_ids_logprob` (the ids asked for by value) at the same positions.
+ * @module
+ */
+import { RemoteEngineError } from '../errors.js';
+import type { RemoteClient } from './http.js';
+import type { RemoteMemberStats, RemoteProtocol, RemoteRow } from './remoteMember.js';
+
+type Entry = [logprob: number | null, id: number, text?: string | null];
+
+interface MetaInfo {
+  input_token_logprobs?: Entry[];
+  input_top_logprobs?: Array<Entry[] | null>;
+  output_token_logprobs?: Entry[];
+  output_top_logprobs?: Array<Entry[] | null>;
+  input_token_ids_logprobs?: Array<Entry[] | null>;
+  output_token_ids_logprobs?: Array<Entry[] | null>;
+  cached_tokens?: number;
+}
+
+/** The SGLang `/generate` protocol. */
+export class SGLangProtocol implements RemoteProtocol {
+  constructor(
+    private readonly client: RemoteClient,
+    private readonly stats: RemoteMemberStats,
+  ) {}
+
+  async score(seq: readonly number[], first: number, k: number, asked: readonly number[], signal?: AbortSignal): Promise<RemoteRow[]> {
+    const start = first - 1;
+    const lastAsked = asked[asked.length - 1]!;
+    const meta = await this.request(seq, start, 1, { top_logprobs_num: k, ...(lastAsked >= 0 ? { token_ids_logprob: [lastAsked] } : {}) }, signal);
+    const rows: RemoteRow[] = [];
+    const inputTop = meta.input_top_logprobs;
+    const inputTokens = meta.input_token_logprobs;
+    const expected = seq.length - start;
+    if (!Array.isArray(inputTop) || !Array.isArray(inputTokens) || inputTop.length !== expected || inputTokens.length !== expected) {
+      throw this.malformed(`returned ${inputTop?.length ?? 'no'} input_top_logprobs and ${inputTokens?.length ?? 'no'} input_token_logprobs for ${expected} input positions (logprob_start_len ${start}, ${seq.length} input ids); this adapter targets SGLang 0.4–0.5`);
+    }
+    for (let i = 1; i < expected; i++) {
+      const position = start + i;
+      const token = inputTokens[i]!;
+      if (!Array.isArray(token) || token[1] !== seq[position]) throw this.malformed(`input_token_logprobs[${i}] is for token ${JSON.stringify(token?.[1])} where the input has ${seq[position]}`);
+      // The asked id of an input row is the token there (the engine asks for what follows).
+      const own = asked[i - 1]!;
+      rows.push({ top: entries(inputTop[i], `input_top_logprobs[${i}]`, this), asked: own === token[1] && typeof token[0] === 'number' ? token[0] : NaN });
+    }
+    const last = meta.output_top_logprobs?.[0];
+    const lastIds = meta.output_token_ids_logprobs?.[0];
+    const askedLast = lastAsked >= 0 ? (lastIds ?? []).find((e) => Array.isArray(e) && e[1] === lastAsked)?.[0] : undefined;
+    rows.push({ top: entries(last ?? null, 'output_top_logprobs[0]', this), asked: typeof askedLast === 'number' ? askedLast : NaN });
+    return rows;
+  }
+
+  async logprobsOf(prefix: readonly number[], ids: readonly number[], signal?: AbortSignal): Promise<Float64Array> {
+    const meta = await this.request(prefix, prefix.length - 1, 1, { token_ids_logprob: [...ids] }, signal);
+    const answer = meta.output_token_ids_logprobs?.[0] ?? [];
+    const byId = new Map<number, number>();
+    for (const e of answer) if (Array.isArray(e) && typeof e[0] === 'number') byId.set(e[1], e[0]);
+    return Float64Array.from(ids, (id) => byId.get(id) ?? NaN);
+  }
+
+  async generate(seq: readonly number[], n: number, k: number, signal?: AbortSignal): Promise<Array<{ id: number; row: RemoteRow }>> {
+    const meta = await this.request(seq, seq.length - 1, n, { top_logprobs_num: k }, signal);
+    const tokens = meta.output_token_logprobs;
+    const tops = meta.output_top_logprobs;
+    if (!Array.isArray(tokens) || !Array.isArray(tops) || tokens.length !== tops.length || tokens.length === 0 || tokens.length > n) {
+      throw this.malformed(`returned ${tokens?.length ?? 'no'} output_token_logprobs and ${tops?.length ?? 'no'} output_top_logprobs for up to ${n} new tokens`);
+    }
+    return tokens.map((t, i) => {
+      if (!Array.isArray(t) || !Number.isInteger(t[1])) throw this.malformed(`output_token_logprobs[${i}] is not [logprob, id, text]`);
+      return { id: t[1], row: { top: entries(tops[i], `output_top_logprobs[${i}]`, this), asked: typeof t[0] === 'number' ? t[0] : NaN } };
+    });
+  }
+
+  private async request(inputIds: readonly number[], start: number, newTokens: number, logprobs: Record<string, unknown>, signal?: AbortSignal): Promise<MetaInfo> {
+    const body = {
+      input_ids: inputIds,
+      sampling_params: { max_new_tokens: newTokens, temperature: 0 },
+      return_logprob: true,
+      // 0 would disable prefix reuse: start at the first row needed (at least 1 token in).
+      logprob_start_len: Math.max(0, start),
+      ...logprobs,
+    };
+    const answer = (await this.client.post('generate', body, signal)) as { meta_info?: MetaInfo } | Array<{ meta_info?: MetaInfo }>;
+    const one = Array.isArray(answer) ? answer[0] : answer;
+    const meta = one?.meta_info;
+    if (!meta || typeof meta !== 'object') throw this.malformed('answered without meta_info');
+    if (typeof meta.cached_tokens === 'number') this.stats.cachedTokens += meta.cached_tokens;
+    return meta;
+  }
+
+  /** A malformed-answer error for this server. */
+  malformed(what: string): RemoteEngineError {
+    return new RemoteEngineError('malformed', this.client.urlOf('generate'), `${this.client.member}: ${this.client.urlOf('generate')} ${what}.`);
+  }
+}
+
+function entries(list: Entry[] | null | undefined, where: string, protocol: SGLangProtocol): Array<[number, number]> {
+  if (!Array.isArray(list)) throw protocol.malformed(`returned no ${where} (is return_logprob supported by this server?)`);
+  return list.map((e, i) => {
+    if (!Array.isArray(e) || typeof e[0] !== 'number' || !Number.isInteger(e[1])) throw protocol.malformed(`${where}[${i}] is not [logprob, id, text]`);
+    return [e[1], e[0]] as [number, number];
+  });
+}
