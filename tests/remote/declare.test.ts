@@ -56,7 +56,7 @@ describe('declaring remote members', () => {
   });
 
   it('SafeEnsembleLLM and SafeEnsembleChatModel take remote entries', async () => {
-    const llm = new SafeEnsembleLLM({ models: [{ engine: 'sglang', url: sglang.url, tokenizer: QWEN }, { engine: 'vllm', url: vllm.url, tokenizer: MISTRAL }], maxNewTokens: 48 });
+    const llm = new SafeEnsembleLLM({ models: [{ engine: 'sglang', url: sglang.url, tokenizer: QWEN }, { engine: 'vllm', url: vllm.url, tokenizer: MISTRAL }], maxNewTokens: 48, rawPrompt: false });
     const chat = new SafeEnsembleChatModel({ models: [{ engine: 'sglang', url: sglang.url, tokenizer: QWEN }, MISTRAL], maxNewTokens: 48 });
     try {
       expect(await llm.invoke(QUESTION)).toBe(reference);
