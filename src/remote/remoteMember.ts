@@ -12,6 +12,7 @@ import type { ScoreOptions } from '../runtime/causalLM.js';
 import { Scores, type RowAnswer, type RowQuery, type ScorePayload } from '../runtime/scores.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 import type { EnsembleMember } from '../ensemble/member.js';
+import type { loadRemoteModel } from './loadRemote.js';
 import { RemoteClient, RequestAborted, type RemoteConnectionOptions, type RemoteTraffic } from './http.js';
 
 /** The engines a remote member can be served by. */
@@ -71,6 +72,7 @@ export class RemoteMember implements EnsembleMember {
   private readonly kept = new Map<number, PassRecord>();
   private closed = false;
 
+  /** @internal Members are created by {@link loadRemoteModel}, which checks the server first. */
   constructor(
     /** Label for messages and traces (`engine:url`). */
     readonly name: string,
