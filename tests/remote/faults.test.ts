@@ -145,6 +145,39 @@ describe('remote members at load', () => {
     }
   });
 
+  it.each(['sglang', 'vllm'] as const)('%s without log-probabilities of arbitrary ids: fill-ins use the bound, counted', async (engine) => {
+    const server = await EngineServer.start({ engine, model: MISTRAL, arbitraryIds: false });
+    // vLLM then scores by prefix-cache prompts (prompt log-probabilities are what it lacks).
+    const remote = await loadRemoteModel({ engine, url: server.url, tokenizer: MISTRAL, ...(engine === 'vllm' ? { vllmScoring: 'prefix-cache' as const } : {}) });
+    const ensemble = new SafeEnsemble([await loadModel(QWEN), remote]);
+    try {
+      let bounded = 0;
+      let ensembled = 0;
+      for (const q of [QUESTION, 'Omar has 45 stickers and gives away 17. How many stickers are left?', 'Ingrid reads 23 pages on Monday and 19 on Tuesday. How many pages in all?']) {
+        const r = await ensemble.generate(q, { maxNewTokens: 48 });
+        bounded += r.stats.network![1]!.boundedLogprobs;
+        ensembled += r.stats.ensembledTokens;
+      }
+      expect(ensembled).toBeGreaterThan(0);
+      expect(bounded).toBeGreaterThan(0);
+    } finally {
+      await ensemble.dispose();
+      await server.close();
+    }
+  });
+
+  it('sends the API key as a bearer token', async () => {
+    const server = await EngineServer.start({ engine: 'vllm', model: MISTRAL });
+    try {
+      await loadRemoteModel({ engine: 'vllm', url: server.url, tokenizer: MISTRAL, apiKey: 'sk-fixture' });
+      expect(server.requests.length).toBeGreaterThan(0);
+      expect(server.requests.every((r) => r.authorization === 'Bearer sk-fixture')).toBe(true);
+      await expect(loadRemoteModel({ engine: 'vllm', url: server.url, tokenizer: MISTRAL, apiKey: '' })).rejects.toThrow(/apiKey must be a non-empty string/);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('bad declarations get typed errors', async () => {
     await expect(loadRemoteModel({ engine: 'tgi' as never, url: 'http://127.0.0.1:1', tokenizer: MISTRAL })).rejects.toThrow(/engine must be one of sglang, vllm/);
     await expect(loadRemoteModel({ engine: 'sglang', url: 'ftp://x', tokenizer: MISTRAL })).rejects.toThrow(/http or https/);
