@@ -3,27 +3,15 @@ import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Writable } from 'node:stream';
 import { main } from '../../src/cli/main';
 import { bundledModels } from '../../src/demo/models';
 import { extractAnswer, problemSet } from '../../src/demo/wordProblems';
 import { plotSvg } from '../../src/cli/bench';
+import { sink } from '../helpers/sink';
 
 const root = join(__dirname, '..', '..');
 const run = promisify(execFile);
 
-/** Captures what a command writes. */
-function sink(): Writable & { text: () => string } {
-  const chunks: string[] = [];
-  const w = new Writable({
-    write(chunk, _enc, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  }) as Writable & { text: () => string };
-  w.text = () => chunks.join('');
-  return w;
-}
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out = sink();

@@ -2,28 +2,17 @@
  * Declaring remote members where users declare models: SafeEnsemble.load, the LangChain classes
  * and the CLI (`--model sglang:URL --tokenizer DIR`), mixed with local models.
  */
-import { Writable } from 'node:stream';
 import { HumanMessage } from '@langchain/core/messages';
 import { SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM } from '../../src/index';
 import { bundledModels } from '../../src/demo/models';
 import { main } from '../../src/cli/main';
 import { modelsFromFlags } from '../../src/cli/generate';
 import { EngineServer } from '../../tools/fixtures/engineServer';
+import { sink } from '../helpers/sink';
 
 const [QWEN, MISTRAL] = bundledModels() as [string, string];
 const QUESTION = 'Ana has 12 apples and buys 30 more. How many apples does she have now?';
 
-function sink(): Writable & { text: () => string } {
-  const chunks: string[] = [];
-  const w = new Writable({
-    write(chunk, _enc, done) {
-      chunks.push(String(chunk));
-      done();
-    },
-  }) as Writable & { text: () => string };
-  w.text = () => chunks.join('');
-  return w;
-}
 
 describe('declaring remote members', () => {
   let sglang: EngineServer;
