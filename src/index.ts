@@ -28,7 +28,9 @@ export {
   type SharpeningMethod,
   type SharpeningOptions,
 } from './ensemble/options.js';
-export type { EnsembleResult, EnsembleStats, EnsembleChunk, FinishReason, PhaseTimes, TraceRecord, TraceCandidate, TraceModelEntry, MemberNetworkStats } from './ensemble/types.js';
+export type { EnsembleResult, EnsembleStats, EnsembleChunk, FinishReason, PhaseTimes, TraceRecord, TraceCandidate, TraceModelEntry, MemberNetworkStats, SamplingStats, TraceAcceptance, TraceDraw } from './ensemble/types.js';
+export type { RejectionRule } from './ensemble/sampling.js';
+export type { Truncation, KeptSet, TruncatedRow } from './runtime/truncation.js';
 export type { EnsembleInput, ModelPrompt } from './ensemble/prompt.js';
 export type { EnsembleMember } from './ensemble/member.js';
 export { loadRemoteModel, type RemoteModelSpec } from './remote/loadRemote.js';

@@ -15,7 +15,7 @@ import type { EnsembleOptions } from '../ensemble/options.js';
 import { bundledModels, packageRoot } from '../demo/models.js';
 import { extractAnswer, problemSet, type WordProblem } from '../demo/wordProblems.js';
 import { fullGc, namesSomeoneElse, speedRatio, timed, williamsOrders, type Measurement, type Ratio } from './benchMethod.js';
-import { parse, positiveInteger, UsageError } from './flags.js';
+import { number, parse, positiveInteger, UsageError } from './flags.js';
 
 /** The methods the benchmark compares, by id. */
 export const BENCH_METHODS: ReadonlyArray<{ id: string; method: string; options: EnsembleOptions }> = [
@@ -28,7 +28,11 @@ export const BENCH_METHODS: ReadonlyArray<{ id: string; method: string; options:
   { id: 'safe-lambda-0.2', method: 'SAFE + UniTE, heuristic λ 0.2', options: { strategy: 'safe', sharpening: { method: 'heuristic', lambda: 0.2 } } },
   { id: 'safe-lambda-0.3', method: 'SAFE + UniTE, heuristic λ 0.3', options: { strategy: 'safe', sharpening: { method: 'heuristic', lambda: 0.3 } } },
   { id: 'safe-geometric', method: 'SAFE + UniTE, geometric', options: { strategy: 'safe', sharpening: { method: 'geometric' } } },
+  { id: 'safe-ensemble-rule', method: "SAFE + UniTE, paper's rejection rule", options: { strategy: 'safe', rejectionRule: 'ensemble' } },
 ];
+
+/** The methods a sampling benchmark (--temperature above 0) runs by default. */
+export const SAMPLING_METHODS = ['single', 'every-token', 'safe', 'safe-ensemble-rule'];
 
 export const BENCH_HELP = `Usage: safe-ensemble bench [options]
 
@@ -43,8 +47,16 @@ often), with a full garbage collection before each timed generation. Wall and CP
 reported, each with a 95% bootstrap interval over problems; an ensemble faster than its drafter
 alone beyond that interval is flagged (it cannot be: SAFE includes the drafter's own passes).
 
+With --temperature T every method samples (default methods: ${SAMPLING_METHODS.join(', ')}; SAFE
+with the exact residual rule and with the paper's rule); --seeds N runs every problem with N
+seeds (the same seeds for every method) and averages over all of them.
+
 Options:
   --problems N         held-out problems (default 300)
+  --temperature T      sample at temperature T (default 0: greedy)
+  --top-p P            sampling: top-p cut (default 1)
+  --top-k N            sampling: top-k cut (default 0: none)
+  --seeds N            sampling: seeds per problem (default 1)
   --model DIR          model folder; repeat (default: the bundled models)
   --pairs              every pair of 3+ models (default: all three bundled), each drafting
   --methods LIST       comma-separated method ids (default all): ${BENCH_METHODS.map((m) => m.id).join(', ')}
@@ -98,6 +110,10 @@ const FLAGS = {
   save: { type: 'string' },
   plot: { type: 'string' },
   threads: { type: 'string' },
+  temperature: { type: 'string' },
+  'top-p': { type: 'string' },
+  'top-k': { type: 'string' },
+  seeds: { type: 'string' },
   child: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -111,6 +127,7 @@ interface EnsembleConfig {
 /** What a process-isolated child runs (the hidden --child flag). */
 interface ChildSpec extends EnsembleConfig {
   method: string;
+  sampling: SamplingSetup | null;
   problems: number[];
   count: number;
   maxNewTokens: number;
@@ -118,6 +135,36 @@ interface ChildSpec extends EnsembleConfig {
 }
 
 const nameOf = (dir: string) => dir.split(/[\\/]/).filter(Boolean).pop()!;
+
+/** Sampling settings of a benchmark run (null: greedy). */
+interface SamplingSetup {
+  temperature: number;
+  topP: number;
+  topK: number;
+  seeds: number;
+}
+
+/** One generation of the benchmark: a problem and, when sampling, its seed. */
+interface BenchItem {
+  problem: WordProblem;
+  /** Index of the problem in the benchmark set. */
+  index: number;
+  seed: number | null;
+}
+
+/** The problems × seeds to run (seeds 1..N for every problem; null when greedy). */
+function benchItems(problems: WordProblem[], indices: readonly number[], sampling: SamplingSetup | null): BenchItem[] {
+  const items: BenchItem[] = [];
+  for (let s = 1; s <= (sampling?.seeds ?? 1); s++) for (const i of indices) items.push({ problem: problems[i]!, index: i, seed: sampling ? s * 100_003 + i : null });
+  return items;
+}
+
+/** A method's options for one item (sampling settings and the item's seed added). */
+function optionsFor(id: string, sampling: SamplingSetup | null, seed: number | null): EnsembleOptions {
+  const base = methodById(id).options;
+  if (!sampling) return base;
+  return { ...base, temperature: sampling.temperature, topP: sampling.topP, topK: sampling.topK, ...(seed !== null ? { seed } : {}) };
+}
 
 /** A problem outside the benchmark set, for warm-up generations. */
 function warmUpProblem(): WordProblem {
@@ -151,19 +198,20 @@ async function timedGeneration(ensemble: SafeEnsemble, options: EnsembleOptions,
 }
 
 /** Every method on every problem in one process, in Williams order, GC before each. */
-async function runInProcess(config: EnsembleConfig, methods: string[], problems: WordProblem[], maxNewTokens: number, threads: number | undefined, tick: () => void): Promise<Map<string, Measurement[]>> {
+async function runInProcess(config: EnsembleConfig, methods: string[], items: BenchItem[], maxNewTokens: number, threads: number | undefined, sampling: SamplingSetup | null, tick: () => void): Promise<Map<string, Measurement[]>> {
   const ensemble = await SafeEnsemble.load({ models: config.models, drafter: config.drafter, loadOptions: threads ? { threads } : {} });
   const out = new Map(methods.map((id) => [id, [] as Measurement[]]));
   try {
     const warm = warmUpProblem();
-    for (const id of methods) await ensemble.generate(warm.question, { ...methodById(id).options, maxNewTokens });
+    for (const id of methods) await ensemble.generate(warm.question, { ...optionsFor(id, sampling, 1), maxNewTokens });
     const orders = williamsOrders(methods.length);
-    for (let i = 0; i < problems.length; i++) {
+    for (let i = 0; i < items.length; i++) {
       const order = orders[i % orders.length]!;
+      const item = items[i]!;
       for (let position = 0; position < order.length; position++) {
         const id = methods[order[position]!]!;
-        const t = await timedGeneration(ensemble, methodById(id).options, problems[i]!, maxNewTokens);
-        out.get(id)!.push(measure(problems[i]!, i, position, t.value, t.wallMs, t.cpuMs));
+        const t = await timedGeneration(ensemble, optionsFor(id, sampling, item.seed), item.problem, maxNewTokens);
+        out.get(id)!.push(measure(item.problem, i, position, t.value, t.wallMs, t.cpuMs));
         tick();
       }
     }
@@ -179,11 +227,12 @@ async function runChild(spec: ChildSpec, out: NodeJS.WritableStream): Promise<nu
   const ensemble = await SafeEnsemble.load({ models: spec.models, drafter: spec.drafter, loadOptions: spec.threads ? { threads: spec.threads } : {} });
   const measurements: Measurement[] = [];
   try {
-    const options = methodById(spec.method).options;
-    await ensemble.generate(warmUpProblem().question, { ...options, maxNewTokens: spec.maxNewTokens });
-    for (const i of spec.problems) {
-      const t = await timedGeneration(ensemble, options, problems[i]!, spec.maxNewTokens);
-      measurements.push(measure(problems[i]!, i, 0, t.value, t.wallMs, t.cpuMs));
+    await ensemble.generate(warmUpProblem().question, { ...optionsFor(spec.method, spec.sampling, 1), maxNewTokens: spec.maxNewTokens });
+    const items = benchItems(problems, spec.problems, spec.sampling);
+    for (const item of items) {
+      const t = await timedGeneration(ensemble, optionsFor(spec.method, spec.sampling, item.seed), item.problem, spec.maxNewTokens);
+      // Items are numbered seed-major, as in one process.
+      measurements.push(measure(item.problem, item.index + (spec.sampling ? (Math.floor((item.seed ?? 0) / 100_003) - 1) * spec.count : 0), 0, t.value, t.wallMs, t.cpuMs));
     }
   } finally {
     await ensemble.dispose();
@@ -193,7 +242,7 @@ async function runChild(spec: ChildSpec, out: NodeJS.WritableStream): Promise<nu
 }
 
 /** Every method in a process of its own per block of problems; blocks rotate the method order. */
-async function runIsolated(config: EnsembleConfig, methods: string[], count: number, blocks: number, maxNewTokens: number, threads: number | undefined, tick: (n: number) => void): Promise<Map<string, Measurement[]>> {
+async function runIsolated(config: EnsembleConfig, methods: string[], count: number, blocks: number, maxNewTokens: number, threads: number | undefined, sampling: SamplingSetup | null, tick: (n: number) => void): Promise<Map<string, Measurement[]>> {
   const bin = join(packageRoot(), 'bin', 'safe-ensemble.cjs');
   const out = new Map(methods.map((id) => [id, [] as Measurement[]]));
   const orders = williamsOrders(methods.length);
@@ -203,12 +252,12 @@ async function runIsolated(config: EnsembleConfig, methods: string[], count: num
     const order = orders[b % orders.length]!;
     for (let position = 0; position < order.length; position++) {
       const id = methods[order[position]!]!;
-      const spec: ChildSpec = { ...config, method: id, problems: indices, count, maxNewTokens, threads };
+      const spec: ChildSpec = { ...config, method: id, sampling, problems: indices, count, maxNewTokens, threads };
       const stdout = await new Promise<string>((resolve, reject) =>
         execFile(process.execPath, [bin, 'bench', '--child', JSON.stringify(spec)], { maxBuffer: 64 * 2 ** 20 }, (error, so, se) => (error ? reject(new Error(`bench child (${id}) failed: ${se || error.message}`)) : resolve(so))),
       );
       for (const m of JSON.parse(stdout) as Measurement[]) out.get(id)!.push({ ...m, position });
-      tick(indices.length);
+      tick(indices.length * (sampling?.seeds ?? 1));
     }
   }
   for (const list of out.values()) list.sort((a, b) => a.problem - b.problem);
@@ -290,19 +339,29 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
   const threads = positiveInteger('threads', values.threads);
   const blocks = positiveInteger('blocks', values.blocks) ?? 4;
   const isolation = (values.isolation as string | undefined) ?? 'gc';
+  const temperature = number('temperature', values.temperature) ?? 0;
+  if (temperature < 0) throw new UsageError(`--temperature needs a number >= 0, got "${String(values.temperature)}".`);
+  const sampling: SamplingSetup | null =
+    temperature > 0 ? { temperature, topP: number('top-p', values['top-p']) ?? 1, topK: number('top-k', values['top-k']) ?? 0, seeds: positiveInteger('seeds', values.seeds) ?? 1 } : null;
+  if (!sampling && (values.seeds !== undefined || values['top-p'] !== undefined || values['top-k'] !== undefined)) throw new UsageError('--seeds, --top-p and --top-k need --temperature above 0.');
   if (isolation !== 'gc' && isolation !== 'process') throw new UsageError(`--isolation: use gc or process, got "${isolation}".`);
   const dirs = (values.model as string[] | undefined) ?? bundledModels({ all: !!values.pairs });
   if (dirs.length < 2) throw new UsageError('bench needs at least two models (--model DIR --model DIR).');
   if (values.pairs && dirs.length < 3) throw new UsageError('--pairs needs three or more models (default: the three bundled ones).');
   // The drafter alone is every ratio's reference: always measured, always first in the list.
-  const chosen = values.methods ? (values.methods as string).split(',').map((m) => methodById(m.trim()).id) : BENCH_METHODS.map((m) => m.id);
+  const chosen = values.methods
+    ? (values.methods as string).split(',').map((m) => methodById(m.trim()).id)
+    : sampling
+      ? SAMPLING_METHODS
+      : BENCH_METHODS.filter((m) => m.id !== 'safe-ensemble-rule').map((m) => m.id);
   const methods = ['single', ...new Set(chosen.filter((id) => id !== 'single'))];
   const configs: EnsembleConfig[] = [];
   if (values.pairs) {
     for (let i = 0; i < dirs.length; i++) for (let j = i + 1; j < dirs.length; j++) for (const drafter of [0, 1]) configs.push({ models: [dirs[i]!, dirs[j]!], drafter });
   } else for (let d = 0; d < dirs.length; d++) configs.push({ models: dirs, drafter: d });
   const problems = problemSet(count);
-  const total = problems.length * configs.length * methods.length;
+  const items = benchItems(problems, problems.map((_, i) => i), sampling);
+  const total = items.length * configs.length * methods.length;
   const bar = new cliProgress.SingleBar({ stream: err as NodeJS.WriteStream, format: 'bench [{bar}] {percentage}% | {value}/{total} generations | {row}', hideCursor: true, noTTYOutput: true, notTTYSchedule: 5000 }, cliProgress.Presets.shades_classic);
   bar.start(total, 0, { row: '' });
   const rows: BenchRow[] = [];
@@ -312,8 +371,8 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
       bar.update({ row: `${nameOf(config.models[config.drafter]!)} drafts for ${config.models.map(nameOf).join(' + ')}` });
       const measured =
         isolation === 'process'
-          ? await runIsolated(config, methods, problems.length, blocks, maxNewTokens, threads, (n) => bar.increment(n))
-          : await runInProcess(config, methods, problems, maxNewTokens, threads, () => bar.increment());
+          ? await runIsolated(config, methods, problems.length, blocks, maxNewTokens, threads, sampling, (n) => bar.increment(n))
+          : await runInProcess(config, methods, items, maxNewTokens, threads, sampling, () => bar.increment());
       const reference = measured.get('single')!;
       for (const id of methods) rows.push(rowOf(config, id, measured.get(id)!, reference));
     }
@@ -323,11 +382,12 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
   const flagged = rows.filter((r) => r.flagged);
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, date: started.toISOString() };
   if (values.plot) writeFileSync(values.plot as string, plotSvg(rows));
-  const report = `${JSON.stringify({ problems: problems.length, maxNewTokens, isolation, order: 'williams', machine, selfCheck: flagged.length === 0 ? 'passed' : 'flagged', rows }, null, 2)}\n`;
+  const report = `${JSON.stringify({ problems: problems.length, maxNewTokens, sampling, isolation, order: 'williams', machine, selfCheck: flagged.length === 0 ? 'passed' : 'flagged', rows }, null, 2)}\n`;
   if (values.save) writeFileSync(values.save as string, report);
   if (values.json) out.write(report);
   else {
-    out.write(`${problems.length} held-out problems, max ${maxNewTokens} new tokens, greedy; ${machine.cpus} × ${machine.cpu}, Node ${machine.node}, ${machine.date.slice(0, 10)}\n`);
+    const decoding = sampling ? `sampling at temperature ${sampling.temperature} (top-p ${sampling.topP}, top-k ${sampling.topK || 'off'}), ${sampling.seeds} seed${sampling.seeds > 1 ? 's' : ''} per problem` : 'greedy';
+    out.write(`${problems.length} held-out problems, max ${maxNewTokens} new tokens, ${decoding}; ${machine.cpus} × ${machine.cpu}, Node ${machine.node}, ${machine.date.slice(0, 10)}\n`);
     out.write(`Speed: methods in Williams order per ${isolation === 'process' ? `block of problems, each method in its own process (${blocks} blocks)` : 'problem, one process, full GC before each generation'}, one warm-up each; ratios to the drafter alone with 95% bootstrap intervals.\n\n`);
     const many = configs.some((c) => c.models.length !== dirs.length);
     out.write(`|${many ? ' models |' : ''} method | drafter | accuracy | E/T % | starts with space | names not in prompt | tokens/s | speed vs drafter alone (wall) | (CPU) | check |\n|${many ? '---|' : ''}---|---|---:|---:|---:|---:|---:|---:|---:|---|\n`);

@@ -17,7 +17,12 @@ export class UsageError extends Error {
 export const KNOB_FLAGS = {
   strategy: { type: 'string' },
   'base-ensembler': { type: 'string' },
+  'union-top-k': { type: 'string' },
+  temperature: { type: 'string' },
   'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  seed: { type: 'string' },
+  'rejection-rule': { type: 'string' },
   'draft-length': { type: 'string' },
   'consensus-threshold': { type: 'string' },
   'no-unanimity-skip': { type: 'boolean' },
@@ -34,7 +39,7 @@ export const KNOB_FLAGS = {
 export const KNOB_HELP = `SAFE options (defaults are the paper's):
   --strategy NAME             safe | single | every-token | gac-threshold   (safe)
   --base-ensembler NAME       unite | gac                                    (unite)
-  --top-k N                   tokens per model in the UniTE union            (10)
+  --union-top-k N             tokens per model in the UniTE union            (10)
   --draft-length N            tokens drafted per cycle                        (5)
   --consensus-threshold P     skip when mean own-token probability > P        (0.5)
   --no-unanimity-skip         do not skip when every verifier agrees
@@ -44,7 +49,13 @@ export const KNOB_HELP = `SAFE options (defaults are the paper's):
   --sharpen-below P           sharpen when the top average prob < P           (0.5)
   --sharpen-lambda P          heuristic candidates need average prob > P      (0.1)
   --weights W1,W2,...         one weight per model, in --model order          (equal)
-  --drafter N                 index of the drafting model                     (0)`;
+  --drafter N                 index of the drafting model                     (0)
+Sampling (temperature 0 decodes greedily):
+  --temperature T             sample every member's distribution at T         (0)
+  --top-k N                   sampling: keep each member's N best tokens      (0: all)
+  --top-p P                   sampling: keep the best tokens up to mass P     (1: all)
+  --seed N                    sampling: seed; same seed, same text            (fresh)
+  --rejection-rule NAME       SAFE sampling: residual (exact) | ensemble (the paper's reading)  (residual)`;
 
 /** Plain decimal numbers only: no hex (0x10), no empty value, no Infinity. */
 const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
@@ -75,7 +86,12 @@ export function knobsFromFlags(values: Record<string, unknown>): EnsembleOptions
     const n = number(flag, v[flag] as string | undefined);
     if (n !== undefined) (options as Record<string, unknown>)[key] = n;
   };
+  set('unionTopK', 'union-top-k');
+  set('temperature', 'temperature');
   set('topK', 'top-k');
+  set('topP', 'top-p');
+  set('seed', 'seed');
+  if (v['rejection-rule'] !== undefined) options.rejectionRule = v['rejection-rule'] as EnsembleOptions['rejectionRule'];
   set('draftLength', 'draft-length');
   set('consensusThreshold', 'consensus-threshold');
   set('gacDrafterGate', 'gac-drafter-gate');

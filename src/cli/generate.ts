@@ -60,7 +60,8 @@ export function formatTrace(t: TraceRecord): string {
 export function statsLine(r: EnsembleResult): string {
   const s = r.stats;
   const tps = s.generatedTokens / Math.max(1e-9, s.time.totalMs / 1000);
-  return `[${s.strategy}] ${s.generatedTokens} tokens, ${s.ensembledTokens} ensembled (E/T ${s.ensembleRatePct.toFixed(1)}%), ${tps.toFixed(1)} tokens/s, finish: ${r.finishReason}`;
+  const sampled = s.sampling ? `, sampled with seed ${s.sampling.seed}${s.strategy === 'safe' ? ` (${s.sampling.accepted} of ${s.sampling.tested} drafted tokens accepted)` : ''}` : '';
+  return `[${s.strategy}] ${s.generatedTokens} tokens, ${s.ensembledTokens} ensembled (E/T ${s.ensembleRatePct.toFixed(1)}%)${sampled}, ${tps.toFixed(1)} tokens/s, finish: ${r.finishReason}`;
 }
 
 const SERVED = /^(sglang|vllm):(https?:\/\/.+)$/;

@@ -5,6 +5,7 @@
  * @module
  */
 import { expNonPositive, logSumExpFrom, maxOf, topK, type TopK } from '../runtime/distribution.js';
+import { isKept, type KeptSet } from '../runtime/truncation.js';
 import type { SharpeningOptions } from './options.js';
 import { isBareSpace, type Vocabulary } from './vocabulary.js';
 
@@ -78,6 +79,8 @@ export interface UnitePlan {
   keys: string[];
   /** Per model: logits of the entries its top-k holds (-Infinity elsewhere). */
   exact: Float64Array[];
+  /** Per model: the id of each entry its top-k holds (-1 elsewhere). */
+  exactIds: Int32Array[];
   /** Per model: the entries to fill in and the id whose logit fills each. */
   fills: Array<Array<{ entry: number; id: number }>>;
 }
@@ -102,18 +105,22 @@ export function planUnite(models: readonly UnionMember[], widths: readonly numbe
   });
   const n = keys.length;
   const exact: Float64Array[] = [];
+  const exactIds: Int32Array[] = [];
   const fills = models.map((m, mi) => {
     const logits = new Float64Array(n).fill(-Infinity);
+    const ids = new Int32Array(n).fill(-1);
     const used = new Set<number>();
     // Exact matches first, so a fill-in never takes a token away from its own string.
     m.top.ids.forEach((id, i) => {
       const e = index.get(viewKey(m, id));
-      if (e !== undefined && logits[e] === -Infinity) {
+      if (e !== undefined && ids[e] === -1) {
         logits[e] = m.top.logits[i]!;
+        ids[e] = id;
         used.add(id);
       }
     });
     exact.push(logits);
+    exactIds.push(ids);
     const fill: Array<{ entry: number; id: number }> = [];
     for (let e = 0; e < n; e++) {
       if (logits[e] !== -Infinity) continue;
@@ -124,14 +131,27 @@ export function planUnite(models: readonly UnionMember[], widths: readonly numbe
     }
     return fill;
   });
-  return { keys, exact, fills };
+  return { keys, exact, exactIds, fills };
 }
 
-/** Completes a {@link UnitePlan} with the fill-in logits (per model, in `fills` order). */
-export function finishUnite(plan: UnitePlan, fillLogits: readonly ArrayLike<number>[], models: readonly Pick<UnionMember, 'weight'>[]): EnsembleDistribution {
+/**
+ * Completes a {@link UnitePlan} with the fill-in logits (per model, in `fills` order). When
+ * sampling, `kept` holds each model's kept set: an entry whose token is cut counts as nothing
+ * and the rest are tempered before each model's softmax over the union.
+ */
+export function finishUnite(plan: UnitePlan, fillLogits: readonly ArrayLike<number>[], models: readonly Pick<UnionMember, 'weight'>[], kept?: readonly KeptSet[]): EnsembleDistribution {
   const perModel = plan.exact.map((exact, mi) => {
     const logits = Float64Array.from(exact);
     plan.fills[mi]!.forEach((f, i) => (logits[f.entry] = fillLogits[mi]![i]!));
+    const set = kept?.[mi];
+    if (set) {
+      const ids = Int32Array.from(plan.exactIds[mi]!);
+      plan.fills[mi]!.forEach((f) => (ids[f.entry] = f.id));
+      for (let e = 0; e < logits.length; e++) {
+        if (ids[e]! < 0 || !isKept(set, ids[e]!, logits[e]!)) logits[e] = -Infinity;
+        else logits[e] = logits[e]! / set.temperature;
+      }
+    }
     return softmax(logits);
   });
   return { keys: plan.keys, perModel, average: weightedMean(perModel, models) };
@@ -276,6 +296,17 @@ export class GacUnion {
     const keys = entries.map((e) => this.keys[e]!);
     return { keys, perModel, average: weightedMean(perModel, models) };
   }
+}
+
+/**
+ * A row tempered and cut for sampling (GaC reads whole rows): kept logits divided by the
+ * temperature, the rest -Infinity. A copy; the row is not modified.
+ */
+export function truncatedRow(row: Float32Array, kept: KeptSet): Float32Array {
+  const out = new Float32Array(row.length);
+  const invT = 1 / kept.temperature;
+  for (let id = 0; id < row.length; id++) out[id] = isKept(kept, id, row[id]!) ? row[id]! * invT : -Infinity;
+  return out;
 }
 
 /**

@@ -5,16 +5,18 @@
  * @module
  */
 import type { RowScore, Scores } from '../runtime/scores.js';
+import { isKept, keptProbability, type KeptSet, type Truncation } from '../runtime/truncation.js';
 import { isCharBoundary } from '../text/bytes.js';
 import { encodeContinuation, ResponseTokenization } from '../text/continuation.js';
-import { decide, finishUnite, GacUnion, planUnite, topKeys, type EnsembleDecision, type EnsembleDistribution, type ModelView, type UnionMember } from './aggregate.js';
+import { decide, finishUnite, GacUnion, planUnite, topKeys, truncatedRow, type EnsembleDecision, type EnsembleDistribution, type ModelView, type UnionMember } from './aggregate.js';
 import { consensusSkip, stableAlignment } from './gates.js';
 import type { EnsembleMember } from './member.js';
-import type { ResolvedOptions } from './options.js';
+import { isSampling, type ResolvedOptions } from './options.js';
 import type { ModelPrompt } from './prompt.js';
 import { ByteBuffer, ResponseText } from './responseText.js';
-import type { EnsembleResult, EnsembleStats, FinishReason, MemberNetworkStats, TraceRecord } from './types.js';
-import { keyText, Vocabulary } from './vocabulary.js';
+import { acceptanceTest, drawIndex, ensembleProbabilities, freshSeed, SamplingRandom, Stream, type AcceptanceOutcome } from './sampling.js';
+import type { EnsembleResult, EnsembleStats, FinishReason, MemberNetworkStats, TraceRecord, TraceSampling } from './types.js';
+import { EOS_KEY, keyText, Vocabulary } from './vocabulary.js';
 
 /** A model taking part in one generation. */
 interface Member {
@@ -78,8 +80,10 @@ function commonPrefix(cached: readonly number[], seq: Joined, known = 0): number
 /** A drafted position: the token, the row that proposed it, its byte offset. */
 interface Drafted {
   id: number;
-  /** The drafter's scored row that proposed it (`id` is its greedy choice). */
+  /** The drafter's scored row that proposed it (`id` is its greedy choice, or its draw when sampling). */
   score: RowScore;
+  /** Sampling: the token's logit in that row. */
+  logit?: number;
   offset: number;
   /** Index the token would have in the response. */
   index: number;
@@ -128,6 +132,8 @@ export class Generation {
   private readonly drafterAddsSpace: number;
   /** Whether the drafter drafts ahead while verifiers work (SAFE, some member in a worker). */
   private readonly pipelined: boolean;
+  /** When sampling: the temperature and cut, and the generation's random numbers. */
+  private readonly sampling: { truncation: Truncation; random: SamplingRandom; cut: boolean } | null;
 
   constructor(
     models: readonly EnsembleMember[],
@@ -173,6 +179,11 @@ export class Generation {
     this.pipelined = options.strategy === 'safe' && this.members.some((m) => m.lm.runsConcurrently);
     if (this.pipelined) this.stats.pipeline = { draftedAhead: 0, discarded: 0 };
     this.networkAtStart = models.map((m) => (m.stats ? { ...m.stats } : null));
+    if (isSampling(options)) {
+      const random = new SamplingRandom(options.seed ?? freshSeed());
+      this.sampling = { truncation: { temperature: options.temperature, topK: options.topK, topP: options.topP }, random, cut: options.topK > 0 || options.topP < 1 };
+      this.stats.sampling = { seed: random.seed, tested: 0, accepted: 0, rejected: 0 };
+    } else this.sampling = null;
   }
 
   /** Remote members' request totals when the generation started (null for local ones). */
@@ -269,9 +280,11 @@ export class Generation {
     this.verifiedBase = Math.max(0, base - this.lead);
 
     // 4. Scan for the earliest stable, contested position.
-    const t1 = performance.now();
+    let t1 = performance.now();
     let trigger = -1;
     let aligned: number[][] = [];
+    // Sampling: the ids the acceptance test committed at the trigger (a rejection's draw).
+    let sampled: number[] | null = null;
     for (let j = 0; j < drafted.length && trigger < 0; j++) {
       const d = drafted[j]!;
       const eos = this.drafter.vocab.isEos(d.id);
@@ -282,6 +295,17 @@ export class Generation {
       if (!at) continue; // unstable: a verifier has no token boundary here
       const scoredRows = at.map((k, vi) => verified[vi]!.rowOf(k));
       const ownIds = at.map((k, vi) => (eos ? this.verifiers[vi]!.vocab.eosId! : this.verifiers[vi]!.tokens!.ids[k]!));
+      if (this.sampling) {
+        // Sampling: the gates that skip by agreement give way to the acceptance test, which runs
+        // at every stable position (skipping one would bias the committed tokens).
+        this.stats.time.tokenizingMs += performance.now() - t1;
+        const outcome = await this.acceptanceAt(d, scoredRows, ownIds, candidate, o.baseEnsembler === 'gac');
+        t1 = performance.now();
+        if (outcome === null) continue;
+        trigger = j;
+        sampled = outcome;
+        break;
+      }
       const argmaxIsOwn = scoredRows.map((r, vi) => this.sameChoice(this.verifiers[vi]!.vocab, r.best, ownIds[vi]!));
       // Rule (a) needs only argmaxes; probabilities (normalizers: a pass of exponentials over
       // each row, where the row is held) only when it fails.
@@ -301,6 +325,9 @@ export class Generation {
     if (trigger < 0) {
       commit = drafted.map((d) => d.id);
       this.stats.acceptedTokens += drafted.length;
+    } else if (sampled) {
+      commit = drafted.slice(0, trigger).map((x) => x.id).concat(sampled);
+      this.stats.acceptedTokens += trigger;
     } else {
       const d = drafted[trigger]!;
       const [at, ownIds] = aligned as [number[], number[]];
@@ -336,14 +363,18 @@ export class Generation {
    */
   private async draftInto(list: Drafted[], until: number, ahead: boolean, stop: () => boolean = () => false): Promise<boolean> {
     const tok = this.drafter.lm.tokenizer;
-    if (this.drafter.lm.draft && !this.options.recomputeCaches) return this.draftChunks(list, until, ahead, stop);
+    // A served drafter drafts a chunk per request greedily; sampling draws each token here.
+    if (this.drafter.lm.draft && !this.options.recomputeCaches && !this.sampling) return this.draftChunks(list, until, ahead, stop);
     while (list.length < until && !stop()) {
       const last = list[list.length - 1];
       if (last && this.drafter.vocab.isEos(last.id)) break;
       const next = await this.drafterRow(list.map((d) => d.id), !ahead);
       if (!next) return false;
       const offset = last ? last.offset + tok.tokenBytes(last.id).length : this.bytes.length;
-      list.push({ id: next.best, score: next, offset, index: this.ids.length + list.length, counted: !ahead });
+      const index = this.ids.length + list.length;
+      // Tokens drafted ahead belong to the next cycle: they take that cycle's numbers.
+      const drawn = await this.drawDrafted(next, this.stats.cycles + (ahead ? 1 : 0), index);
+      list.push({ id: drawn.id, score: next, logit: drawn.logit, offset, index, counted: !ahead });
       if (!ahead) this.stats.draftedTokens++;
     }
     return true;
@@ -371,7 +402,7 @@ export class Generation {
       let rows: Scores;
       try {
         const signal = this.options.signal;
-        rows = await lm.draft!(seq.from(from), until - list.length, { topK: this.options.topK, ...(signal ? { signal } : {}) });
+        rows = await lm.draft!(seq.from(from), until - list.length, { topK: this.scoringTopK(this.drafter), ...(signal ? { signal } : {}) });
       } catch (error) {
         if (this.options.signal?.aborted) {
           this.finish = 'abort';
@@ -433,10 +464,14 @@ export class Generation {
     const o = this.options;
     const next = await this.drafterRow();
     if (!next) return null;
-    const id = next.best;
+    const { id, logit, kept } = await this.drawDrafted(next, this.stats.cycles, this.ids.length);
     this.stats.draftedTokens++;
     let ensembleHere = o.strategy === 'every-token';
-    if (o.strategy === 'gac-threshold') ensembleHere = Math.exp(next.max - (await next.logNormalizer())) < o.gacDrafterGate;
+    if (o.strategy === 'gac-threshold') {
+      // The drafter's confidence: the probability of its best token (tempered, when sampling).
+      const top = kept ? keptProbability(kept, next.best, next.max) : Math.exp(next.max - (await next.logNormalizer()));
+      ensembleHere = top < o.gacDrafterGate;
+    }
     if (this.ids.length === 0) this.lead = this.leadOf(id);
     // The first token of a sentencepiece drafter carries its dummy-prefix space (see `lead`).
     if (!ensembleHere || (this.ids.length === 0 && this.lead > 0)) {
@@ -454,7 +489,7 @@ export class Generation {
     const rows = rowAts.map((rowAt, vi) => rowAt(ends[vi]!));
     this.verifiedBase = Math.max(0, base - this.lead);
     const own = rows.map((r) => r.best);
-    const appended = await this.ensemble({ id, score: next, offset: base, index: this.ids.length, counted: true }, rows, own, this.bytes.view(), o.strategy === 'gac-threshold');
+    const appended = await this.ensemble({ id, score: next, logit, offset: base, index: this.ids.length, counted: true }, rows, own, this.bytes.view(), o.strategy === 'gac-threshold');
     this.stats.ensembledTokens++;
     return appended;
   }
@@ -462,11 +497,109 @@ export class Generation {
   // ---- Shared pieces -----------------------------------------------------------------------
 
   /**
-   * Builds the ensemble at a position, records it, and returns the drafter ids to append. The
-   * members' rows are read where their sessions hold them: UniTE reads the logits of its
-   * fill-in ids, GaC the whole rows.
+   * Builds the ensemble at a position, records it, and returns the drafter ids to append: the
+   * decision's winner, or when sampling a draw from the ensemble distribution.
    */
   private async ensemble(d: Drafted, verifierRows: RowScore[], verifierOwn: number[], text: Uint8Array, gac: boolean): Promise<number[]> {
+    const point = await this.ensemblePoint(d, verifierRows, text, gac);
+    const t0 = performance.now();
+    let entry = point.decision.winner;
+    let sampling: TraceSampling | undefined;
+    if (this.sampling) {
+      const p = ensembleProbabilities(point.decision);
+      const uniform = this.sampling.random.uniform(Stream.Ensemble, this.stats.cycles, d.index);
+      entry = drawIndex(p, uniform);
+      sampling = { probabilities: p, draw: { from: 'ensemble', uniform, probability: p[entry]! } };
+    }
+    const appended = this.appendedFor(point, entry, d);
+    this.stats.time.ensemblingMs += performance.now() - t0;
+    if (this.options.trace) await this.record(d, point.scores, verifierOwn, point.decision, entry, appended, gac, sampling);
+    return appended;
+  }
+
+  /**
+   * SAFE's acceptance test at a stable position (sampling): the drafted token stands with
+   * probability min(1, P_ens / P_draft); otherwise a token is drawn by the rejection rule.
+   * Returns null when the token stands, else the drafter ids to append.
+   */
+  private async acceptanceAt(d: Drafted, verifierRows: RowScore[], verifierOwn: number[], text: Uint8Array, gac: boolean): Promise<number[] | null> {
+    const sampling = this.sampling!;
+    const point = await this.ensemblePoint(d, verifierRows, text, gac);
+    const t0 = performance.now();
+    const { keys } = point.decision;
+    const p = ensembleProbabilities(point.decision);
+    const q = await this.drafterStringProbabilities(d, keys);
+    const drafted = keys.indexOf(this.drafter.vocab.key(d.id));
+    const kept = await d.score.truncated(sampling.truncation);
+    const qDrafted = keptProbability(kept, d.id, d.logit!);
+    const acceptUniform = sampling.random.uniform(Stream.Accept, this.stats.cycles, d.index);
+    const rejectionUniform = sampling.random.uniform(Stream.Rejection, this.stats.cycles, d.index);
+    const outcome: AcceptanceOutcome = acceptanceTest(p, q, drafted, qDrafted, this.options.rejectionRule, acceptUniform, rejectionUniform);
+    const counts = this.stats.sampling!;
+    counts.tested++;
+    this.stats.ensembledTokens++;
+    if (outcome.accepted) counts.accepted++;
+    else counts.rejected++;
+    const entry = outcome.drawn ? outcome.drawn.entry : drafted;
+    const appended = outcome.accepted ? [d.id] : this.appendedFor(point, entry, d);
+    this.stats.time.ensemblingMs += performance.now() - t0;
+    if (this.options.trace) {
+      const trace: TraceSampling = {
+        probabilities: p,
+        draftProbabilities: q,
+        acceptance: { draftProbability: qDrafted, ensembleProbability: drafted >= 0 ? p[drafted]! : 0, acceptProbability: outcome.acceptProbability, uniform: acceptUniform, accepted: outcome.accepted },
+        ...(outcome.drawn ? { draw: { from: outcome.drawn.from, uniform: rejectionUniform, probability: outcome.drawn.probability } } : {}),
+      };
+      await this.record(d, point.scores, verifierOwn, point.decision, outcome.accepted && drafted < 0 ? -1 : entry, appended, gac, trace);
+    }
+    return outcome.accepted ? null : appended;
+  }
+
+  /**
+   * The drafter's probability of each union string under its tempered, truncated distribution:
+   * the probability of the token whose bytes are exactly that string (0 when it has none).
+   */
+  private async drafterStringProbabilities(d: Drafted, keys: readonly string[]): Promise<Float64Array> {
+    const vocab = this.drafter.vocab;
+    const kept = await d.score.truncated(this.sampling!.truncation);
+    const ids = keys.map((key) => (key === EOS_KEY ? vocab.eosId : vocab.idOf(key)) ?? -1);
+    const top = d.score.top();
+    const known = new Map<number, number>();
+    for (let i = 0; i < top.ids.length; i++) known.set(top.ids[i]!, top.logits[i]!);
+    if (d.logit !== undefined) known.set(d.id, d.logit);
+    const missing = [...new Set(ids.filter((id) => id >= 0 && !known.has(id)))];
+    if (missing.length) {
+      const logits = await d.score.logitsOf(missing);
+      missing.forEach((id, i) => known.set(id, logits[i]!));
+    }
+    return Float64Array.from(ids, (id) => (id < 0 ? 0 : keptProbability(kept, id, known.get(id)!)));
+  }
+
+  /** The drafter's token at a row: its greedy choice, or when sampling its draw. */
+  private async drawDrafted(row: RowScore, cycle: number, index: number): Promise<{ id: number; logit: number; kept: KeptSet | null }> {
+    if (!this.sampling) return { id: row.best, logit: row.max, kept: null };
+    return row.draw(this.sampling.truncation, this.sampling.random.uniform(Stream.Draft, cycle, index));
+  }
+
+  /** The kept set of a member's row when sampling (a whole row without a cut keeps everything: no read). */
+  private async keptOf(m: Member, row: RowScore): Promise<KeptSet> {
+    const t = this.sampling!.truncation;
+    if (!this.sampling!.cut && m.lm.wholeRows) return { temperature: t.temperature, all: true, count: row.width, cutoffLogit: -Infinity, cutoffId: row.width - 1, ids: null, logNormalizer: NaN };
+    return row.truncated(t);
+  }
+
+  /** The drafter ids that write union entry `entry` after the context (the drafted token when none do). */
+  private appendedFor(point: EnsemblePoint, entry: number, d: Drafted): number[] {
+    const appended = this.drafter.vocab.appendIds(point.decision.keys[entry]!, point.context, point.gac);
+    return appended.length === 0 ? [d.id] : appended;
+  }
+
+  /**
+   * The ensemble distribution and greedy decision at a position. The members' rows are read
+   * where their sessions hold them: UniTE reads the logits of its fill-in ids, GaC the whole
+   * rows; when sampling, each member's distribution is tempered and cut first.
+   */
+  private async ensemblePoint(d: Drafted, verifierRows: RowScore[], text: Uint8Array, gac: boolean): Promise<EnsemblePoint> {
     const t0 = performance.now();
     const o = this.options;
     const context = contextBefore(text, d.offset);
@@ -476,24 +609,22 @@ export class Generation {
     const scores = [d.score, ...verifierRows];
     const members = [this.drafter, ...this.verifiers];
     const views: Array<Omit<ModelView, 'row'>> = members.map((m, i) => ({ vocab: m.vocab, weight: m.weight, context, dummySpace: i > 0 && responseStart && m.addsSpace }));
+    const keptSets = this.sampling ? Promise.all(scores.map((r, i) => this.keptOf(members[i]!, r))) : Promise.resolve(null);
     let dist: EnsembleDistribution;
     if (gac) {
-      const rows = await Promise.all(scores.map((r) => r.row()));
-      dist = this.gacUnion().distribution(this.viewsInModelOrder(views.map((v, i) => ({ ...v, row: rows[i]! }))), o.topK);
+      const [rows, kept] = await Promise.all([Promise.all(scores.map((r) => r.row())), keptSets]);
+      const used = kept ? rows.map((row, i) => truncatedRow(row, kept[i]!)) : rows;
+      dist = this.gacUnion().distribution(this.viewsInModelOrder(views.map((v, i) => ({ ...v, row: used[i]! }))), o.unionTopK);
     } else {
-      const union: UnionMember[] = views.map((v, i) => ({ ...v, top: scores[i]!.top(o.topK) }));
+      const union: UnionMember[] = views.map((v, i) => ({ ...v, top: scores[i]!.top(o.unionTopK) }));
       const plan = planUnite(union, scores.map((r) => r.width));
-      const fills = await Promise.all(scores.map((r, i) => r.logitsOf(plan.fills[i]!.map((f) => f.id))));
-      dist = finishUnite(plan, fills, union);
+      const [fills, kept] = await Promise.all([Promise.all(scores.map((r, i) => r.logitsOf(plan.fills[i]!.map((f) => f.id)))), keptSets]);
+      dist = finishUnite(plan, fills, union, kept ?? undefined);
     }
     const weights = gac ? this.members.map((m) => m.weight) : views.map((v) => v.weight);
-    const decision = decide(dist, topKeys(this.drafter.vocab, d.score.top(o.topK).ids, o.topK), weights, o.sharpening);
-    const key = decision.keys[decision.winner]!;
-    let appended = this.drafter.vocab.appendIds(key, context, gac);
-    if (appended.length === 0) appended = [d.id];
+    const decision = decide(dist, topKeys(this.drafter.vocab, d.score.top(o.unionTopK).ids, o.unionTopK), weights, o.sharpening);
     this.stats.time.ensemblingMs += performance.now() - t0;
-    if (o.trace) await this.record(d, scores, verifierOwn, decision, appended, gac);
-    return appended;
+    return { decision, context, scores, gac };
   }
 
   /** GaC's union is indexed in model order; UniTE's views put the drafter first. */
@@ -501,7 +632,7 @@ export class Generation {
     return this.members.map((m) => (m === this.drafter ? views[0]! : views[1 + this.verifiers.indexOf(m)]!));
   }
 
-  private async record(d: Drafted, scores: RowScore[], verifierOwn: number[], decision: EnsembleDecision, appended: number[], gac: boolean): Promise<void> {
+  private async record(d: Drafted, scores: RowScore[], verifierOwn: number[], decision: EnsembleDecision, entry: number, appended: number[], gac: boolean, sampling?: TraceSampling): Promise<void> {
     const ownIds = [d.id, ...verifierOwn];
     const members = [this.drafter, ...this.verifiers];
     const probabilities = await Promise.all(scores.map((r, i) => probabilityOf(r, ownIds[i]!)));
@@ -519,10 +650,19 @@ export class Generation {
       drafted: { text: keyText(this.drafter.vocab.key(d.id)), probability: models[0]!.probability },
       models,
       meanOwnProbability: models.reduce((s, m, i) => s + members[i]!.weight * m.probability, 0),
-      candidates: order.map((e) => ({ text: keyText(decision.keys[e]!), average: decision.average[e]!, score: decision.scores[e]!, perModel: permute(decision.perModel, e) })),
+      candidates: order.map((e) => ({
+        text: keyText(decision.keys[e]!),
+        average: decision.average[e]!,
+        score: decision.scores[e]!,
+        perModel: permute(decision.perModel, e),
+        ...(sampling ? { probability: sampling.probabilities[e]! } : {}),
+        ...(sampling?.draftProbabilities ? { draftProbability: sampling.draftProbabilities[e]! } : {}),
+      })),
       sharpened: decision.sharpened,
       bareSpaceGaveWay: decision.bareSpaceGaveWay !== null,
-      winner: { text: keyText(decision.keys[decision.winner]!), ids: appended },
+      winner: { text: entry >= 0 ? keyText(decision.keys[entry]!) : keyText(this.drafter.vocab.key(d.id)), ids: appended },
+      ...(sampling?.acceptance ? { acceptance: sampling.acceptance } : {}),
+      ...(sampling?.draw ? { draw: sampling.draw } : {}),
     });
   }
 
@@ -620,7 +760,7 @@ export class Generation {
     const signal = this.options.signal;
     let scores: Scores;
     try {
-      scores = await m.lm.score(ids, { rows, topK: this.options.topK, ...(asked ? { asked } : {}), holdFrom, full, ...(signal ? { signal } : {}) });
+      scores = await m.lm.score(ids, { rows, topK: this.scoringTopK(m), ...(asked ? { asked } : {}), holdFrom, full, ...(signal ? { signal } : {}) });
     } catch (error) {
       // A member waiting on a server stops when the signal fires: that is the abort, not a fault.
       if (signal?.aborted) {
@@ -632,6 +772,15 @@ export class Generation {
     if (drafting) this.stats.time.draftingMs += performance.now() - t0;
     if (countPass) m.forwardPasses++;
     return scores;
+  }
+
+  /**
+   * Best ids returned per row: the UniTE union size; when sampling with a larger cut, a served
+   * member returns that many (its rows are known only through them).
+   */
+  private scoringTopK(m: Member): number {
+    const o = this.options;
+    return this.sampling && !m.lm.wholeRows && o.topK > o.unionTopK ? o.topK : o.unionTopK;
   }
 
   /** Appends committed ids to the response and checks the stop conditions. */
@@ -679,6 +828,16 @@ export class Generation {
     s.time.totalMs = performance.now() - this.started;
     return { text: this.text.text(), finishReason: this.finish ?? 'length', stats: s, ...(this.options.trace ? { trace: this.trace } : {}) };
   }
+}
+
+/** What {@link Generation.ensemblePoint} returns. */
+interface EnsemblePoint {
+  decision: EnsembleDecision;
+  /** Text before the position (union strings are tokenized in it). */
+  context: string;
+  /** The members' rows, drafter first. */
+  scores: RowScore[];
+  gac: boolean;
 }
 
 /** Probability of `id` under a scored row (reads the row's normalizer where it is held). */

@@ -4,6 +4,7 @@
  */
 import { describeValue } from '../describeValue.js';
 import { InvalidArgumentError } from '../errors.js';
+import type { RejectionRule } from './sampling.js';
 
 /** Decoding strategy. */
 export type Strategy = 'safe' | 'single' | 'every-token' | 'gac-threshold';
@@ -28,8 +29,18 @@ export interface EnsembleOptions {
   strategy?: Strategy;
   /** Base ensembler at ensemble points: `unite` (default, top-k union) or `gac` (full-vocabulary union). */
   baseEnsembler?: BaseEnsembler;
-  /** Tokens per model in the UniTE union (default 10). */
+  /** Tokens per model in the UniTE union (default 10). Not the sampling cut: that is `topK`. */
+  unionTopK?: number;
+  /** Sampling temperature: 0 (default) decodes greedily; above 0 every member's distribution is tempered and sampled. */
+  temperature?: number;
+  /** Sampling: keep only each member's `topK` most likely tokens (default 0: no cut). Not the UniTE union size (`unionTopK`). */
   topK?: number;
+  /** Sampling: keep each member's smallest set of likely tokens whose probability reaches `topP` (default 1: no cut). */
+  topP?: number;
+  /** Sampling: seed of the generation's random numbers; the same seed and input give the same text (default: a fresh seed, reported in `stats.sampling.seed`). */
+  seed?: number;
+  /** SAFE sampling, after a rejected draft token: `residual` (default; exact: tokens follow the ensemble distribution) or `ensemble` (the paper's literal reading: draw from the ensemble distribution). */
+  rejectionRule?: RejectionRule;
   /** Tokens the drafter proposes per cycle (default 5). */
   draftLength?: number;
   /** Skip the ensemble when the mean own-token probability exceeds this (default 0.5). */
@@ -66,7 +77,12 @@ export interface EnsembleOptions {
 export interface ResolvedOptions {
   strategy: Strategy;
   baseEnsembler: BaseEnsembler;
+  unionTopK: number;
+  temperature: number;
   topK: number;
+  topP: number;
+  seed: number | null;
+  rejectionRule: RejectionRule;
   draftLength: number;
   consensusThreshold: number;
   unanimitySkip: boolean;
@@ -88,7 +104,12 @@ export interface ResolvedOptions {
 export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights'>> = Object.freeze({
   strategy: 'safe',
   baseEnsembler: 'unite',
-  topK: 10,
+  unionTopK: 10,
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  seed: null,
+  rejectionRule: 'residual',
   draftLength: 5,
   consensusThreshold: 0.5,
   unanimitySkip: true,
@@ -105,7 +126,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
 
 /** Names of all option fields, for filtering call options. */
 export const OPTION_KEYS: ReadonlyArray<keyof EnsembleOptions> = [
-  'strategy', 'baseEnsembler', 'topK', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
+  'strategy', 'baseEnsembler', 'unionTopK', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
   'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches',
 ];
 
@@ -135,6 +156,19 @@ function unit(field: string, value: unknown): number {
     fail(field, `must be a number from 0 to 1, got ${describeValue(value)}.`);
   }
   return value;
+}
+
+/** A finite number in [min, max] (`min` itself excluded unless `withMin`). */
+function ranged(field: string, value: unknown, min: number, max: number, withMin: boolean): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value > max || (withMin ? value < min : value <= min)) {
+    fail(field, `must be a number ${withMin ? 'from' : 'above'} ${min} ${withMin ? 'to' : 'up to'} ${max}, got ${describeValue(value)}.`);
+  }
+  return value;
+}
+
+/** Whether the options sample (temperature above 0) rather than decode greedily. */
+export function isSampling(options: Pick<ResolvedOptions, 'temperature'>): boolean {
+  return options.temperature > 0;
 }
 
 /**
@@ -184,7 +218,12 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
   return {
     strategy: oneOf('strategy', get('strategy'), ['safe', 'single', 'every-token', 'gac-threshold'] as const),
     baseEnsembler: oneOf('baseEnsembler', get('baseEnsembler'), ['unite', 'gac'] as const),
-    topK: int('topK', get('topK'), 1, 1000),
+    unionTopK: int('unionTopK', get('unionTopK'), 1, 1000),
+    temperature: ranged('temperature', get('temperature'), 0, 100, true),
+    topK: int('topK', get('topK'), 0, 1_000_000),
+    topP: ranged('topP', get('topP'), 0, 1, false),
+    seed: merged.seed === undefined || merged.seed === null ? null : int('seed', merged.seed, 0, Number.MAX_SAFE_INTEGER),
+    rejectionRule: oneOf('rejectionRule', get('rejectionRule'), ['residual', 'ensemble'] as const),
     draftLength: int('draftLength', get('draftLength'), 1, 64),
     consensusThreshold: unit('consensusThreshold', get('consensusThreshold')),
     unanimitySkip: bool('unanimitySkip', get('unanimitySkip')),

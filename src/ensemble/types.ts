@@ -53,6 +53,20 @@ export interface EnsembleStats {
    * generation (null for local models); present when some model is remote.
    */
   network?: Array<MemberNetworkStats | null>;
+  /** Present when sampling (temperature above 0). */
+  sampling?: SamplingStats;
+}
+
+/** What sampling did in a generation. */
+export interface SamplingStats {
+  /** The seed of its random numbers: pass it as `seed` to get the same text again. */
+  seed: number;
+  /** SAFE: stable positions where the acceptance test ran (each counts as an ensembled token). */
+  tested: number;
+  /** SAFE: tested positions whose drafted token stood. */
+  accepted: number;
+  /** SAFE: tested positions whose drafted token was rejected and redrawn. */
+  rejected: number;
 }
 
 /** One remote model's requests during a generation. */
@@ -95,6 +109,42 @@ export interface TraceCandidate {
   score: number;
   /** Each model's probability, in model order. */
   perModel: number[];
+  /** Sampling: the entry's probability in the distribution tokens are drawn from (P_ens). */
+  probability?: number;
+  /** SAFE sampling: the drafter's probability of the entry's string (P_draft). */
+  draftProbability?: number;
+}
+
+/** SAFE sampling: the acceptance test at a position. */
+export interface TraceAcceptance {
+  /** The drafter's probability of its drafted token (P_draft(t)). */
+  draftProbability: number;
+  /** The ensemble's probability of it (P_ens(t); 0 outside the union). */
+  ensembleProbability: number;
+  /** min(1, P_ens(t) / P_draft(t)). */
+  acceptProbability: number;
+  /** The uniform number drawn for the test: accepted when below `acceptProbability`. */
+  uniform: number;
+  /** Whether the drafted token stood. */
+  accepted: boolean;
+}
+
+/** Sampling: a token drawn from an ensemble distribution. */
+export interface TraceDraw {
+  /** `ensemble`: from P_ens; `residual`: from max(0, P_ens − P_draft) normalised (SAFE after a rejection). */
+  from: 'ensemble' | 'residual';
+  /** The uniform number of the draw. */
+  uniform: number;
+  /** The drawn entry's probability in the distribution it was drawn from. */
+  probability: number;
+}
+
+/** @internal What the generation hands the trace about sampling at a position. */
+export interface TraceSampling {
+  probabilities: Float64Array;
+  draftProbabilities?: Float64Array;
+  acceptance?: TraceAcceptance;
+  draw?: TraceDraw;
 }
 
 /** One ensemble decision. */
@@ -119,6 +169,10 @@ export interface TraceRecord {
   bareSpaceGaveWay: boolean;
   /** The winning text and the drafter ids appended for it. */
   winner: { text: string; ids: number[] };
+  /** SAFE sampling: the acceptance test (every stable position gets one). */
+  acceptance?: TraceAcceptance;
+  /** Sampling: the draw from an ensemble distribution, where one decided the token. */
+  draw?: TraceDraw;
 }
 
 /** The outcome of a generation. */

@@ -15,7 +15,7 @@ import type { StructuredOutputMethodOptions } from '@langchain/core/language_mod
 import { InvalidArgumentError } from '../errors.js';
 import type { EnsembleResult } from '../ensemble/types.js';
 import type { ChatMessage } from '../text/tokenizer.js';
-import { callOptionsFor, checkTemperature, effectiveKnobs, EnsembleHandle, PROVIDER, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
+import { callOptionsFor, effectiveKnobs, EnsembleHandle, PROVIDER, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
 import { parseToolCalls, toolCallStart } from './toolCalls.js';
 
 /** Constructor fields of {@link SafeEnsembleChatModel}. */
@@ -125,7 +125,6 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
     this.lc_serializable = !fields.ensemble;
     this.handle = new EnsembleHandle(fields);
     callOptionsFor(this.fields, this.handle.modelCount, {});
-    checkTemperature(fields.temperature);
   }
 
   _llmType(): string {
@@ -157,7 +156,7 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
       ls_provider: PROVIDER,
       ls_model_name: this.handle.ensembleName,
       ls_model_type: 'chat',
-      ls_temperature: 0,
+      ls_temperature: params.temperature ?? 0,
       ls_max_tokens: params.maxNewTokens ?? 256,
       ls_stop: params.stop ?? [],
     };

@@ -5,7 +5,6 @@
  */
 import { resolve } from 'node:path';
 import type { RunnableConfig } from '@langchain/core/runnables';
-import { describeValue } from '../describeValue.js';
 import { InvalidArgumentError } from '../errors.js';
 import { OPTION_KEYS, resolveOptions, type EnsembleOptions } from '../ensemble/options.js';
 import { SafeEnsemble, type ModelSpec, type RemoteMemberSpec } from '../ensemble/safeEnsemble.js';
@@ -20,7 +19,12 @@ export interface SafeEnsembleKnobs
     EnsembleOptions,
     | 'strategy'
     | 'baseEnsembler'
+    | 'unionTopK'
+    | 'temperature'
     | 'topK'
+    | 'topP'
+    | 'seed'
+    | 'rejectionRule'
     | 'draftLength'
     | 'consensusThreshold'
     | 'unanimitySkip'
@@ -53,8 +57,6 @@ export interface SafeEnsembleFields extends SafeEnsembleKnobs {
   stopSequences?: string[];
   /** Alias of `maxNewTokens` (LangChain convention). */
   maxTokens?: number;
-  /** Accepted for compatibility; decoding is greedy (a warning says so once when it is not 0). */
-  temperature?: number;
   /** Default time limit of every call in milliseconds (a call's own `timeout` or `signal` also applies). */
   timeout?: number;
 }
@@ -118,30 +120,13 @@ export function callOptionsFor(
 /** The provider name in traces and response metadata. */
 export const PROVIDER = 'safe_ensemble';
 
-let warnedTemperature = false;
-
-/**
- * Validates the constructor's `temperature`: sampling does not exist yet, so a value above 0 is
- * accepted with one warning per process that decoding stays greedy (traces report 0).
- */
-export function checkTemperature(temperature: unknown): void {
-  if (temperature === undefined) return;
-  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
-    throw new InvalidArgumentError('temperature', `temperature: must be a number >= 0, got ${describeValue(temperature)}.`);
-  }
-  if (temperature > 0 && !warnedTemperature) {
-    warnedTemperature = true;
-    console.warn(`[langchain-safe-ensemble] temperature ${temperature} is ignored: decoding is greedy (temperature 0) until sampling is supported.`);
-  }
-}
-
 /** Every SAFE knob as it takes effect in a call (defaults filled in), for traces. */
 export function effectiveKnobs(modelCount: number, call: EnsembleOptions): Record<string, unknown> {
   const { signal: _signal, tools: _tools, recomputeCaches: _debug, ...knobs } = resolveOptions(modelCount, call);
   void _signal;
   void _tools;
   void _debug;
-  return { ...knobs, temperature: 0 };
+  return knobs;
 }
 
 /** The error LangChain callers get for an aborted call (signal or timeout): name `AbortError`. */

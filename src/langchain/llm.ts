@@ -7,7 +7,7 @@ import { LLM, type BaseLLMCallOptions, type BaseLLMParams } from '@langchain/cor
 import type { RunnableConfig } from '@langchain/core/runnables';
 import { GenerationChunk, type Generation, type LLMResult } from '@langchain/core/outputs';
 import type { EnsembleResult } from '../ensemble/types.js';
-import { callOptionsFor, checkTemperature, effectiveKnobs, EnsembleHandle, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
+import { callOptionsFor, effectiveKnobs, EnsembleHandle, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
 
 /** Constructor fields of {@link SafeEnsembleLLM}. */
 export interface SafeEnsembleLLMParams extends BaseLLMParams, SafeEnsembleFields {}
@@ -67,7 +67,6 @@ export class SafeEnsembleLLM extends LLM<SafeEnsembleLLMCallOptions> implements 
     this.handle = new EnsembleHandle(fields);
     // Validate constructor knobs now, so a bad default fails at construction.
     callOptionsFor(this.fields, this.handle.modelCount, {});
-    checkTemperature(fields.temperature);
   }
 
   _llmType(): string {

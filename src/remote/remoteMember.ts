@@ -10,6 +10,7 @@
 import { ContextOverflowError, DisposedError, InvalidArgumentError, RemoteEngineError } from '../errors.js';
 import type { ScoreOptions } from '../runtime/causalLM.js';
 import { Scores, type RowAnswer, type RowQuery, type ScorePayload } from '../runtime/scores.js';
+import { truncateTop } from '../runtime/truncation.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 import type { EnsembleMember } from '../ensemble/member.js';
 import type { loadRemoteModel } from './loadRemote.js';
@@ -56,10 +57,12 @@ interface PassRecord {
   first: number;
   /** Per row, the k-th best log-probability (the bound for ids the engine cannot answer). */
   floor: Float64Array;
+  /** The pass's payload: each row's best ids and log-probabilities (sampling reads them). */
+  payload: ScorePayload;
 }
 
-/** Passes kept for reads (the engine reads rows of the last pass or two). */
-const KEPT_PASSES = 8;
+/** Passes kept for reads: a cycle reads rows of its whole draft (one pass per token when sampling, ahead drafting included). */
+const KEPT_PASSES = 160;
 
 /** A member whose model is served by an inference engine (see {@link loadRemoteModel}). */
 export class RemoteMember implements EnsembleMember {
@@ -197,7 +200,7 @@ export class RemoteMember implements EnsembleMember {
       payload.asked[r] = row.asked;
       floor[r] = top[width - 1]![1];
     });
-    this.kept.set(payload.pass, { seq, first, floor });
+    this.kept.set(payload.pass, { seq, first, floor, payload });
     if (this.kept.size > KEPT_PASSES) this.kept.delete(this.kept.keys().next().value!);
     return new Scores(payload, (query) => this.read(query, signal), asked ? [...asked] : null);
   }
@@ -232,7 +235,16 @@ export class RemoteMember implements EnsembleMember {
         return bound;
       });
     }
-    return { logits, logNormalizer: query.normalizer ? 0 : NaN, row: null };
+    const answer: RowAnswer = { logits, logNormalizer: query.normalizer ? 0 : NaN, row: null };
+    if (query.truncation) {
+      // Sampling sees the row through the log-probabilities the engine returned: those entries
+      // are the member's whole distribution (an implicit top-k), so nothing is asked again.
+      const { payload } = pass;
+      const r = query.position - pass.first;
+      const top = { ids: payload.topIds.subarray(r * payload.k, (r + 1) * payload.k), logits: payload.topLogits.subarray(r * payload.k, (r + 1) * payload.k) };
+      answer.truncated = truncateTop(top, query.truncation, query.uniform ?? NaN);
+    }
+    return answer;
   }
 
   private protocolError(what: string): RemoteEngineError {

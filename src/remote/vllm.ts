@@ -116,7 +116,7 @@ export class VllmProtocol implements RemoteProtocol {
       answer = (await this.client.post('v1/completions', body, signal)) as { choices?: Choice[] };
     } catch (error) {
       if (error instanceof RemoteEngineError && error.status === 400 && /logprob/i.test(error.message) && /max/i.test(error.message)) {
-        throw new RemoteEngineError('unsupported', error.url, `${error.message} — vLLM caps log-probabilities per token (--max-logprobs, default 20): start it with --max-logprobs at least topK, or lower topK.`, { cause: error, status: 400 });
+        throw new RemoteEngineError('unsupported', error.url, `${error.message} — vLLM caps log-probabilities per token (--max-logprobs, default 20): start it with --max-logprobs at least the number asked (unionTopK; when sampling, topK if larger), or lower them.`, { cause: error, status: 400 });
       }
       throw error;
     }

@@ -289,6 +289,7 @@ export class CausalLM {
       logits: new Float32Array(a.logits.buffer, a.logits.byteOffset, a.logits.length),
       logNormalizer: a.logNormalizer,
       row: a.row ? new Float32Array(a.row.buffer, a.row.byteOffset, a.row.length) : null,
+      ...(a.truncated ? { truncated: a.truncated } : {}),
     };
   }
 

@@ -12,6 +12,7 @@
  */
 import { InferenceError, InvalidArgumentError } from '../errors.js';
 import { logSumExp, topK, topKIfFinite, type TopK } from './distribution.js';
+import { truncateRow, type KeptSet, type TruncatedRow, type Truncation } from './truncation.js';
 
 /** What a scoring pass returns (see {@link ScorePayload}). */
 export interface ScoreRequest {
@@ -63,6 +64,10 @@ export interface RowQuery {
   normalizer?: boolean;
   /** Return the whole row. */
   full?: boolean;
+  /** Return the row's kept set under this temperature and cut (see truncation.ts). */
+  truncation?: Truncation;
+  /** With `truncation`: also draw a token with this uniform number in [0, 1). */
+  uniform?: number;
 }
 
 /** The answer to a {@link RowQuery}. */
@@ -73,6 +78,8 @@ export interface RowAnswer {
   logNormalizer: number;
   /** The whole row when asked, else null. */
   row: Float32Array | null;
+  /** The kept set (and the drawn token) when `truncation` was asked. */
+  truncated?: TruncatedRow;
 }
 
 interface HeldRow {
@@ -142,7 +149,9 @@ export class HeldRows {
       logits[i] = row[id]!;
     });
     if (query.normalizer && Number.isNaN(held.logNormalizer)) held.logNormalizer = logSumExp(row);
-    return { logits, logNormalizer: query.normalizer ? held.logNormalizer : NaN, row: query.full ? row : null };
+    const answer: RowAnswer = { logits, logNormalizer: query.normalizer ? held.logNormalizer : NaN, row: query.full ? row : null };
+    if (query.truncation) answer.truncated = truncateRow(row, query.truncation, query.uniform ?? NaN);
+    return answer;
   }
 
   private drop(position: number): void {
@@ -299,9 +308,33 @@ export class RowScore {
     return this.full;
   }
 
+  /**
+   * The kept set under `t` (temperature and cut), computed where the row is held; the answer is
+   * kept, so later calls with the same settings cost nothing.
+   */
+  async truncated(t: Truncation): Promise<KeptSet> {
+    if (this.kept && sameTruncation(this.kept.t, t)) return this.kept.set;
+    const answer = this.full ? truncateRow(this.full, t) : (await this.read({ truncation: t })).truncated!;
+    this.kept = { t, set: answer.kept };
+    return answer.kept;
+  }
+
+  /** Draws a token from the tempered, truncated distribution with `uniform` in [0, 1): its id and logit. */
+  async draw(t: Truncation, uniform: number): Promise<{ id: number; logit: number; kept: KeptSet }> {
+    const answer = this.full ? truncateRow(this.full, t, uniform) : (await this.read({ truncation: t, uniform })).truncated!;
+    this.kept = { t, set: answer.kept };
+    return { id: answer.drawn, logit: answer.drawnLogit, kept: answer.kept };
+  }
+
+  private kept: { t: Truncation; set: KeptSet } | null = null;
+
   private read(query: Omit<RowQuery, 'position' | 'pass'>): Promise<RowAnswer> {
     return this.reader({ ...query, position: this.position, pass: this.payload.pass });
   }
+}
+
+function sameTruncation(a: Truncation, b: Truncation): boolean {
+  return a.temperature === b.temperature && a.topK === b.topK && a.topP === b.topP;
 }
 
 /** The rows of one scoring pass. */

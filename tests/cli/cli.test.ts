@@ -49,9 +49,22 @@ describe('the safe-ensemble command', () => {
 
   it('takes every knob as a flag', async () => {
     const p = problemSet(1)[0]!;
-    const { code, out } = await cli(['generate', '--json', '--strategy', 'every-token', '--top-k', '5', '--draft-length', '3', '--consensus-threshold', '0.6', '--no-unanimity-skip', '--no-stability-gate', '--gac-drafter-gate', '0.4', '--sharpening', 'geometric', '--sharpen-below', '0.4', '--sharpen-lambda', '0.2', '--weights', '2,1', '--drafter', '1', p.question]);
+    const { code, out } = await cli(['generate', '--json', '--strategy', 'every-token', '--union-top-k', '5', '--draft-length', '3', '--consensus-threshold', '0.6', '--no-unanimity-skip', '--no-stability-gate', '--gac-drafter-gate', '0.4', '--sharpening', 'geometric', '--sharpen-below', '0.4', '--sharpen-lambda', '0.2', '--weights', '2,1', '--drafter', '1', p.question]);
     expect(code).toBe(0);
     expect(JSON.parse(out).stats.strategy).toBe('every-token');
+  });
+
+  it('samples with --temperature, --top-k, --top-p, --seed and --rejection-rule: the same seed, the same output', async () => {
+    const p = problemSet(1)[0]!;
+    const args = ['generate', '--json', '--temperature', '0.8', '--top-k', '20', '--top-p', '0.95', '--seed', '5', '--rejection-rule', 'ensemble', '--max-new-tokens', '40', p.question];
+    const first = await cli(args);
+    const second = await cli(args);
+    expect(first.code).toBe(0);
+    const a = JSON.parse(first.out);
+    expect(a.stats.sampling).toMatchObject({ seed: 5 });
+    expect(a.stats.sampling.tested).toBeGreaterThan(0);
+    expect(JSON.parse(second.out)).toMatchObject({ text: a.text, stats: { sampling: a.stats.sampling, generatedTokens: a.stats.generatedTokens } });
+    expect((await cli(['generate', '--temperature', '-1', p.question])).err).toMatch(/temperature: must be a number from 0 to 100/);
   });
 
   it('inspects a model folder, and says why one cannot load', async () => {

@@ -47,7 +47,7 @@ describe('LangChain contract', () => {
     expect(options.ls_structured_output_format).toEqual({ kwargs: { method: 'function_calling' }, schema: PERSON_SCHEMA });
     const params = start.extra!.invocation_params as Record<string, unknown>;
     expect(params.tools).toEqual([expect.objectContaining({ type: 'function', function: expect.objectContaining({ name: 'Person' }) })]);
-    expect(params).toMatchObject({ strategy: 'safe', topK: 10, draftLength: 5, consensusThreshold: 0.5, maxNewTokens: 64, temperature: 0 });
+    expect(params).toMatchObject({ strategy: 'safe', unionTopK: 10, draftLength: 5, consensusThreshold: 0.5, maxNewTokens: 64, temperature: 0, topK: 0, topP: 1 });
     expect(() => chat.withStructuredOutput(PERSON_SCHEMA, { method: 'jsonMode' })).toThrow(/method "jsonMode" is not supported.*tool calling/);
   });
 
@@ -105,19 +105,15 @@ describe('LangChain contract', () => {
     await llm.dispose();
   });
 
-  it('accepts temperature > 0 with one warning that decoding is greedy, and traces report 0', async () => {
-    const warn = jest.spyOn(console, 'warn').mockImplementation(() => undefined);
-    try {
-      const warm = new SafeEnsembleChatModel({ models, maxNewTokens: 64, temperature: 0.7 });
-      new SafeEnsembleChatModel({ models, temperature: 0.9 });
-      expect(warn.mock.calls.filter(([m]) => /temperature .* is ignored: decoding is greedy/.test(String(m)))).toHaveLength(1);
-      expect(warm.getLsParams({} as never).ls_temperature).toBe(0);
-      expect((await warm.invoke(HELLO)).content).toBe((await chat.invoke(HELLO)).content);
-      await warm.dispose();
-    } finally {
-      warn.mockRestore();
-    }
-    expect(() => new SafeEnsembleChatModel({ models, temperature: -1 })).toThrow(/temperature: must be a number >= 0, got -1/);
+  it('temperature 0 is greedy; temperature > 0 samples and LangSmith params report it', async () => {
+    const zero = new SafeEnsembleChatModel({ models, maxNewTokens: 64, temperature: 0 });
+    expect((await zero.invoke(HELLO)).content).toBe((await chat.invoke(HELLO)).content);
+    const warm = new SafeEnsembleChatModel({ models, maxNewTokens: 64, temperature: 0.7, seed: 3 });
+    expect(warm.getLsParams({} as never).ls_temperature).toBe(0.7);
+    expect(warm.invocationParams()).toMatchObject({ temperature: 0.7, seed: 3 });
+    await zero.dispose();
+    await warm.dispose();
+    expect(() => new SafeEnsembleChatModel({ models, temperature: -1 })).toThrow(/temperature: must be a number from 0 to 100, got -1/);
     expect(() => new SafeEnsembleLLM({ models, temperature: Number.NaN })).toThrow(/got NaN/);
   });
 });

@@ -118,12 +118,12 @@ describe('remote members at load', () => {
     const server = await EngineServer.start({ engine: 'vllm', model: MISTRAL, maxLogprobs: 5 });
     const ensemble = new SafeEnsemble([await loadModel(QWEN), await loadRemoteModel({ engine: 'vllm', url: server.url, tokenizer: MISTRAL })]);
     try {
-      const error = (await ensemble.generate(QUESTION, { maxNewTokens: 8, topK: 10 }).catch((e: unknown) => e)) as RemoteEngineError;
+      const error = (await ensemble.generate(QUESTION, { maxNewTokens: 8, unionTopK: 10 }).catch((e: unknown) => e)) as RemoteEngineError;
       expect(error).toBeInstanceOf(RemoteEngineError);
       expect(error.failure).toBe('unsupported');
       expect(error.message).toMatch(/greater than max allowed: 5/);
       expect(error.message).toMatch(/--max-logprobs/);
-      await expect(ensemble.generate(QUESTION, { maxNewTokens: 8, topK: 5 })).resolves.toBeDefined();
+      await expect(ensemble.generate(QUESTION, { maxNewTokens: 8, unionTopK: 5 })).resolves.toBeDefined();
     } finally {
       await ensemble.dispose();
       await server.close();
