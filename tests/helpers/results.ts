@@ -11,3 +11,11 @@ export function comparable(r: EnsembleResult): unknown {
   void _p;
   return { text: r.text, finishReason: r.finishReason, stats, trace: r.trace };
 }
+
+/** {@link comparable} without the network counts remote members add (a remote run compared with an all-local one). */
+export function comparableWithoutNetwork(r: EnsembleResult): unknown {
+  const c = comparable(r) as { stats: Record<string, unknown> };
+  const { network: _n, ...stats } = c.stats;
+  void _n;
+  return { ...c, stats };
+}

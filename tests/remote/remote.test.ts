@@ -7,18 +7,12 @@ import { loadModel, loadRemoteModel, SafeEnsemble, type EnsembleMember, type Ens
 import { bundledModels } from '../../src/demo/models';
 import { problemSet } from '../../src/demo/wordProblems';
 import { EngineServer } from '../../tools/fixtures/engineServer';
-import { comparable } from '../helpers/results';
+import { comparableWithoutNetwork } from '../helpers/results';
 
 const [QWEN, MISTRAL] = bundledModels() as [string, string];
 const PROBLEMS = problemSet(20);
 
-/** The deterministic part of a result, without the network counts remote members add. */
-function same(r: EnsembleResult): unknown {
-  const c = comparable(r) as { stats: Record<string, unknown> };
-  const { network: _n, ...stats } = c.stats;
-  void _n;
-  return { ...c, stats };
-}
+const same = comparableWithoutNetwork;
 
 describe('remote members give the all-local output', () => {
   const servers: EngineServer[] = [];

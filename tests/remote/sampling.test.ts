@@ -9,18 +9,13 @@ import { loadModel, loadRemoteModel, SafeEnsemble, type EnsembleMember, type Ens
 import { bundledModels } from '../../src/demo/models';
 import { problemSet } from '../../src/demo/wordProblems';
 import { EngineServer } from '../../tools/fixtures/engineServer';
-import { comparable } from '../helpers/results';
+import { comparableWithoutNetwork } from '../helpers/results';
 
 const [QWEN, MISTRAL] = bundledModels() as [string, string];
 const PROBLEMS = problemSet(6);
 const OPTIONS: EnsembleOptions = { temperature: 0.8, topK: 10, unionTopK: 10, maxNewTokens: 60 };
 
-function same(r: EnsembleResult): unknown {
-  const c = comparable(r) as { stats: Record<string, unknown> };
-  const { network: _n, ...stats } = c.stats;
-  void _n;
-  return { ...c, stats };
-}
+const same = comparableWithoutNetwork;
 
 describe('sampling with remote members', () => {
   const servers: EngineServer[] = [];
