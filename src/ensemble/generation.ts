@@ -5,7 +5,7 @@
  * @module
  */
 import type { RowScore, Scores } from '../runtime/scores.js';
-import { isKept, keptProbability, type KeptSet, type Truncation } from '../runtime/truncation.js';
+import { keptProbability, type KeptSet, type Truncation } from '../runtime/truncation.js';
 import { isCharBoundary } from '../text/bytes.js';
 import { encodeContinuation, ResponseTokenization } from '../text/continuation.js';
 import { decide, finishUnite, GacUnion, planUnite, topKeys, truncatedRow, type EnsembleDecision, type EnsembleDistribution, type ModelView, type UnionMember } from './aggregate.js';
@@ -464,7 +464,9 @@ export class Generation {
     const o = this.options;
     const next = await this.drafterRow();
     if (!next) return null;
-    const { id, logit, kept } = await this.drawDrafted(next, this.stats.cycles, this.ids.length);
+    // every-token draws every token from the ensemble: the drafter's own draw (a read of its row)
+    // is needed only for the first token, which may carry its dummy-prefix space (see `lead`).
+    const { id, logit, kept } = await this.drawDrafted(next, this.stats.cycles, this.ids.length, o.strategy === 'every-token' && this.ids.length > 0);
     this.stats.draftedTokens++;
     let ensembleHere = o.strategy === 'every-token';
     if (o.strategy === 'gac-threshold') {
@@ -528,9 +530,9 @@ export class Generation {
     const t0 = performance.now();
     const { keys } = point.decision;
     const p = ensembleProbabilities(point.decision);
-    const q = await this.drafterStringProbabilities(d, keys);
-    const drafted = keys.indexOf(this.drafter.vocab.key(d.id));
     const kept = await d.score.truncated(sampling.truncation);
+    const q = await this.drafterStringProbabilities(d, keys, kept);
+    const drafted = keys.indexOf(this.drafter.vocab.key(d.id));
     const qDrafted = keptProbability(kept, d.id, d.logit!);
     const acceptUniform = sampling.random.uniform(Stream.Accept, this.stats.cycles, d.index);
     const rejectionUniform = sampling.random.uniform(Stream.Rejection, this.stats.cycles, d.index);
@@ -559,9 +561,8 @@ export class Generation {
    * The drafter's probability of each union string under its tempered, truncated distribution:
    * the probability of the token whose bytes are exactly that string (0 when it has none).
    */
-  private async drafterStringProbabilities(d: Drafted, keys: readonly string[]): Promise<Float64Array> {
+  private async drafterStringProbabilities(d: Drafted, keys: readonly string[], kept: KeptSet): Promise<Float64Array> {
     const vocab = this.drafter.vocab;
-    const kept = await d.score.truncated(this.sampling!.truncation);
     const ids = keys.map((key) => (key === EOS_KEY ? vocab.eosId : vocab.idOf(key)) ?? -1);
     const top = d.score.top();
     const known = new Map<number, number>();
@@ -576,8 +577,8 @@ export class Generation {
   }
 
   /** The drafter's token at a row: its greedy choice, or when sampling its draw. */
-  private async drawDrafted(row: RowScore, cycle: number, index: number): Promise<{ id: number; logit: number; kept: KeptSet | null }> {
-    if (!this.sampling) return { id: row.best, logit: row.max, kept: null };
+  private async drawDrafted(row: RowScore, cycle: number, index: number, greedy = false): Promise<{ id: number; logit: number; kept: KeptSet | null }> {
+    if (!this.sampling || greedy) return { id: row.best, logit: row.max, kept: null };
     return row.draw(this.sampling.truncation, this.sampling.random.uniform(Stream.Draft, cycle, index));
   }
 
