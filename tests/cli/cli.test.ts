@@ -118,6 +118,18 @@ describe('the safe-ensemble command', () => {
     }
   }, 240_000);
 
+  it('benchmarks sampling: --temperature with --seeds N runs every problem with N seeds, in one process or one per method', async () => {
+    for (const isolation of ['gc', 'process']) {
+      const { stdout } = await run('node', ['bin/safe-ensemble.cjs', 'bench', '--temperature', '0.7', '--seeds', '2', '--problems', '2', '--methods', 'safe,safe-ensemble-rule', '--max-new-tokens', '16', '--isolation', isolation, '--blocks', '1', '--json'], { cwd: root });
+      const report = JSON.parse(stdout) as { sampling: Record<string, number>; rows: Array<Record<string, unknown>> };
+      expect(report.sampling).toEqual({ temperature: 0.7, topP: 1, topK: 0, seeds: 2 });
+      expect(report.rows.map((r) => r.method)).toEqual(['single model', 'SAFE + UniTE (heuristic λ 0.1)', "SAFE + UniTE, paper's rejection rule", 'single model', 'SAFE + UniTE (heuristic λ 0.1)', "SAFE + UniTE, paper's rejection rule"]);
+      // 2 problems × 2 seeds: four generations per method and drafter.
+      for (const r of report.rows) expect(r.problems).toBe(4);
+    }
+    expect((await cli(['bench', '--seeds', '2'])).err).toMatch(/--seeds, --top-p and --top-k need --temperature above 0/);
+  }, 240_000);
+
   it('refuses bench flags it cannot honour', async () => {
     expect((await cli(['bench', '--methods', 'safe,bogus'])).err).toMatch(/--methods: unknown method "bogus"/);
     expect((await cli(['bench', '--isolation', 'threads'])).err).toMatch(/--isolation: use gc or process/);
