@@ -265,6 +265,23 @@ describe('sampling on random tiny decoders (Qwen3 and Mistral tokenizers)', () =
     }
   });
 
+  it('a sampled stream left by abort, timeout, break, a throw or a half-read iterator frees the models; the next seeded call is unchanged', async () => {
+    const options: EnsembleOptions = { ...RAW, temperature: 1, topP: 0.9, seed: 21, maxNewTokens: 40 };
+    const before = await ensemble.generate(QUESTION, options);
+    const controller = new AbortController();
+    for await (const chunk of ensemble.stream(QUESTION, { ...options, signal: controller.signal })) if (chunk.type === 'text') controller.abort();
+    for await (const chunk of ensemble.stream(QUESTION, { ...options, signal: AbortSignal.timeout(1) })) void chunk;
+    for await (const chunk of ensemble.stream(QUESTION, options)) if (chunk.type === 'text') break;
+    await expect(
+      (async () => {
+        for await (const chunk of ensemble.stream(QUESTION, options)) if (chunk.type === 'text') throw new Error('consumer failed');
+      })(),
+    ).rejects.toThrow('consumer failed');
+    const halfRead = ensemble.stream(QUESTION, options);
+    await halfRead.next();
+    same(await ensemble.generate(QUESTION, options), before);
+  });
+
   it('sampling with GaC as the base ensembler (whole rows, tempered and cut) is reproducible', async () => {
     const options: EnsembleOptions = { ...RAW, baseEnsembler: 'gac', temperature: 0.9, topK: 20, seed: 8, maxNewTokens: 25, trace: true };
     const a = await ensemble.generate(QUESTION, options);
