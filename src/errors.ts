@@ -125,12 +125,14 @@ export class WorkerError extends SafeEnsembleError {
 }
 
 /** Why a request to a remote engine failed (see {@link RemoteEngineError}). */
-export type RemoteFailure = 'unreachable' | 'timeout' | 'http' | 'malformed' | 'mismatch' | 'unsupported';
+export type RemoteFailure = 'unreachable' | 'timeout' | 'interrupted' | 'http' | 'malformed' | 'mismatch' | 'unsupported';
 
 /**
  * A model served by an inference engine (SGLang, vLLM) could not answer: the server was down or
- * stalled, answered with an HTTP error or a body this library cannot read, or serves another
- * model than the member's tokenizer. Names the member and the URL; the ensemble stays usable.
+ * stalled, cut its answer short (`interrupted`), answered with an HTTP error, a redirect or a
+ * body this library cannot read or will not hold (`malformed`: not JSON, out-of-range values,
+ * larger than the limit), lacks a feature the member needs (`unsupported`), or serves another
+ * model than the member's tokenizer (`mismatch`). Names the member and the URL; the ensemble stays usable.
  */
 export class RemoteEngineError extends SafeEnsembleError {
   /** What went wrong. */

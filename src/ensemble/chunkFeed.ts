@@ -34,6 +34,15 @@ export class ChunkFeed<T> {
     this.wake();
   }
 
+  /** The reader left: remaining items are dropped and a waiting {@link next} gets `done` at once. */
+  cancel(): void {
+    this.items.length = 0;
+    this.head = 0;
+    this.error = null;
+    this.closed = true;
+    this.wake();
+  }
+
   /** The next item, or `done` after the end; rejects with the producer's error. */
   async next(): Promise<IteratorResult<T, undefined>> {
     for (;;) {
@@ -59,5 +68,60 @@ export class ChunkFeed<T> {
     const w = this.waiter;
     this.waiter = null;
     w?.();
+  }
+}
+
+/**
+ * An async iterator over a feed that can be left at once: `return()` and `throw()` settle
+ * immediately, even while a `next()` waits (an async generator would queue them behind it), and
+ * call `onLeave` so the producer stops. The feed is created by the first `next()`.
+ */
+export class FeedIterator<T> implements AsyncGenerator<T, void> {
+  private feed: ChunkFeed<T> | null = null;
+  private finished = false;
+
+  constructor(
+    private readonly start: () => ChunkFeed<T>,
+    private readonly onLeave: () => void,
+  ) {}
+
+  async next(): Promise<IteratorResult<T, void>> {
+    if (this.finished) return { done: true, value: undefined };
+    try {
+      this.feed ??= this.start();
+      const item = await this.feed.next();
+      if (!item.done) return item;
+    } catch (error) {
+      this.leave();
+      throw error;
+    }
+    this.leave();
+    return { done: true, value: undefined };
+  }
+
+  async return(): Promise<IteratorResult<T, void>> {
+    this.leave();
+    return { done: true, value: undefined };
+  }
+
+  async throw(error: unknown): Promise<IteratorResult<T, void>> {
+    this.leave();
+    throw error;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** `await using` support: leaving the scope leaves the stream. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.leave();
+  }
+
+  private leave(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.feed?.cancel();
+    this.onLeave();
   }
 }

@@ -31,7 +31,7 @@ export interface EnsembleOptions {
   baseEnsembler?: BaseEnsembler;
   /** Tokens per model in the UniTE union (default 10). Not the sampling cut: that is `topK`. */
   unionTopK?: number;
-  /** Sampling temperature: 0 (default) decodes greedily; above 0 every member's distribution is tempered and sampled. */
+  /** Sampling temperature: 0 (default) decodes greedily; from 1e-5 to 100 every member's distribution is tempered and sampled. */
   temperature?: number;
   /** Sampling: keep only each member's `topK` most likely tokens (default 0: no cut). Not the UniTE union size (`unionTopK`). */
   topK?: number;
@@ -166,9 +166,56 @@ function ranged(field: string, value: unknown, min: number, max: number, withMin
   return value;
 }
 
+/**
+ * The smallest temperature that samples (vLLM's threshold too): below it a tempered
+ * distribution is one-hot in all but rounding, and logits divided by it approach the float
+ * range; such values are refused with this floor named, 0 meaning greedy.
+ */
+export const MIN_TEMPERATURE = 1e-5;
+
+/** Temperature 0 (greedy) or a number from {@link MIN_TEMPERATURE} to 100. */
+function temperatureOf(value: unknown): number {
+  if (value === 0) return 0;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < MIN_TEMPERATURE || value > 100) {
+    fail('temperature', `must be 0 (greedy) or a number from 1e-5 to 100, got ${describeValue(value)}.${typeof value === 'number' && value > 0 && value < MIN_TEMPERATURE ? ' Sampling that cold is greedy decoding in effect: pass 0.' : ''}`);
+  }
+  return value;
+}
+
 /** Whether the options sample (temperature above 0) rather than decode greedily. */
 export function isSampling(options: Pick<ResolvedOptions, 'temperature'>): boolean {
   return options.temperature > 0;
+}
+
+/** Deepest nesting a tool definition may have (JSON Schemas of real tools nest a few levels). */
+const MAX_TOOL_DEPTH = 64;
+
+/**
+ * Tool definitions must be plain JSON data the chat templates can render: an array of objects,
+ * no cycles, at most {@link MAX_TOOL_DEPTH} levels deep. Walked without recursion, so a hostile
+ * schema cannot exhaust the stack.
+ */
+export function checkToolDefinitions(tools: unknown): asserts tools is unknown[] {
+  if (!Array.isArray(tools)) fail('tools', 'must be an array of tool definitions.');
+  const ancestors = new Map<object, number>();
+  const stack: Array<{ value: unknown; depth: number; path: string; exit?: object }> = tools.map((value, i) => ({ value, depth: 1, path: `tools[${i}]` })).reverse();
+  while (stack.length > 0) {
+    const { value, depth, path, exit } = stack.pop()!;
+    if (exit) {
+      ancestors.delete(exit);
+      continue;
+    }
+    if (value === null || typeof value !== 'object') {
+      if (typeof value === 'function' || typeof value === 'symbol' || typeof value === 'bigint') fail('tools', `${path} is a ${typeof value}; tool definitions must be JSON data (name, description, parameters as a JSON Schema).`);
+      continue;
+    }
+    if (ancestors.has(value)) fail('tools', `${path} refers back to an enclosing object (a cyclic schema); tool definitions must be JSON data: inline the schema or use a $ref string.`);
+    if (depth > MAX_TOOL_DEPTH) fail('tools', `${path.length > 120 ? `${path.slice(0, 120)}…` : path} nests more than ${MAX_TOOL_DEPTH} levels deep; flatten the tool's JSON Schema.`);
+    ancestors.set(value, depth);
+    stack.push({ value: null, depth, path, exit: value });
+    const entries = Array.isArray(value) ? value.map((v, i) => [`[${i}]`, v] as const) : Object.entries(value).map(([k, v]) => [`.${k.length > 40 ? `${k.slice(0, 40)}…` : k}`, v] as const);
+    for (let i = entries.length - 1; i >= 0; i--) stack.push({ value: entries[i]![1], depth: depth + 1, path: path + entries[i]![0] });
+  }
 }
 
 /**
@@ -177,13 +224,14 @@ export function isSampling(options: Pick<ResolvedOptions, 'temperature'>): boole
  * @throws InvalidArgumentError naming the first bad field.
  */
 export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOptions | undefined>): ResolvedOptions {
-  const merged: Record<string, unknown> = {};
+  // No prototype: a `__proto__` key (JSON.parse makes it an own key) stays a plain, unknown key.
+  const merged: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const layer of layers) {
     if (layer === undefined || layer === null) continue;
     if (typeof layer !== 'object') fail('options', `must be an object, got ${typeof layer}.`);
     for (const [k, v] of Object.entries(layer)) {
       if (v === undefined) continue;
-      if (k === 'sharpening' && v && typeof v === 'object' && !Array.isArray(v) && merged.sharpening && typeof merged.sharpening === 'object' && !Array.isArray(merged.sharpening)) merged.sharpening = { ...(merged.sharpening as object), ...(v as object) };
+      if (k === 'sharpening' && v && typeof v === 'object' && !Array.isArray(v) && merged.sharpening && typeof merged.sharpening === 'object' && !Array.isArray(merged.sharpening)) merged.sharpening = Object.assign(Object.create(null), merged.sharpening, v);
       else merged[k] = v;
     }
   }
@@ -212,14 +260,14 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     fail('signal', 'must be an AbortSignal.');
   }
   const tools = merged.tools;
-  if (tools !== undefined && !Array.isArray(tools)) fail('tools', 'must be an array of tool definitions.');
+  if (tools !== undefined) checkToolDefinitions(tools);
   const known = new Set<string>(OPTION_KEYS as readonly string[]);
   for (const k of Object.keys(merged)) if (!known.has(k)) fail(k, `is not a SAFE option; valid options are ${[...known].join(', ')}.`);
   return {
     strategy: oneOf('strategy', get('strategy'), ['safe', 'single', 'every-token', 'gac-threshold'] as const),
     baseEnsembler: oneOf('baseEnsembler', get('baseEnsembler'), ['unite', 'gac'] as const),
     unionTopK: int('unionTopK', get('unionTopK'), 1, 1000),
-    temperature: ranged('temperature', get('temperature'), 0, 100, true),
+    temperature: temperatureOf(get('temperature')),
     topK: int('topK', get('topK'), 0, 1_000_000),
     topP: ranged('topP', get('topP'), 0, 1, false),
     seed: merged.seed === undefined || merged.seed === null ? null : int('seed', merged.seed, 0, Number.MAX_SAFE_INTEGER),

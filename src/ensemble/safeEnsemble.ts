@@ -16,7 +16,7 @@ import { Generation } from './generation.js';
 import { resolveOptions, type EnsembleOptions, type ResolvedOptions } from './options.js';
 import { renderPrompt, validateInput, type EnsembleInput } from './prompt.js';
 import type { EnsembleChunk, EnsembleResult } from './types.js';
-import { ChunkFeed } from './chunkFeed.js';
+import { ChunkFeed, FeedIterator } from './chunkFeed.js';
 import { Vocabulary } from './vocabulary.js';
 
 /** A model to load, with its own load options and ensemble weight. */
@@ -190,27 +190,22 @@ export class SafeEnsemble {
    */
   stream(input: EnsembleInput, options?: EnsembleOptions): AsyncGenerator<EnsembleChunk, void> {
     const leave = new AbortController();
-    const iterator = this.streamUntil(input, options, leave);
+    // return() and throw() settle at once, even while a next() waits on a slow pass or server.
+    const iterator = new FeedIterator<EnsembleChunk>(
+      () => {
+        this.assertUsable();
+        validateInput(input);
+        const resolved = this.resolveOptions(options);
+        const feed = new ChunkFeed<EnsembleChunk>();
+        void this.runGeneration(input, resolved, feed, leave);
+        return feed;
+      },
+      // The reader left (or finished): a generation still running stops at its next pass, and
+      // requests to served models in flight are cut.
+      () => leave.abort(CONSUMER_LEFT),
+    );
     abandoned.register(iterator, leave);
     return iterator;
-  }
-
-  private async *streamUntil(input: EnsembleInput, options: EnsembleOptions | undefined, leave: AbortController): AsyncGenerator<EnsembleChunk, void> {
-    this.assertUsable();
-    validateInput(input);
-    const resolved = this.resolveOptions(options);
-    const feed = new ChunkFeed<EnsembleChunk>();
-    void this.runGeneration(input, resolved, feed, leave);
-    try {
-      for (;;) {
-        const item = await feed.next();
-        if (item.done) return;
-        yield item.value;
-      }
-    } finally {
-      // The reader left (or finished): a generation still running stops at its next pass.
-      leave.abort(CONSUMER_LEFT);
-    }
   }
 
   /** One generation from lock to release; never rejects (errors go to the feed). */

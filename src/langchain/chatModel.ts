@@ -13,9 +13,10 @@ import { convertToOpenAITool } from '@langchain/core/utils/function_calling';
 import { toJsonSchema } from '@langchain/core/utils/json_schema';
 import type { StructuredOutputMethodOptions } from '@langchain/core/language_models/base';
 import { InvalidArgumentError } from '../errors.js';
+import { checkToolDefinitions } from '../ensemble/options.js';
 import type { EnsembleResult } from '../ensemble/types.js';
 import type { ChatMessage } from '../text/tokenizer.js';
-import { callOptionsFor, effectiveKnobs, EnsembleHandle, PROVIDER, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
+import { apiKeySecrets, leavableStream, callOptionsFor, effectiveKnobs, EnsembleHandle, PROVIDER, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
 import { parseToolCalls, toolCallStart } from './toolCalls.js';
 
 /** Constructor fields of {@link SafeEnsembleChatModel}. */
@@ -113,6 +114,11 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
 
   lc_namespace = ['safe_ensemble', 'chat_models'];
 
+  /** Served models' API keys are LangChain secrets: never serialized, revived from `SAFE_ENSEMBLE_API_KEY` (or `SAFE_ENSEMBLE_API_KEY_<index>` when the keys differ). */
+  get lc_secrets(): { [key: string]: string } | undefined {
+    return apiKeySecrets(this.models);
+  }
+
   /** Model sources. */
   models?: SafeEnsembleFields['models'];
   private readonly fields: SafeEnsembleFields;
@@ -162,6 +168,11 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
     };
   }
 
+  /** LangChain's stream, made to end at once however the consumer leaves it (also while a request is in flight). */
+  _streamIterator(input: BaseLanguageModelInput, options?: this['ParsedCallOptions']): AsyncGenerator<AIMessageChunk> {
+    return leavableStream((signal) => super._streamIterator(input, { ...options, signal } as this['ParsedCallOptions']), options?.signal);
+  }
+
   protected _separateRunnableConfigFromCallOptionsCompat(options?: Partial<SafeEnsembleChatModelCallOptions>): [RunnableConfig, this['ParsedCallOptions']] {
     const [config, callOptions] = super._separateRunnableConfigFromCallOptionsCompat(options);
     return [config, mergeConfigurable(config, callOptions)];
@@ -169,7 +180,17 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
 
   /** Binds tools for the chat templates (what `createAgent` calls). Never stored on the instance. */
   bindTools(tools: BindToolsInput[], kwargs?: Partial<SafeEnsembleChatModelCallOptions>): Runnable<BaseLanguageModelInput, AIMessageChunk, SafeEnsembleChatModelCallOptions> {
-    return this.withConfig({ tools: tools.map((t) => convertToOpenAITool(t as never) as unknown as Record<string, unknown>), ...kwargs });
+    if (!Array.isArray(tools)) throw new InvalidArgumentError('tools', 'bindTools: pass an array of tools (LangChain tools, zod-typed functions or OpenAI function definitions).');
+    const converted = tools.map((t, i) => {
+      try {
+        return convertToOpenAITool(t as never) as unknown as Record<string, unknown>;
+      } catch (cause) {
+        // Schema conversion recurses: a cyclic or absurdly deep schema must not escape as a RangeError.
+        throw new InvalidArgumentError('tools', `bindTools: tools[${i}] cannot be converted to a tool definition (${cause instanceof RangeError ? 'its schema is cyclic or too deep' : (cause as Error)?.message?.slice(0, 120)}); pass a tool with a plain JSON Schema.`);
+      }
+    });
+    checkToolDefinitions(converted);
+    return this.withConfig({ tools: converted, ...kwargs });
   }
 
   /**
@@ -184,7 +205,7 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
     if (method !== 'functionCalling' && method !== 'function_calling') {
       throw new InvalidArgumentError('method', `withStructuredOutput: method ${JSON.stringify(method)} is not supported; the ensemble produces structured output through tool calling (method 'functionCalling').`);
     }
-    const format = { kwargs: { method: 'function_calling' }, schema: toJsonSchema(outputSchema as never) };
+    const format = { kwargs: { method: 'functionCalling' }, schema: toJsonSchema(outputSchema as never) };
     // The base implementation binds the schema as a tool; this instance's bindTools adds the format.
     const withFormat = Object.create(this, {
       bindTools: { value: (tools: BindToolsInput[], kwargs?: Partial<SafeEnsembleChatModelCallOptions>) => this.bindTools(tools, { ...kwargs, ls_structured_output_format: format } as never) },

@@ -8,9 +8,10 @@ import type { RunnableConfig } from '@langchain/core/runnables';
 import { InvalidArgumentError } from '../errors.js';
 import { OPTION_KEYS, resolveOptions, type EnsembleOptions } from '../ensemble/options.js';
 import { SafeEnsemble, type ModelSpec, type RemoteMemberSpec } from '../ensemble/safeEnsemble.js';
-import { isRemoteSpec } from '../remote/loadRemote.js';
+import { checkRemoteSpec, isRemoteSpec, modelDisplayName, remoteDisplayName } from '../remote/loadRemote.js';
 import type { EnsembleResult } from '../ensemble/types.js';
 import type { LoadModelOptions } from '../runtime/loadModel.js';
+import { CausalLM } from '../runtime/causalLM.js';
 import { validateLoadOptions } from '../runtime/loadOptions.js';
 
 /** SAFE's knobs as LangChain constructor fields and call options (documented on EnsembleOptions). */
@@ -92,6 +93,10 @@ export function mergeConfigurable<T extends object>(config: RunnableConfig, call
   const fromConfig = (config.configurable as { safeEnsemble?: object } | undefined)?.safeEnsemble;
   if (!fromConfig) return callOptions;
   if (typeof fromConfig !== 'object') throw new InvalidArgumentError('configurable.safeEnsemble', 'configurable.safeEnsemble: must be an object of SAFE options, e.g. { consensusThreshold: 0.6 }.');
+  const known = new Set<string>(KNOB_KEYS);
+  for (const key of Object.keys(fromConfig)) {
+    if (!known.has(key)) throw new InvalidArgumentError(`configurable.safeEnsemble.${key.slice(0, 40)}`, `configurable.safeEnsemble: ${JSON.stringify(key.slice(0, 40))} is not a SAFE option; valid options are ${KNOB_KEYS.join(', ')}.`);
+  }
   const explicit = Object.fromEntries(Object.entries(callOptions).filter(([, v]) => v !== undefined));
   return { ...pickKnobs(fromConfig), ...explicit } as T;
 }
@@ -117,6 +122,21 @@ export function callOptionsFor(
   return options;
 }
 
+/** The environment variable (and LangChain secret id) an API key of a served model is revived from. */
+export const API_KEY_SECRET = 'SAFE_ENSEMBLE_API_KEY';
+
+/**
+ * LangChain's `lc_secrets` for the served models' API keys: the path of each key in the
+ * constructor fields, mapped to the secret id it is serialized as (and revived from, by
+ * `load()`'s `secretsMap` or the environment). One id when every key is the same,
+ * `SAFE_ENSEMBLE_API_KEY_<index>` per model otherwise.
+ */
+export function apiKeySecrets(models: SafeEnsembleFields['models']): Record<string, string> {
+  const keyed = (Array.isArray(models) ? models : []).flatMap((m, i) => (isRemoteSpec(m) && typeof m.apiKey === 'string' ? [[i, m.apiKey] as const] : []));
+  const one = new Set(keyed.map(([, key]) => key)).size <= 1;
+  return Object.fromEntries(keyed.map(([i]) => [`models.${i}.apiKey`, one ? API_KEY_SECRET : `${API_KEY_SECRET}_${i}`]));
+}
+
 /** The provider name in traces and response metadata. */
 export const PROVIDER = 'safe_ensemble';
 
@@ -127,6 +147,58 @@ export function effectiveKnobs(modelCount: number, call: EnsembleOptions): Recor
   void _tools;
   void _debug;
   return knobs;
+}
+
+/** Why a LangChain stream's generation was stopped when its consumer left. */
+const STREAM_LEFT = 'the stream was left before the generation ended';
+
+/**
+ * A LangChain stream that can be left at once. LangChain's stream iterators are async
+ * generators: a `return()` (what `break`, a throw in the consumer or `stream.return()` call)
+ * waits behind a `next()` still pending — on a stalled server, until its timeout. This wrapper
+ * passes a signal of its own to the generation and fires it on `return()`/`throw()`, which cuts
+ * the requests in flight, and does not wait for a pending `next()` to settle.
+ */
+export function leavableStream<T>(open: (signal: AbortSignal) => AsyncGenerator<T>, callerSignal: AbortSignal | undefined): AsyncGenerator<T> {
+  const leave = new AbortController();
+  const inner = open(callerSignal ? AbortSignal.any([callerSignal, leave.signal]) : leave.signal);
+  let pending = 0;
+  let left = false;
+  const close = async (): Promise<void> => {
+    if (left) return;
+    left = true;
+    leave.abort(new Error(STREAM_LEFT));
+    const closing = inner.return(undefined).catch(() => undefined);
+    // A pending next() ends on its own once the abort lands; with none, closing is quick.
+    if (pending === 0) await closing;
+  };
+  // Typed by assertion: whether AsyncGenerator declares Symbol.asyncDispose depends on the lib types in use.
+  const stream = {
+    async next(...args: [] | [unknown]): Promise<IteratorResult<T>> {
+      if (left) return { done: true, value: undefined };
+      pending++;
+      try {
+        return await inner.next(...args);
+      } finally {
+        pending--;
+      }
+    },
+    async return(): Promise<IteratorResult<T>> {
+      await close();
+      return { done: true, value: undefined };
+    },
+    async throw(error: unknown): Promise<IteratorResult<T>> {
+      await close();
+      throw error;
+    },
+    [Symbol.asyncIterator](): AsyncGenerator<T> {
+      return stream;
+    },
+    async [Symbol.asyncDispose]() {
+      await close();
+    },
+  } as AsyncGenerator<T>;
+  return stream;
 }
 
 /** The error LangChain callers get for an aborted call (signal or timeout): name `AbortError`. */
@@ -161,10 +233,10 @@ export class EnsembleHandle {
   private readonly key: string | null;
   /** Number of models, known without loading them. */
   readonly modelCount: number;
-  /** Model sources, for names and LangSmith params. */
+  /** Model names (folder names, Hub ids, served models' names; never paths or URLs), for traces and LangSmith params. */
   readonly modelNames: string[];
 
-  /** The ensemble's name in traces and response metadata: its model sources joined by `+`. */
+  /** The ensemble's name in traces and response metadata: its model names joined by `+`. */
   get ensembleName(): string {
     return this.modelNames.join('+');
   }
@@ -174,24 +246,28 @@ export class EnsembleHandle {
       if (!(fields.ensemble instanceof SafeEnsemble)) throw new InvalidArgumentError('ensemble', 'ensemble: must be a SafeEnsemble instance.');
       this.key = null;
       this.modelCount = fields.ensemble.models.length;
-      this.modelNames = fields.ensemble.models.map((m) => m.name);
+      this.modelNames = fields.ensemble.models.map((m) => (m instanceof CausalLM ? modelDisplayName(m.info.source) : m.name));
       return;
     }
     if (!Array.isArray(fields.models) || fields.models.length === 0) {
       throw new InvalidArgumentError('models', 'models: pass model folders or Hub ids (e.g. { models: ["./a", "./b"] }), or an existing SafeEnsemble as `ensemble`.');
     }
     this.modelCount = fields.models.length;
-    this.modelNames = fields.models.map((m) => (typeof m === 'string' ? m : isRemoteSpec(m) ? (m.name ?? `${m.engine}:${m.url}`) : m.source));
-    // Bad load options fail here, at construction, not at the first call.
+    // Bad declarations and load options fail here, at construction, not at the first call.
     validateLoadOptions(fields.loadOptions, () => undefined);
     fields.models.forEach((m, i) => {
-      if (typeof m === 'string' || isRemoteSpec(m)) return;
+      if (typeof m === 'string') {
+        if (m.trim() === '') throw new InvalidArgumentError('models', `models[${i}]: an empty string is not a model folder or Hub id.`);
+        return;
+      }
+      if (isRemoteSpec(m)) return checkRemoteSpec(m, `models[${i}]`);
       if (!m || typeof m !== 'object' || typeof m.source !== 'string') throw new InvalidArgumentError('models', `models[${i}]: expected a path/Hub id, { source, weight?, ...loadOptions }, or a served model { engine, url, tokenizer }.`);
       const { source: _s, weight: _w, ...own } = m;
       void _s;
       void _w;
       validateLoadOptions(own, () => undefined);
     });
+    this.modelNames = fields.models.map((m) => (typeof m === 'string' ? modelDisplayName(m) : isRemoteSpec(m) ? remoteDisplayName(m) : modelDisplayName(m.source)));
     const specs = fields.models.map((m) => (typeof m === 'string' ? { source: resolve(m) } : isRemoteSpec(m) ? { ...m, tokenizer: resolve(m.tokenizer) } : { ...m, source: resolve(m.source) }));
     this.key = JSON.stringify({ specs, drafter: fields.drafter ?? 0, load: fields.loadOptions ?? {} });
   }

@@ -5,9 +5,10 @@
 import type { CallbackManagerForLLMRun } from '@langchain/core/callbacks/manager';
 import { LLM, type BaseLLMCallOptions, type BaseLLMParams } from '@langchain/core/language_models/llms';
 import type { RunnableConfig } from '@langchain/core/runnables';
+import type { BaseLanguageModelInput } from '@langchain/core/language_models/base';
 import { GenerationChunk, type Generation, type LLMResult } from '@langchain/core/outputs';
 import type { EnsembleResult } from '../ensemble/types.js';
-import { callOptionsFor, effectiveKnobs, EnsembleHandle, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
+import { apiKeySecrets, leavableStream, callOptionsFor, effectiveKnobs, EnsembleHandle, KNOB_KEYS, mergeConfigurable, throwIfAborted, throwIfSignalAborted, callSignal, type SafeEnsembleFields, type SafeEnsembleKnobs } from './common.js';
 
 /** Constructor fields of {@link SafeEnsembleLLM}. */
 export interface SafeEnsembleLLMParams extends BaseLLMParams, SafeEnsembleFields {}
@@ -52,6 +53,11 @@ export class SafeEnsembleLLM extends LLM<SafeEnsembleLLMCallOptions> implements 
 
   lc_namespace = ['safe_ensemble', 'llms'];
 
+  /** Served models' API keys are LangChain secrets: never serialized, revived from `SAFE_ENSEMBLE_API_KEY` (or `SAFE_ENSEMBLE_API_KEY_<index>` when the keys differ). */
+  get lc_secrets(): { [key: string]: string } | undefined {
+    return apiKeySecrets(this.models);
+  }
+
   /** Model sources. */
   models?: SafeEnsembleFields['models'];
   /** The fields this instance was built with. */
@@ -85,6 +91,11 @@ export class SafeEnsembleLLM extends LLM<SafeEnsembleLLMCallOptions> implements 
 
   _identifyingParams(): Record<string, unknown> {
     return { models: this.handle.modelNames, drafter: this.fields.drafter ?? 0, ...this.invocationParams() };
+  }
+
+  /** LangChain's stream, made to end at once however the consumer leaves it (also while a request is in flight). */
+  _streamIterator(input: BaseLanguageModelInput, options?: this['ParsedCallOptions']): AsyncGenerator<string> {
+    return leavableStream((signal) => super._streamIterator(input, { ...options, signal } as this['ParsedCallOptions']), options?.signal);
   }
 
   protected _separateRunnableConfigFromCallOptionsCompat(options?: Partial<SafeEnsembleLLMCallOptions>): [RunnableConfig, this['ParsedCallOptions']] {

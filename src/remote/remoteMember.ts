@@ -13,7 +13,6 @@ import { Scores, type RowAnswer, type RowQuery, type ScorePayload } from '../run
 import { truncateTop } from '../runtime/truncation.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 import type { EnsembleMember } from '../ensemble/member.js';
-import type { loadRemoteModel } from './loadRemote.js';
 import { RemoteClient, RequestAborted, type RemoteConnectionOptions, type RemoteTraffic } from './http.js';
 
 /** The engines a remote member can be served by. */
@@ -64,7 +63,20 @@ interface PassRecord {
 /** Passes kept for reads: a cycle reads rows of its whole draft (one pass per token when sampling, ahead drafting included). */
 const KEPT_PASSES = 160;
 
-/** A member whose model is served by an inference engine (see {@link loadRemoteModel}). */
+/** How far above 0 a served log-probability may be (float rounding); such values count as 0. */
+const LOGPROB_TOLERANCE = 1e-3;
+
+/**
+ * A log-probability as a server sent it, checked: −∞ or a finite number at most
+ * {@link LOGPROB_TOLERANCE} above 0 (clamped to 0); null when it is anything else.
+ */
+function checkedLogprob(v: number): number | null {
+  if (v === -Infinity) return v;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v > LOGPROB_TOLERANCE) return null;
+  return Math.min(v, 0);
+}
+
+/** A member whose model is served by an inference engine (see `loadRemoteModel`). */
 export class RemoteMember implements EnsembleMember {
   readonly runsConcurrently = true;
   /** Rows are log-probabilities of some ids: whole rows cannot be read (GaC needs them). */
@@ -75,7 +87,7 @@ export class RemoteMember implements EnsembleMember {
   private readonly kept = new Map<number, PassRecord>();
   private closed = false;
 
-  /** @internal Members are created by {@link loadRemoteModel}, which checks the server first. */
+  /** @internal Members are created by `loadRemoteModel`, which checks the server first. */
   constructor(
     /** Label for messages and traces (`engine:url`). */
     readonly name: string,
@@ -112,8 +124,9 @@ export class RemoteMember implements EnsembleMember {
     if (ids.length === 0) throw new InvalidArgumentError('ids', `${this.name}: score() needs at least one token id.`);
     this.checkIds(ids);
     const total = this.history.length + ids.length;
-    if (total > this.maxPositions) {
-      throw new ContextOverflowError(`${this.name}: ${total} tokens exceed the model's context of ${this.maxPositions}. Shorten the prompt or lower maxNewTokens.`);
+    // Every request also asks the engine for one generated token, which needs a position too.
+    if (total >= this.maxPositions) {
+      throw new ContextOverflowError(`${this.name}: ${total} tokens and the one token each request generates exceed the model's context of ${this.maxPositions}. Shorten the prompt or lower maxNewTokens.`);
     }
     const rowsOption = options.rows;
     const rows = rowsOption === undefined || rowsOption === 'all' ? ids.length : rowsOption === 'last' ? 1 : rowsOption;
@@ -192,13 +205,17 @@ export class RemoteMember implements EnsembleMember {
       }
       if (top.length < width) throw this.protocolError(`returned ${top.length} log-probabilities for a row where ${width} were asked`);
       for (let e = 0; e < width; e++) {
-        const [id, logprob] = top[e]!;
+        const [id, value] = top[e]!;
         if (!Number.isInteger(id) || id < 0 || id >= vocab) throw this.protocolError(`returned token id ${id}, outside the tokenizer's vocabulary (0..${vocab - 1}): the server serves another model`);
+        const logprob = checkedLogprob(value);
+        if (logprob === null || (e === 0 && logprob === -Infinity)) throw this.badLogprob(value, `the row predicting position ${first + r}`);
         payload.topIds[r * width + e] = id;
         payload.topLogits[r * width + e] = logprob;
       }
-      payload.asked[r] = row.asked;
-      floor[r] = top[width - 1]![1];
+      const asked = Number.isNaN(row.asked) ? NaN : checkedLogprob(row.asked);
+      if (asked === null) throw this.badLogprob(row.asked, `the asked id of the row predicting position ${first + r}`);
+      payload.asked[r] = asked;
+      floor[r] = payload.topLogits[r * width + width - 1]!;
     });
     this.kept.set(payload.pass, { seq, first, floor, payload });
     if (this.kept.size > KEPT_PASSES) this.kept.delete(this.kept.keys().next().value!);
@@ -230,9 +247,13 @@ export class RemoteMember implements EnsembleMember {
       const values = await unaborted(this.protocol.logprobsOf(pass.seq.slice(0, query.position), ids, signal));
       const bound = pass.floor[query.position - pass.first]!;
       logits = Float32Array.from(values, (v) => {
-        if (!Number.isNaN(v)) return v;
-        this.stats.boundedLogprobs++;
-        return bound;
+        if (Number.isNaN(v)) {
+          this.stats.boundedLogprobs++;
+          return bound;
+        }
+        const checked = checkedLogprob(v);
+        if (checked === null) throw this.badLogprob(v, `a fill-in at position ${query.position}`);
+        return checked;
       });
     }
     const answer: RowAnswer = { logits, logNormalizer: query.normalizer ? 0 : NaN, row: null };
@@ -247,8 +268,12 @@ export class RemoteMember implements EnsembleMember {
     return answer;
   }
 
+  private badLogprob(value: number, where: string): RemoteEngineError {
+    return this.protocolError(`returned the log-probability ${value} for ${where}; a log-probability is at most 0 (the best of a row finite): the server's answer cannot be used`);
+  }
+
   private protocolError(what: string): RemoteEngineError {
-    return new RemoteEngineError('malformed', this.url, `${this.name}: the ${this.engine} server ${what}.`);
+    return new RemoteEngineError('malformed', this.url, `${this.name}: the ${this.engine} server at ${this.url} ${what}.`);
   }
 }
 

@@ -11,6 +11,11 @@
  * `meta_info.input_top_logprobs[i]` is the top-k list predicting that token (null for i = 0);
  * `output_top_logprobs[0]` predicts the first generated token; `*_token_ids_logprob` answer
  * `token_ids_logprob` (the ids asked for by value) at the same positions.
+ *
+ * Quirks handled: SGLang's newest JSON encoder writes non-finite log-probabilities as `null`
+ * (read as −∞, the only non-finite value a log-probability may take); it echoes input ids at or
+ * above `vocab_size − 1` as 0 in `input_token_logprobs` (accepted for those ids, whose own
+ * log-probability is then read by id); servers without `token_ids_logprob` are detected at load.
  * @module
  */
 import { RemoteEngineError } from '../errors.js';
@@ -31,15 +36,55 @@ interface MetaInfo {
 
 /** The SGLang `/generate` protocol. */
 export class SGLangProtocol implements RemoteProtocol {
+  /** Whether the server answers `token_ids_logprob` (found out at load by {@link probe}). */
+  private arbitraryIds = true;
+
   constructor(
     private readonly client: RemoteClient,
     private readonly stats: RemoteMemberStats,
+    /** The tokenizer's number of ids (SGLang echoes the last one as 0). */
+    private readonly vocabSize: number,
+    /** Whether a server without `token_ids_logprob` is accepted (fill-ins then use a bound). */
+    private readonly allowBounded: boolean,
   ) {}
+
+  /**
+   * Checks the server at load: returns how it tokenizes `text` (the input ids it echoes) and
+   * finds out whether it answers log-probabilities of ids asked by value.
+   */
+  async probe(text: string, signal?: AbortSignal): Promise<unknown[]> {
+    const ask = (withIds: boolean) => {
+      const body = { text, sampling_params: { max_new_tokens: 1, temperature: 0 }, return_logprob: true, logprob_start_len: 0, top_logprobs_num: 1, ...(withIds ? { token_ids_logprob: [0] } : {}) };
+      return this.client.post('generate', body, signal, 256) as Promise<{ meta_info?: MetaInfo } | Array<{ meta_info?: MetaInfo }>>;
+    };
+    let answer: Awaited<ReturnType<typeof ask>> | null = null;
+    try {
+      answer = await ask(true);
+    } catch (error) {
+      // A release without the field may refuse it as an unexpected argument.
+      if (!(error instanceof RemoteEngineError && error.status === 400 && /token_ids_logprob/.test(error.message))) throw error;
+    }
+    const meta = answer ? (Array.isArray(answer) ? answer[0] : answer)?.meta_info : undefined;
+    if (!answer || !Array.isArray(meta?.output_token_ids_logprobs)) {
+      if (!this.allowBounded) {
+        throw new RemoteEngineError(
+          'unsupported',
+          this.client.urlOf('generate'),
+          `${this.client.member}: ${this.client.urlOf('generate')} does not answer token_ids_logprob (the log-probabilities of ids asked by value, which UniTE's fill-ins need; older SGLang releases lack it), so every fill-in would be an upper bound. Upgrade SGLang (0.5.x answers it), or pass allowBoundedLogprobs: true to accept bounds.`,
+        );
+      }
+      this.arbitraryIds = false;
+    }
+    const served = answer ? meta : (Array.isArray(answer = await ask(false)) ? answer[0] : answer)?.meta_info;
+    const echoed = served?.input_token_logprobs;
+    return Array.isArray(echoed) ? echoed.map((e) => (Array.isArray(e) ? e[1] : undefined)) : [];
+  }
 
   async score(seq: readonly number[], first: number, k: number, asked: readonly number[], signal?: AbortSignal): Promise<RemoteRow[]> {
     const start = first - 1;
     const lastAsked = asked[asked.length - 1]!;
-    const meta = await this.request(seq, start, 1, { top_logprobs_num: k, ...(lastAsked >= 0 ? { token_ids_logprob: [lastAsked] } : {}) }, signal);
+    const askLast = lastAsked >= 0 && this.arbitraryIds;
+    const meta = await this.request(seq, start, 1, { top_logprobs_num: k, ...(askLast ? { token_ids_logprob: [lastAsked] } : {}) }, signal, (seq.length - start + 1) * (k + 3));
     const rows: RemoteRow[] = [];
     const inputTop = meta.input_top_logprobs;
     const inputTokens = meta.input_token_logprobs;
@@ -50,28 +95,33 @@ export class SGLangProtocol implements RemoteProtocol {
     for (let i = 1; i < expected; i++) {
       const position = start + i;
       const token = inputTokens[i]!;
-      if (!Array.isArray(token) || token[1] !== seq[position]) throw this.malformed(`input_token_logprobs[${i}] is for token ${JSON.stringify(token?.[1])} where the input has ${seq[position]}`);
+      const id = seq[position]!;
+      // SGLang echoes ids at or above vocab_size - 1 as 0: accepted there, the value then read by id.
+      const echoedAsZero = Array.isArray(token) && token[1] === 0 && id >= this.vocabSize - 1;
+      if (!Array.isArray(token) || (token[1] !== id && !echoedAsZero)) throw this.malformed(`input_token_logprobs[${i}] is for token ${describeId(token?.[1])} where the input has ${id}`);
       // The asked id of an input row is the token there (the engine asks for what follows).
       const own = asked[i - 1]!;
-      rows.push({ top: entries(inputTop[i], `input_top_logprobs[${i}]`, this), asked: own === token[1] && typeof token[0] === 'number' ? token[0] : NaN });
+      rows.push({ top: entries(inputTop[i], `input_top_logprobs[${i}]`, this), asked: own === id && !echoedAsZero ? logprobOf(token[0]) : NaN });
     }
     const last = meta.output_top_logprobs?.[0];
     const lastIds = meta.output_token_ids_logprobs?.[0];
-    const askedLast = lastAsked >= 0 ? (lastIds ?? []).find((e) => Array.isArray(e) && e[1] === lastAsked)?.[0] : undefined;
-    rows.push({ top: entries(last ?? null, 'output_top_logprobs[0]', this), asked: typeof askedLast === 'number' ? askedLast : NaN });
+    const askedLast = askLast ? (lastIds ?? []).find((e) => Array.isArray(e) && e[1] === lastAsked)?.[0] : undefined;
+    rows.push({ top: entries(last ?? null, 'output_top_logprobs[0]', this), asked: askedLast === undefined ? NaN : logprobOf(askedLast) });
     return rows;
   }
 
   async logprobsOf(prefix: readonly number[], ids: readonly number[], signal?: AbortSignal): Promise<Float64Array> {
-    const meta = await this.request(prefix, prefix.length - 1, 1, { token_ids_logprob: [...ids] }, signal);
+    // A server without token_ids_logprob (accepted with allowBoundedLogprobs): the caller bounds them.
+    if (!this.arbitraryIds) return new Float64Array(ids.length).fill(NaN);
+    const meta = await this.request(prefix, prefix.length - 1, 1, { token_ids_logprob: [...ids] }, signal, 2 * ids.length + 4);
     const answer = meta.output_token_ids_logprobs?.[0] ?? [];
     const byId = new Map<number, number>();
-    for (const e of answer) if (Array.isArray(e) && typeof e[0] === 'number') byId.set(e[1], e[0]);
+    for (const e of Array.isArray(answer) ? answer : []) if (Array.isArray(e) && (typeof e[0] === 'number' || e[0] === null)) byId.set(e[1], logprobOf(e[0]));
     return Float64Array.from(ids, (id) => byId.get(id) ?? NaN);
   }
 
   async generate(seq: readonly number[], n: number, k: number, signal?: AbortSignal): Promise<Array<{ id: number; row: RemoteRow }>> {
-    const meta = await this.request(seq, seq.length - 1, n, { top_logprobs_num: k }, signal);
+    const meta = await this.request(seq, seq.length - 1, n, { top_logprobs_num: k }, signal, (n + 1) * (k + 3));
     const tokens = meta.output_token_logprobs;
     const tops = meta.output_top_logprobs;
     if (!Array.isArray(tokens) || !Array.isArray(tops) || tokens.length !== tops.length || tokens.length === 0 || tokens.length > n) {
@@ -79,11 +129,11 @@ export class SGLangProtocol implements RemoteProtocol {
     }
     return tokens.map((t, i) => {
       if (!Array.isArray(t) || !Number.isInteger(t[1])) throw this.malformed(`output_token_logprobs[${i}] is not [logprob, id, text]`);
-      return { id: t[1], row: { top: entries(tops[i], `output_top_logprobs[${i}]`, this), asked: typeof t[0] === 'number' ? t[0] : NaN } };
+      return { id: t[1], row: { top: entries(tops[i], `output_top_logprobs[${i}]`, this), asked: typeof t[0] === 'number' || t[0] === null ? logprobOf(t[0]) : NaN } };
     });
   }
 
-  private async request(inputIds: readonly number[], start: number, newTokens: number, logprobs: Record<string, unknown>, signal?: AbortSignal): Promise<MetaInfo> {
+  private async request(inputIds: readonly number[], start: number, newTokens: number, logprobs: Record<string, unknown>, signal: AbortSignal | undefined, entries: number): Promise<MetaInfo> {
     const body = {
       input_ids: inputIds,
       sampling_params: { max_new_tokens: newTokens, temperature: 0 },
@@ -92,11 +142,12 @@ export class SGLangProtocol implements RemoteProtocol {
       logprob_start_len: Math.max(0, start),
       ...logprobs,
     };
-    const answer = (await this.client.post('generate', body, signal)) as { meta_info?: MetaInfo } | Array<{ meta_info?: MetaInfo }>;
+    const answer = (await this.client.post('generate', body, signal, entries)) as { meta_info?: MetaInfo } | Array<{ meta_info?: MetaInfo }>;
     const one = Array.isArray(answer) ? answer[0] : answer;
     const meta = one?.meta_info;
     if (!meta || typeof meta !== 'object') throw this.malformed('answered without meta_info');
-    if (typeof meta.cached_tokens === 'number') this.stats.cachedTokens += meta.cached_tokens;
+    const cached = meta.cached_tokens;
+    if (typeof cached === 'number' && Number.isInteger(cached) && cached >= 0 && cached <= inputIds.length) this.stats.cachedTokens += cached;
     return meta;
   }
 
@@ -106,10 +157,19 @@ export class SGLangProtocol implements RemoteProtocol {
   }
 }
 
+/** A log-probability as SGLang writes it: `null` stands for a non-finite value, which for a log-probability can only be −∞. */
+function logprobOf(value: number | null): number {
+  return value === null ? -Infinity : value;
+}
+
+function describeId(id: unknown): string {
+  return Number.isInteger(id) ? String(id) : typeof id;
+}
+
 function entries(list: Entry[] | null | undefined, where: string, protocol: SGLangProtocol): Array<[number, number]> {
   if (!Array.isArray(list)) throw protocol.malformed(`returned no ${where} (is return_logprob supported by this server?)`);
   return list.map((e, i) => {
-    if (!Array.isArray(e) || typeof e[0] !== 'number' || !Number.isInteger(e[1])) throw protocol.malformed(`${where}[${i}] is not [logprob, id, text]`);
-    return [e[1], e[0]] as [number, number];
+    if (!Array.isArray(e) || (typeof e[0] !== 'number' && e[0] !== null) || !Number.isInteger(e[1])) throw protocol.malformed(`${where}[${i}] is not [logprob, id, text]`);
+    return [e[1], logprobOf(e[0])] as [number, number];
   });
 }

@@ -14,7 +14,12 @@
  *
  * Log-probabilities of arbitrary ids (UniTE's fill-in) come from `prompt_logprobs` of the
  * prefix extended by each id (the actual token is always included). `--max-logprobs` (default
- * 20) caps k: a larger top-k fails with an error saying so.
+ * 20) caps k: a larger top-k fails with an error saying so (in the V1 wording, "… greater than
+ * max allowed: N", and the V0 one, "Cannot request more than N logprobs.").
+ *
+ * Versions: the per-request `return_tokens_as_token_ids` is read from vLLM 0.8.0 on; older
+ * servers ignore it unless started with `--return-tokens-as-token-ids`, which the member checks
+ * at load ({@link VllmProtocol.probe}) and refuses with that fix.
  * @module
  */
 import { RemoteEngineError } from '../errors.js';
@@ -40,19 +45,27 @@ export class VllmProtocol implements RemoteProtocol {
     /** The served model's name (`/v1/models`). */
     private readonly model: string,
     private readonly scoring: VllmScoring,
+    /** Whether fill-ins may fall back to a bound when the server has no prompt log-probabilities. */
+    private readonly allowBounded: boolean,
   ) {}
+
+  /** Checks at load that generated tokens come back keyed by id (`token_id:<id>`). */
+  async probe(signal?: AbortSignal): Promise<void> {
+    const [choice] = await this.complete({ prompt: [0], max_tokens: 1, logprobs: 1 }, 1, signal, 4);
+    generatedTop(choice!, 'choices[0]', this);
+  }
 
   async score(seq: readonly number[], first: number, k: number, asked: readonly number[], signal?: AbortSignal): Promise<RemoteRow[]> {
     if (this.scoring === 'prefix-cache') {
       const prompts = Array.from({ length: seq.length - first + 1 }, (_, i) => seq.slice(0, first + i));
-      const choices = await this.complete({ prompt: prompts, max_tokens: 1, logprobs: k }, prompts.length, signal);
+      const choices = await this.complete({ prompt: prompts, max_tokens: 1, logprobs: k }, prompts.length, signal, prompts.length * (k + 2));
       return choices.map((c, i) => {
         const top = generatedTop(c, `choices[${i}]`, this);
         const own = asked[i]!;
         return { top, asked: own >= 0 ? (top.find(([id]) => id === own)?.[1] ?? NaN) : NaN };
       });
     }
-    const [choice] = await this.complete({ prompt: [...seq], max_tokens: 1, logprobs: k, prompt_logprobs: k }, 1, signal);
+    const [choice] = await this.complete({ prompt: [...seq], max_tokens: 1, logprobs: k, prompt_logprobs: k }, 1, signal, (seq.length + 1) * (k + 2));
     const prompt = choice!.prompt_logprobs;
     if (!Array.isArray(prompt) || prompt.length !== seq.length) {
       throw this.malformed(`returned ${Array.isArray(prompt) ? prompt.length : 'no'} prompt_logprobs for a prompt of ${seq.length} ids (is prompt_logprobs supported by this server?)`);
@@ -60,7 +73,7 @@ export class VllmProtocol implements RemoteProtocol {
     const rows: RemoteRow[] = [];
     for (let q = first; q < seq.length; q++) {
       const dict = prompt[q];
-      if (!dict || typeof dict !== 'object') throw this.malformed(`prompt_logprobs[${q}] is ${JSON.stringify(dict)}`);
+      if (!dict || typeof dict !== 'object') throw this.malformed(`prompt_logprobs[${q}] is ${dict === null ? 'null' : typeof dict}, not an object keyed by token id`);
       const all = keyedById(dict, `prompt_logprobs[${q}]`, this);
       const own = all.find(([id]) => id === seq[q]);
       if (!own) throw this.malformed(`prompt_logprobs[${q}] lacks the prompt's own token ${seq[q]}`);
@@ -75,7 +88,7 @@ export class VllmProtocol implements RemoteProtocol {
   }
 
   async generate(seq: readonly number[], n: number, k: number, signal?: AbortSignal): Promise<Array<{ id: number; row: RemoteRow }>> {
-    const [choice] = await this.complete({ prompt: [...seq], max_tokens: n, logprobs: k }, 1, signal);
+    const [choice] = await this.complete({ prompt: [...seq], max_tokens: n, logprobs: k }, 1, signal, n * (k + 2));
     const lp = choice!.logprobs;
     const tokens = lp?.tokens;
     const tops = lp?.top_logprobs;
@@ -83,12 +96,12 @@ export class VllmProtocol implements RemoteProtocol {
       throw this.malformed(`returned ${tokens?.length ?? 'no'} tokens and ${tops?.length ?? 'no'} top_logprobs for up to ${n} new tokens`);
     }
     return tokens.map((t, i) => {
-      const m = /^token_id:(\d+)$/.exec(t);
-      if (!m) throw this.malformed(`logprobs.tokens[${i}] is ${JSON.stringify(t)} (needs return_tokens_as_token_ids)`);
+      const m = typeof t === 'string' ? /^token_id:(\d+)$/.exec(t) : null;
+      if (!m) throw this.withoutTokenIds(`logprobs.tokens[${i}]`);
       const id = Number(m[1]);
       const top = topOf(tops[i], `choices[0].logprobs.top_logprobs[${i}]`, this);
       const own = lp!.token_logprobs?.[i];
-      return { id, row: { top, asked: typeof own === 'number' ? own : (top.find(([x]) => x === id)?.[1] ?? NaN) } };
+      return { id, row: { top, asked: typeof own === 'number' || own === null ? (own ?? NaN) : (top.find(([x]) => x === id)?.[1] ?? NaN) } };
     });
   }
 
@@ -96,11 +109,14 @@ export class VllmProtocol implements RemoteProtocol {
     const prompts = ids.map((id) => [...prefix, id]);
     let choices: Choice[];
     try {
-      choices = await this.complete({ prompt: prompts, max_tokens: 1, prompt_logprobs: 1 }, prompts.length, signal);
+      choices = await this.complete({ prompt: prompts, max_tokens: 1, prompt_logprobs: 1 }, prompts.length, signal, prompts.length * 2 * (prefix.length + 2));
     } catch (error) {
-      // A server without prompt log-probabilities: the caller uses the row's bound and counts it.
-      if (error instanceof RemoteEngineError && error.failure === 'http' && error.status === 400) return new Float64Array(ids.length).fill(NaN);
-      throw error;
+      // Only a server that cannot give prompt log-probabilities (or caps them) may leave the
+      // ids to a bound; any other refusal (context length, validation) is an error.
+      const unanswerable = error instanceof RemoteEngineError && error.status === 400 && (error.failure === 'unsupported' || /prompt[_ ]logprobs/i.test(error.message) && /(not supported|unsupported|incompatible|not yet supported)/i.test(error.message));
+      if (!unanswerable) throw error;
+      if (this.allowBounded) return new Float64Array(ids.length).fill(NaN);
+      throw new RemoteEngineError('unsupported', (error as RemoteEngineError).url, `${(error as RemoteEngineError).message} — this server cannot give the log-probability of an id asked by value (UniTE's fill-in needs prompt log-probabilities). Start it so that prompt_logprobs work (vLLM V1, or V0 with --no-enable-prefix-caching), or pass allowBoundedLogprobs: true to accept upper bounds.`, { cause: error, status: 400 });
     }
     return Float64Array.from(ids, (id, i) => {
       const dict = choices[i]!.prompt_logprobs?.[prefix.length];
@@ -109,13 +125,14 @@ export class VllmProtocol implements RemoteProtocol {
     });
   }
 
-  private async complete(fields: Record<string, unknown>, expected: number, signal?: AbortSignal): Promise<Choice[]> {
+  private async complete(fields: Record<string, unknown>, expected: number, signal: AbortSignal | undefined, entries: number): Promise<Choice[]> {
     const body = { model: this.model, temperature: 0, return_tokens_as_token_ids: true, ...fields };
     let answer: { choices?: Choice[] };
     try {
-      answer = (await this.client.post('v1/completions', body, signal)) as { choices?: Choice[] };
+      answer = (await this.client.post('v1/completions', body, signal, entries)) as { choices?: Choice[] };
     } catch (error) {
-      if (error instanceof RemoteEngineError && error.status === 400 && /logprob/i.test(error.message) && /max/i.test(error.message)) {
+      // V1: "Requested … logprobs of N, which is greater than max allowed: M"; V0: "Cannot request more than M logprobs."
+      if (error instanceof RemoteEngineError && error.status === 400 && /logprob/i.test(error.message) && /(max allowed|more than \d+)/i.test(error.message)) {
         throw new RemoteEngineError('unsupported', error.url, `${error.message} — vLLM caps log-probabilities per token (--max-logprobs, default 20): start it with --max-logprobs at least the number asked (unionTopK; when sampling, topK if larger), or lower them.`, { cause: error, status: 400 });
       }
       throw error;
@@ -125,18 +142,34 @@ export class VllmProtocol implements RemoteProtocol {
     return [...choices].sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
   }
 
+  /** Server text fit to quote. */
+  quote(text: string): string {
+    return `"${this.client.quote(text, 60)}"`;
+  }
+
   /** A malformed-answer error for this server. */
   malformed(what: string): RemoteEngineError {
     const url = this.client.urlOf('v1/completions');
     return new RemoteEngineError('malformed', url, `${this.client.member}: ${url} ${what}.`);
   }
+
+  /** The error for a server that keys generated tokens by text: it ignored return_tokens_as_token_ids. */
+  withoutTokenIds(where: string): RemoteEngineError {
+    const url = this.client.urlOf('v1/completions');
+    return new RemoteEngineError(
+      'unsupported',
+      url,
+      `${this.client.member}: ${url} keys ${where} by token text, not token_id:<id>: it ignores the per-request return_tokens_as_token_ids (vLLM before 0.8.0). Start the server with --return-tokens-as-token-ids, or upgrade vLLM to 0.8.0 or later.`,
+    );
+  }
 }
 
 /** Entries of a prompt_logprobs dict as [id, logprob, rank]. */
 function keyedById(dict: Record<string, { logprob: number; rank?: number }>, where: string, protocol: VllmProtocol): Array<[number, number, number | undefined]> {
+  if (!dict || typeof dict !== 'object' || Array.isArray(dict)) throw protocol.malformed(`${where} is not an object keyed by token id`);
   return Object.entries(dict).map(([key, v]) => {
-    const id = Number(key);
-    if (!Number.isInteger(id) || !v || typeof v.logprob !== 'number') throw protocol.malformed(`${where} has entry ${JSON.stringify(key)}: ${JSON.stringify(v)}`);
+    const id = /^\d{1,9}$/.test(key) ? Number(key) : NaN;
+    if (!Number.isInteger(id) || !v || typeof v !== 'object' || typeof v.logprob !== 'number') throw protocol.malformed(`${where} has an entry that is not "<id>": { logprob } (key ${protocol.quote(key)})`);
     return [id, v.logprob, v.rank];
   });
 }
@@ -147,10 +180,11 @@ function generatedTop(choice: Choice, where: string, protocol: VllmProtocol): Ar
 }
 
 function topOf(dict: Record<string, number> | null | undefined, where: string, protocol: VllmProtocol): Array<[number, number]> {
-  if (!dict || typeof dict !== 'object') throw protocol.malformed(`${where} is missing`);
+  if (!dict || typeof dict !== 'object' || Array.isArray(dict)) throw protocol.malformed(`${where} is missing`);
   return Object.entries(dict).map(([key, logprob]) => {
-    const m = /^token_id:(\d+)$/.exec(key);
-    if (!m || typeof logprob !== 'number') throw protocol.malformed(`${where} has key ${JSON.stringify(key)} (needs return_tokens_as_token_ids)`);
+    const m = /^token_id:(\d{1,9})$/.exec(key);
+    if (!m) throw protocol.withoutTokenIds(where);
+    if (typeof logprob !== 'number') throw protocol.malformed(`${where} has a log-probability that is not a number (key ${protocol.quote(key)})`);
     return [Number(m[1]), logprob];
   });
 }

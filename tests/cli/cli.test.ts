@@ -64,7 +64,7 @@ describe('the safe-ensemble command', () => {
     expect(a.stats.sampling).toMatchObject({ seed: 5 });
     expect(a.stats.sampling.tested).toBeGreaterThan(0);
     expect(JSON.parse(second.out)).toMatchObject({ text: a.text, stats: { sampling: a.stats.sampling, generatedTokens: a.stats.generatedTokens } });
-    expect((await cli(['generate', '--temperature=-1', p.question])).err).toMatch(/temperature: must be a number from 0 to 100/);
+    expect((await cli(['generate', '--temperature=-1', p.question])).err).toMatch(/temperature: must be 0 \(greedy\) or a number from 1e-5 to 100/);
   });
 
   it('inspects a model folder, and says why one cannot load', async () => {

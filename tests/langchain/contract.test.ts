@@ -3,6 +3,7 @@
  * metadata, structured-output tracing, streamed invalid tool calls, media blocks, agent histories
  * with special strings, serialization, temperature.
  */
+import { basename } from 'node:path';
 import { Calculator } from '@langchain/community/tools/calculator';
 import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 import { load } from '@langchain/core/load';
@@ -33,7 +34,9 @@ describe('LangChain contract', () => {
     const reply = await chat.invoke(HELLO);
     expect(typeof reply.response_metadata.model).toBe('string');
     expect(String(reply.response_metadata.model).length).toBeGreaterThan(0);
-    expect(reply.response_metadata.model).toBe(models.join('+'));
+    // Model names, never the folders' paths.
+    expect(reply.response_metadata.model).toBe(models.map((m) => basename(m)).join('+'));
+    expect(String(reply.response_metadata.model)).not.toContain('/');
     expect(reply.response_metadata.model_name).toBe(reply.response_metadata.model);
     expect(reply.response_metadata.model_provider).toBe('safe_ensemble');
   });
@@ -44,7 +47,7 @@ describe('LangChain contract', () => {
     expect(await structured.invoke(EXTRACT, { callbacks: [recorder] })).toEqual({ name: 'Mia', age: 7 });
     const start = recorder.starts[0]!;
     const options = start.extra!.options as Record<string, unknown>;
-    expect(options.ls_structured_output_format).toEqual({ kwargs: { method: 'function_calling' }, schema: PERSON_SCHEMA });
+    expect(options.ls_structured_output_format).toEqual({ kwargs: { method: 'functionCalling' }, schema: PERSON_SCHEMA });
     const params = start.extra!.invocation_params as Record<string, unknown>;
     expect(params.tools).toEqual([expect.objectContaining({ type: 'function', function: expect.objectContaining({ name: 'Person' }) })]);
     expect(params).toMatchObject({ strategy: 'safe', unionTopK: 10, draftLength: 5, consensusThreshold: 0.5, maxNewTokens: 64, temperature: 0, topK: 0, topP: 1 });
@@ -113,7 +116,7 @@ describe('LangChain contract', () => {
     expect(warm.invocationParams()).toMatchObject({ temperature: 0.7, seed: 3 });
     await zero.dispose();
     await warm.dispose();
-    expect(() => new SafeEnsembleChatModel({ models, temperature: -1 })).toThrow(/temperature: must be a number from 0 to 100, got -1/);
+    expect(() => new SafeEnsembleChatModel({ models, temperature: -1 })).toThrow(/temperature: must be 0 \(greedy\) or a number from 1e-5 to 100, got -1/);
     expect(() => new SafeEnsembleLLM({ models, temperature: Number.NaN })).toThrow(/got NaN/);
   });
 });

@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
 import { load } from '@langchain/core/load';
 import { StringOutputParser } from '@langchain/core/output_parsers';
@@ -168,7 +169,8 @@ describe('SafeEnsembleLLM', () => {
   it('has LangChain conventions: maxRetries 0, _llmType, identifying params, constructor aliases', () => {
     expect((llm.caller as unknown as { maxRetries: number }).maxRetries).toBe(0);
     expect(llm._llmType()).toBe('safe_ensemble');
-    expect(llm._identifyingParams()).toMatchObject({ models, maxNewTokens: 64, rawPrompt: true });
+    // Model names (folder names), never the folders' paths.
+    expect(llm._identifyingParams()).toMatchObject({ models: models.map((m) => basename(m)), maxNewTokens: 64, rawPrompt: true });
     const tolerant = new SafeEnsembleLLM({ models, temperature: 0, maxTokens: 10, timeout: 1000, stopSequences: ['\n\n'], maxRetries: 2 });
     expect(tolerant.invocationParams()).toMatchObject({ maxNewTokens: 10, stop: ['\n\n'] });
     expect(new SafeEnsembleLLM({ models, temperature: 0.7, topP: 0.9 }).invocationParams()).toMatchObject({ temperature: 0.7, topP: 0.9, topK: 0 });

@@ -27,3 +27,13 @@ describe('the built package', () => {
     expect(existsSync(join(root, 'dist', 'types', 'index.d.ts'))).toBe(true);
   });
 });
+
+describe('the built package, type-checked by TypeScript consumers (module node16)', () => {
+  it('a CommonJS (.cts) and an ES module (.mts) consumer compile, and the classes are assignable to core’s own', () => {
+    if (!existsSync(join(root, 'dist', 'cjs', 'index.d.ts'))) execFileSync(process.execPath, ['tools/build.mjs'], { cwd: root, stdio: 'inherit' });
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+    // Throws with tsc's diagnostics (e.g. TS1479, TS2322) when a consumer does not compile.
+    execFileSync(process.execPath, [tsc, '-p', join(root, 'tests', 'package', 'consumers', 'tsconfig.json')], { cwd: root, stdio: 'pipe' });
+    expect(existsSync(join(root, 'dist', 'cjs', 'package.json'))).toBe(true);
+  });
+});

@@ -236,7 +236,7 @@ const CASES: BadInput[] = [
   knob('baseEnsembler', 'mean', /baseEnsembler: must be one of 'unite', 'gac'/),
   knob('unionTopK', 0, /unionTopK: must be an integer from 1 to 1000, got 0/),
   knob('topK', 2.5, /topK: must be an integer/),
-  knob('temperature', -1, /temperature: must be a number from 0 to 100, got -1/),
+  knob('temperature', -1, /temperature: must be 0 \(greedy\) or a number from 1e-5 to 100, got -1/),
   knob('topP', 0, /topP: must be a number above 0 up to 1, got 0/),
   knob('seed', 'lucky', /seed: must be an integer from 0 to/),
   knob('rejectionRule', 'paper', /rejectionRule: must be one of 'residual', 'ensemble'/),
@@ -269,7 +269,7 @@ const CASES: BadInput[] = [
   { name: 'K = 1 with strategy safe', code: 'INVALID_ARGUMENT', message: /'safe' needs at least two models; with one model use strategy 'single'/, run: async (own) => own(new SafeEnsemble([await loadModel(fixtureModel(QWEN))])).generate(PROMPT, RAW) },
   { name: 'duplicate model folder', code: 'INVALID_ARGUMENT', message: /is listed twice; list each model once/, run: () => SafeEnsemble.load({ models: [fixtureModel(QWEN), fixtureModel(MISTRAL), fixtureModel(QWEN)] }) },
   { name: 'duplicate model instance', code: 'INVALID_ARGUMENT', message: /appears twice.*load it twice/, run: async (own) => { const m = own(await loadModel(fixtureModel(QWEN))); return new SafeEnsemble([m, m]); } },
-  { name: 'LangChain temperature that is not a number', code: 'INVALID_ARGUMENT', message: /temperature: must be a number from 0 to 100, got "hot"/, run: async (own) => own(new SafeEnsembleLLM({ models: [fixtureModel(QWEN), fixtureModel(MISTRAL)], temperature: 'hot' as never })).invoke(PROMPT) },
+  { name: 'LangChain temperature that is not a number', code: 'INVALID_ARGUMENT', message: /temperature: must be 0 \(greedy\) or a number from 1e-5 to 100, got "hot"/, run: async (own) => own(new SafeEnsembleLLM({ models: [fixtureModel(QWEN), fixtureModel(MISTRAL)], temperature: 'hot' as never })).invoke(PROMPT) },
   { name: 'LangChain knob out of range', code: 'INVALID_ARGUMENT', message: /consensusThreshold: must be a number from 0 to 1/, run: async (own) => own(new SafeEnsembleChatModel({ models: [fixtureModel(QWEN), fixtureModel(MISTRAL)] })).invoke([new HumanMessage('Hi')], { consensusThreshold: 7 } as never) },
   // Lifetimes.
   { name: 'ensemble used after dispose()', code: 'DISPOSED', message: /SafeEnsemble was used after dispose\(\)/, run: async (own) => { const e = await pair(own); await e.dispose(); return e.generate(PROMPT, RAW); } },

@@ -8,6 +8,7 @@ import { EngineServer, type EngineFault } from '../../tools/fixtures/engineServe
 
 const [QWEN, MISTRAL] = bundledModels() as [string, string];
 const QUESTION = 'Mia has 37 marbles. She finds 25 more. How many marbles does she have now?';
+const QUESTIONS = [QUESTION, 'Omar has 45 stickers and gives away 17. How many stickers are left?', 'Ingrid reads 23 pages on Monday and 19 on Tuesday. How many pages in all?'];
 
 describe.each(['sglang', 'vllm'] as const)('%s member faults', (engine: RemoteEngine) => {
   let server: EngineServer;
@@ -145,15 +146,30 @@ describe('remote members at load', () => {
     }
   });
 
-  it.each(['sglang', 'vllm'] as const)('%s without log-probabilities of arbitrary ids: fill-ins use the bound, counted', async (engine) => {
+  it.each(['sglang', 'vllm'] as const)('%s without log-probabilities of arbitrary ids: refused with the fix, or (allowBoundedLogprobs) fill-ins use the bound, counted', async (engine) => {
     const server = await EngineServer.start({ engine, model: MISTRAL, arbitraryIds: false });
     // vLLM then scores by prefix-cache prompts (prompt log-probabilities are what it lacks).
-    const remote = await loadRemoteModel({ engine, url: server.url, tokenizer: MISTRAL, ...(engine === 'vllm' ? { vllmScoring: 'prefix-cache' as const } : {}) });
+    const spec = { engine, url: server.url, tokenizer: MISTRAL, ...(engine === 'vllm' ? { vllmScoring: 'prefix-cache' as const } : {}) };
+    // Not silently: SGLang is found out at load, vLLM at the first fill-in.
+    const strict = (await (async () => {
+      const member = await loadRemoteModel(spec);
+      const strictEnsemble = new SafeEnsemble([await loadModel(QWEN), member]);
+      try {
+        for (const q of QUESTIONS) await strictEnsemble.generate(q, { maxNewTokens: 48 });
+      } finally {
+        await strictEnsemble.dispose();
+      }
+    })().catch((e: unknown) => e)) as RemoteEngineError;
+    expect(strict).toBeInstanceOf(RemoteEngineError);
+    expect(strict.failure).toBe('unsupported');
+    expect(strict.message).toMatch(/allowBoundedLogprobs: true/);
+    expect(strict.message).toMatch(engine === 'sglang' ? /token_ids_logprob/ : /prompt_logprobs/);
+    const remote = await loadRemoteModel({ ...spec, allowBoundedLogprobs: true });
     const ensemble = new SafeEnsemble([await loadModel(QWEN), remote]);
     try {
       let bounded = 0;
       let ensembled = 0;
-      for (const q of [QUESTION, 'Omar has 45 stickers and gives away 17. How many stickers are left?', 'Ingrid reads 23 pages on Monday and 19 on Tuesday. How many pages in all?']) {
+      for (const q of QUESTIONS) {
         const r = await ensemble.generate(q, { maxNewTokens: 48 });
         bounded += r.stats.network![1]!.boundedLogprobs;
         ensembled += r.stats.ensembledTokens;
