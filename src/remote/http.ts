@@ -86,6 +86,21 @@ export function checkServerUrl(url: unknown, label: string): URL {
   return base;
 }
 
+/** The timing and size options of a connection, checked, with their defaults. */
+export function checkConnectionOptions(options: Pick<RemoteConnectionOptions, 'timeoutMs' | 'retries' | 'retryDelayMs' | 'maxResponseBytes'>, label: string): { timeoutMs: number; retries: number; retryDelayMs: number; maxResponseBytes: number | null } {
+  const number = (name: string, v: unknown, fallback: number, min: number) => {
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new InvalidArgumentError(name, `${label}: ${name} must be a number >= ${min}, got ${typeof v === 'number' ? v : typeof v}.`);
+    return v;
+  };
+  return {
+    timeoutMs: number('timeoutMs', options.timeoutMs, 60_000, 1),
+    retries: Math.floor(number('retries', options.retries, 2, 0)),
+    retryDelayMs: number('retryDelayMs', options.retryDelayMs, 200, 0),
+    maxResponseBytes: options.maxResponseBytes === undefined ? null : Math.floor(number('maxResponseBytes', options.maxResponseBytes, 0, 1024)),
+  };
+}
+
 /** Checks an API key as declared (a non-empty string without line breaks). */
 export function checkApiKey(apiKey: unknown, label: string): void {
   if (apiKey === undefined) return;
@@ -130,15 +145,11 @@ export class RemoteClient {
     options: RemoteConnectionOptions,
   ) {
     this.base = checkServerUrl(options.url, member);
-    const positive = (name: string, v: number | undefined, fallback: number, min: number) => {
-      if (v === undefined) return fallback;
-      if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new InvalidArgumentError(name, `${member}: ${name} must be a number >= ${min}, got ${String(v)}.`);
-      return v;
-    };
-    this.timeoutMs = positive('timeoutMs', options.timeoutMs, 60_000, 1);
-    this.retries = Math.floor(positive('retries', options.retries, 2, 0));
-    this.retryDelayMs = positive('retryDelayMs', options.retryDelayMs, 200, 0);
-    this.maxResponseBytes = options.maxResponseBytes === undefined ? null : Math.floor(positive('maxResponseBytes', options.maxResponseBytes, 0, 1024));
+    const checked = checkConnectionOptions(options, member);
+    this.timeoutMs = checked.timeoutMs;
+    this.retries = checked.retries;
+    this.retryDelayMs = checked.retryDelayMs;
+    this.maxResponseBytes = checked.maxResponseBytes;
     checkApiKey(options.apiKey, member);
     this.#apiKey = options.apiKey ?? null;
   }

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { InvalidArgumentError, RemoteEngineError } from '../errors.js';
 import { readJsonFile, resolveSource, sizeField } from '../runtime/loadModel.js';
 import { TextTokenizer } from '../text/tokenizer.js';
-import { checkApiKey, checkServerUrl, RemoteClient, type RemoteConnectionOptions } from './http.js';
+import { checkApiKey, checkConnectionOptions, checkServerUrl, RemoteClient, type RemoteConnectionOptions } from './http.js';
 import { RemoteMember, type RemoteEngine } from './remoteMember.js';
 import { SGLangProtocol } from './sglang.js';
 import { VllmProtocol, type VllmScoring } from './vllm.js';
@@ -75,6 +75,7 @@ export function checkRemoteSpec(spec: RemoteModelSpec, where = 'remote model'): 
   const label = `${where} (${spec.engine})`;
   checkServerUrl(spec.url, label);
   checkApiKey(spec.apiKey, label);
+  checkConnectionOptions(spec, label);
   if (typeof spec.tokenizer !== 'string' || spec.tokenizer === '') {
     throw new InvalidArgumentError('tokenizer', `${label}: tokenizer is required: a folder (or Hub id) with the served model's tokenizer.json and tokenizer_config.json.`);
   }
