@@ -32,16 +32,22 @@ export async function inspect(args: string[], out: NodeJS.WritableStream = proce
     const info = lm.info;
     const tok = lm.tokenizer;
     const g = info.graph;
-    const special = [...tok.specialTokenIds].slice(0, 12).map((id) => `${tok.tokenString(id)} (${id})`);
+    // An id the config names but the tokenizer lacks (an EOS id past its vocabulary) is shown as such, not a crash.
+    const named = (id: number) => (Number.isInteger(id) && id >= 0 && id < tok.vocabSize ? `${tok.tokenString(id)} (${id})` : `id ${id} (not in the tokenizer: never produced)`);
+    const special = [...tok.specialTokenIds].slice(0, 12).map(named);
+    // What the file has, and what the library adds to it at load.
+    const fileInputs = ['input_ids', ...(g.hasAttentionMask ? ['attention_mask'] : []), ...(g.hasPositionIds ? ['position_ids'] : []), ...g.pastNames.flat(), ...(g.hasUseCacheBranch ? ['use_cache_branch'] : []), ...(g.logitsToKeepInput && !info.logitsToKeepAdded ? [g.logitsToKeepInput] : [])];
+    const added = [...(info.logitsToKeepAdded ? [`${g.logitsToKeepInput ?? 'logits_to_keep'} input (prefill computes only the rows read)`] : []), ...(info.inGraphTopK ? ['in-graph top-k'] : []), ...(info.incrementalCache ? ['incremental KV cache outputs'] : [])];
     const report = {
       folder: info.dir,
       onnxFile: info.onnxFile,
       executionProviders: info.providers.providers,
-      inputs: ['input_ids', ...(g.hasAttentionMask ? ['attention_mask'] : []), ...(g.hasPositionIds ? ['position_ids'] : []), ...g.pastNames.flat(), ...(g.hasUseCacheBranch ? ['use_cache_branch'] : []), ...(g.logitsToKeepInput ? [g.logitsToKeepInput] : [])],
+      inputs: fileInputs,
+      addedAtLoad: added,
       cache: g.numCacheLayers > 0 ? { layers: g.numCacheLayers, keyValueHeads: info.numKeyValueHeads, headDim: info.headDim, dtype: g.cacheDType } : 'none (full recompute every step)',
       logits: { vocabulary: info.vocabSize, dtype: g.logitsDType },
       contextLength: info.maxPositions,
-      tokenizer: { kind: tok.kind, vocabulary: tok.vocabSize, bos: tok.bosTokenId === null ? null : tok.tokenString(tok.bosTokenId), eos: tok.eosTokenIds.map((id) => tok.tokenString(id)), specialTokens: special, specialCount: tok.specialTokenIds.size },
+      tokenizer: { kind: tok.kind, vocabulary: tok.vocabSize, bos: tok.bosTokenId === null ? null : named(tok.bosTokenId), eos: tok.eosTokenIds.map(named), specialTokens: special, specialCount: tok.specialTokenIds.size },
       chatTemplate: tok.chatTemplate ? `${tok.chatTemplate.length} characters` : 'none (string prompts are used as they are)',
     };
     if (values.json) out.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -50,6 +56,7 @@ export async function inspect(args: string[], out: NodeJS.WritableStream = proce
       out.write(`onnx file       ${report.onnxFile}\n`);
       out.write(`providers       ${report.executionProviders.join(', ')}\n`);
       out.write(`graph inputs    ${report.inputs.length > 8 ? `${report.inputs.slice(0, 5).join(', ')}, … (${report.inputs.length} in all)` : report.inputs.join(', ')}\n`);
+      out.write(`added at load   ${report.addedAtLoad.length ? report.addedAtLoad.join(', ') : 'nothing (runs as exported)'}\n`);
       out.write(`kv cache        ${typeof report.cache === 'string' ? report.cache : `${report.cache.layers} layers × [batch, ${report.cache.keyValueHeads} heads, past, ${report.cache.headDim}] ${report.cache.dtype}`}\n`);
       out.write(`logits          ${report.logits.vocabulary} columns, ${report.logits.dtype}\n`);
       out.write(`context         ${report.contextLength} tokens\n`);

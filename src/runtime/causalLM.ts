@@ -41,6 +41,8 @@ export interface ModelInfo {
   incrementalCache: boolean;
   /** Whether scoring passes rank rows inside the graph (see LoadModelOptions.inGraphTopK). */
   inGraphTopK: boolean;
+  /** Whether the graph's `logits_to_keep` input was added at load (see LoadModelOptions.logitsToKeep); false when the file has it. */
+  logitsToKeepAdded: boolean;
 }
 
 /** Options of {@link CausalLM.forward}. */

@@ -190,6 +190,7 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
       graph: opened.graph,
       incrementalCache: opened.incrementalCache,
       inGraphTopK: opened.inGraphTopK,
+      logitsToKeepAdded: opened.logitsToKeepAdded,
     };
     return new CausalLM(backend, tokenizer, info, execution);
   } catch (error) {

@@ -52,6 +52,8 @@ export interface OpenedModel {
   incrementalCache: boolean;
   /** Whether scoring passes rank rows inside the graph. */
   inGraphTopK: boolean;
+  /** Whether the `logits_to_keep` input was added at load (the file itself has none). */
+  logitsToKeepAdded: boolean;
 }
 
 /** Most bytes of an ONNX file read into memory to rewrite it (protobuf files stop at 2 GiB). */
@@ -62,14 +64,15 @@ const REWRITE_LIMIT_BYTES = 2 ** 31;
  * applies (see cacheRewrite.ts), else the file itself.
  */
 function modelSource(request: OpenRequest): ModelSource {
-  const asExported: ModelSource = { model: request.onnxFile, names: null, scores: null, cleanup: () => undefined };
+  const asExported: ModelSource = { model: request.onnxFile, names: null, scores: null, logitsToKeepAdded: false, cleanup: () => undefined };
   const wanted = { cache: request.incrementalCache !== false, logits: request.logitsToKeep !== false, scores: request.inGraphTopK !== false };
   if (!wanted.cache && !wanted.logits && !wanted.scores) return asExported;
   try {
     if (statSync(request.onnxFile).size >= REWRITE_LIMIT_BYTES) return asExported;
     const original = readFileSync(request.onnxFile);
     let model: Uint8Array = original;
-    if (wanted.logits) model = addLogitsToKeep(model) ?? model;
+    const withLogitsToKeep = wanted.logits ? addLogitsToKeep(model) : null;
+    if (withLogitsToKeep) model = withLogitsToKeep;
     const scored = wanted.scores ? addInGraphScores(model) : null;
     if (scored) model = scored.bytes;
     const cache = wanted.cache ? rewriteForIncrementalCache(model) : null;
@@ -81,9 +84,9 @@ function modelSource(request: OpenRequest): ModelSource {
     // relative to the model's folder): such a graph is written next to links to them instead.
     if (usesExternalData(original)) {
       const beside = besideItsData(request.onnxFile, model);
-      return beside ? { model: beside.path, names, scores, cleanup: beside.cleanup } : asExported;
+      return beside ? { model: beside.path, names, scores, logitsToKeepAdded: withLogitsToKeep !== null, cleanup: beside.cleanup } : asExported;
     }
-    return { model, names, scores, cleanup: () => undefined };
+    return { model, names, scores, logitsToKeepAdded: withLogitsToKeep !== null, cleanup: () => undefined };
   } catch {
     // Not a protobuf this reader understands: onnxruntime reports what is wrong with the file.
     return asExported;
@@ -95,6 +98,7 @@ interface ModelSource {
   model: string | Uint8Array;
   names: IncrementalCacheNames | null;
   scores: InGraphScoreNames | null;
+  logitsToKeepAdded: boolean;
   cleanup: () => void;
 }
 
@@ -210,7 +214,7 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
     // a subfolder...): the graph as exported reports its own problems, or runs.
     if (typeof source.model !== 'string' || source.model === onnxFile) throw error;
     source.cleanup();
-    source = { model: onnxFile, names: null, scores: null, cleanup: () => undefined };
+    source = { model: onnxFile, names: null, scores: null, logitsToKeepAdded: false, cleanup: () => undefined };
     created = await createSessionWithProviders(source.model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
   } finally {
     source.cleanup();
@@ -235,7 +239,7 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
       vocabSize = (await probe.forward([0], 1)).width;
     }
     const runner = new SessionRunner(session, graph, settings, releaseSession, names, scores);
-    return { runner, opened: { graph, providers: resolved, ...sizes, vocabSize, incrementalCache: names !== null, inGraphTopK: scores !== null } };
+    return { runner, opened: { graph, providers: resolved, ...sizes, vocabSize, incrementalCache: names !== null, inGraphTopK: scores !== null, logitsToKeepAdded: source.logitsToKeepAdded } };
   } catch (error) {
     await releaseSession(session as InferenceSession);
     throw error;

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -8,6 +8,7 @@ import { bundledModels } from '../../src/demo/models';
 import { extractAnswer, problemSet } from '../../src/demo/wordProblems';
 import { plotSvg } from '../../src/cli/bench';
 import { sink } from '../helpers/sink';
+import { fixtureModel } from '../helpers/fixtures';
 
 const root = join(__dirname, '..', '..');
 const run = promisify(execFile);
@@ -75,6 +76,26 @@ describe('the safe-ensemble command', () => {
     const bad = await cli(['inspect', '/no/such/model']);
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/MODEL_NOT_FOUND.*does not exist/);
+  });
+
+  it('inspect tells the truth: an EOS id the tokenizer lacks is shown, not a crash; inputs added at load are not listed as the file\'s', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lse-inspect-'));
+    try {
+      // A generated model whose file has no logits_to_keep (the library adds one at load).
+      cpSync(fixtureModel({ tokenizer: 'llama2', seed: 5 }), dir, { recursive: true });
+      const path = join(dir, 'generation_config.json');
+      const generation = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>) : {};
+      writeFileSync(path, JSON.stringify({ ...generation, eos_token_id: [2, 32000] }));
+      const r = await cli(['inspect', '--json', dir]);
+      expect(r.code).toBe(0);
+      const report = JSON.parse(r.out) as { inputs: string[]; addedAtLoad: string[]; tokenizer: { eos: string[] } };
+      expect(report.tokenizer.eos).toContain('id 32000 (not in the tokenizer: never produced)');
+      expect(report.inputs).not.toContain('logits_to_keep');
+      expect(report.addedAtLoad.join(' ')).toMatch(/logits_to_keep input/);
+      expect((await cli(['inspect', dir])).out).toMatch(/added at load\s+logits_to_keep input/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('has --help everywhere and exits 2 on bad flags', async () => {

@@ -1,4 +1,4 @@
-import { DEFAULT_OPTIONS, InvalidArgumentError, resolveOptions } from '../../src/index';
+import { DEFAULT_OPTIONS, InvalidArgumentError, resolveOptions, type EnsembleOptions } from '../../src/index';
 
 describe('ensemble options', () => {
   it("default to the paper's settings", () => {
@@ -75,5 +75,37 @@ describe('ensemble options', () => {
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect((error as InvalidArgumentError).field).toBe(field);
     expect((error as Error).message).toMatch(message);
+  });
+
+  it('a __proto__ key is an unknown option, never a prototype (JSON.parse makes it an own key)', () => {
+    const hostile = JSON.parse('{"__proto__": {"maxNewTokens": 3, "bogusKnob": 1}}') as EnsembleOptions;
+    expect(() => resolveOptions(2, hostile)).toThrow(/__proto__: is not a SAFE option/);
+    expect(() => resolveOptions(2, JSON.parse('{"sharpening": {"__proto__": {"below": 0.9}}}') as EnsembleOptions)).toThrow(/sharpening.__proto__/);
+    expect(resolveOptions(2, JSON.parse('{"maxNewTokens": 7}') as EnsembleOptions).maxNewTokens).toBe(7);
+  });
+
+  it('tool definitions that are cyclic, too deep or not JSON are typed errors (field tools), never a RangeError', () => {
+    let deep: Record<string, unknown> = { type: 'string' };
+    for (let i = 0; i < 5000; i++) deep = { type: 'object', properties: { x: deep } };
+    const cyclic: Record<string, unknown> = { type: 'object', properties: {} };
+    (cyclic.properties as Record<string, unknown>).self = cyclic;
+    const tool = (parameters: unknown) => [{ type: 'function', function: { name: 'f', description: 'd', parameters } }];
+    for (const [tools, message] of [
+      [tool(deep), /nests more than 64 levels/],
+      [tool(cyclic), /refers back to an enclosing object/],
+      [tool({ type: 'object', default: () => 1 }), /is a function/],
+      ['not an array', /must be an array of tool definitions/],
+    ] as const) {
+      let error: unknown;
+      try {
+        resolveOptions(2, { tools: tools as unknown[] });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect((error as InvalidArgumentError).field).toBe('tools');
+      expect((error as Error).message).toMatch(message);
+    }
+    expect(resolveOptions(2, { tools: tool({ type: 'object', properties: { a: { type: 'number' } } }) }).tools).toHaveLength(1);
   });
 });

@@ -3,7 +3,7 @@
  * pure function and through the whole engine on scripted models), reproducibility by seed,
  * temperature 0 as greedy, and every strategy.
  */
-import { loadModel, SafeEnsemble, type CausalLM, type EnsembleOptions, type EnsembleResult } from '../../src/index';
+import { InvalidArgumentError, loadModel, SafeEnsemble, type CausalLM, type EnsembleOptions, type EnsembleResult } from '../../src/index';
 import { renderPromptWith } from '../../src/ensemble/prompt';
 import { acceptanceTest, ensembleProbabilities, SamplingRandom, Stream } from '../../src/ensemble/sampling';
 import type { EnsembleDecision } from '../../src/ensemble/aggregate';
@@ -232,6 +232,29 @@ describe('sampling on random tiny decoders (Qwen3 and Mistral tokenizers)', () =
       }
       const total = t.candidates.reduce((sum, c) => sum + c.probability!, 0);
       expect(total).toBeLessThanOrEqual(1 + 1e-9);
+    }
+  });
+
+  it('the coldest temperature (1e-5) samples with correct statistics in every strategy; colder is a typed error naming the floor', async () => {
+    const greedySingle = await ensemble.generate(QUESTION, { ...RAW, strategy: 'single', maxNewTokens: 30 });
+    for (const strategy of ['safe', 'single', 'every-token', 'gac-threshold'] as const) {
+      const r = await ensemble.generate(QUESTION, { ...RAW, strategy, temperature: 1e-5, seed: 2, maxNewTokens: 30, trace: strategy === 'safe' });
+      expect(r.stats.generatedTokens).toBeGreaterThan(0);
+      const s = r.stats.sampling!;
+      expect(s.tested).toBe(s.accepted + s.rejected);
+      if (strategy === 'single') expect(r.text).toBe(greedySingle.text); // one-hot at the drafter's argmax
+      for (const t of r.trace ?? []) {
+        const a = t.acceptance!;
+        expect(a.acceptProbability).toBeGreaterThanOrEqual(0);
+        expect(a.acceptProbability).toBeLessThanOrEqual(1);
+        expect(a.accepted).toBe(a.uniform < a.acceptProbability);
+      }
+    }
+    for (const temperature of [1e-6, 1e-40, 1e-307, Number.MIN_VALUE]) {
+      const error = (await ensemble.generate(QUESTION, { ...RAW, temperature }).catch((e: unknown) => e)) as InvalidArgumentError;
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect(error.field).toBe('temperature');
+      expect(error.message).toMatch(/from 1e-5 to 100.*pass 0/);
     }
   });
 

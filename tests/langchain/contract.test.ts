@@ -119,4 +119,21 @@ describe('LangChain contract', () => {
     expect(() => new SafeEnsembleChatModel({ models, temperature: -1 })).toThrow(/temperature: must be 0 \(greedy\) or a number from 1e-5 to 100, got -1/);
     expect(() => new SafeEnsembleLLM({ models, temperature: Number.NaN })).toThrow(/got NaN/);
   });
+
+  it('bindTools refuses cyclic or absurdly deep schemas with a typed error (field tools)', () => {
+    let deep: Record<string, unknown> = { type: 'string' };
+    for (let i = 0; i < 5000; i++) deep = { type: 'object', properties: { x: deep } };
+    const cyclic: Record<string, unknown> = { type: 'object', properties: {} };
+    (cyclic.properties as Record<string, unknown>).self = cyclic;
+    for (const parameters of [deep, cyclic]) {
+      let error: unknown;
+      try {
+        chat.bindTools([{ type: 'function', function: { name: 'lookup', description: 'Looks up.', parameters } }]);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect((error as InvalidArgumentError).field).toBe('tools');
+    }
+  });
 });

@@ -5,41 +5,27 @@
 import { InvalidArgumentError, loadModel, loadRemoteModel, RemoteEngineError, SafeEnsemble, type RemoteEngine } from '../../src/index';
 import { bundledModels } from '../../src/demo/models';
 import { EngineServer, type EngineFault } from '../../tools/fixtures/engineServer';
+import { servedEnsemble } from '../helpers/servedEnsemble';
 
 const [QWEN, MISTRAL] = bundledModels() as [string, string];
 const QUESTION = 'Mia has 37 marbles. She finds 25 more. How many marbles does she have now?';
 const QUESTIONS = [QUESTION, 'Omar has 45 stickers and gives away 17. How many stickers are left?', 'Ingrid reads 23 pages on Monday and 19 on Tuesday. How many pages in all?'];
 
 describe.each(['sglang', 'vllm'] as const)('%s member faults', (engine: RemoteEngine) => {
-  let server: EngineServer;
-  let ensemble: SafeEnsemble;
-  let reference: string;
-  beforeAll(async () => {
-    server = await EngineServer.start({ engine, model: MISTRAL, maxLogprobs: 20 });
-    const remote = await loadRemoteModel({ engine, url: server.url, tokenizer: MISTRAL, timeoutMs: 1500, retries: 1, retryDelayMs: 10 });
-    ensemble = new SafeEnsemble([await loadModel(QWEN), remote]);
-    reference = (await ensemble.generate(QUESTION, { maxNewTokens: 24 })).text;
-  });
-  afterAll(async () => {
-    await ensemble.dispose();
-    await server.close();
-  });
-  afterEach(() => {
-    server.fault = null;
-  });
+  const served = servedEnsemble(engine, QUESTION, { timeoutMs: 1500, retries: 1, retryDelayMs: 10 }, { maxLogprobs: 20 });
 
   const expectFault = async (fault: EngineFault, failure: RemoteEngineError['failure'], message: RegExp) => {
-    server.fault = fault;
-    const error = (await ensemble.generate(QUESTION, { maxNewTokens: 24 }).catch((e: unknown) => e)) as RemoteEngineError;
+    served.server.fault = fault;
+    const error = (await served.ensemble.generate(QUESTION, { maxNewTokens: 24 }).catch((e: unknown) => e)) as RemoteEngineError;
     expect(error).toBeInstanceOf(RemoteEngineError);
     expect(error.code).toBe('REMOTE_FAILED');
     expect(error.failure).toBe(failure);
-    expect(error.message).toContain(server.url);
+    expect(error.message).toContain(served.server.url);
     expect(error.message).toContain(`${engine}:`);
     expect(error.message).toMatch(message);
-    server.fault = null;
+    served.server.fault = null;
     // Usable again, with the same output.
-    expect((await ensemble.generate(QUESTION, { maxNewTokens: 24 })).text).toBe(reference);
+    expect((await served.ensemble.generate(QUESTION, { maxNewTokens: 24 })).text).toBe(served.reference);
   };
 
   it('a server that stalls past the timeout', () => expectFault({ kind: 'stall', ms: 2500 }, 'timeout', /did not answer within 1500 ms/));
@@ -50,44 +36,44 @@ describe.each(['sglang', 'vllm'] as const)('%s member faults', (engine: RemoteEn
 
   it('HTTP 503 and 429 are retried with backoff; the output is unchanged', async () => {
     for (const status of [503, 429]) {
-      server.fault = { kind: 'status', status, message: 'busy (fixture)', times: 1 };
-      const r = await ensemble.generate(QUESTION, { maxNewTokens: 24 });
-      expect(r.text).toBe(reference);
+      served.server.fault = { kind: 'status', status, message: 'busy (fixture)', times: 1 };
+      const r = await served.ensemble.generate(QUESTION, { maxNewTokens: 24 });
+      expect(r.text).toBe(served.reference);
       expect(r.stats.network![1]!.retries).toBe(1);
     }
     // More failures than retries: the error says what the server said.
-    server.fault = { kind: 'status', status: 503, message: 'still busy (fixture)', times: 2 };
-    await expect(ensemble.generate(QUESTION, { maxNewTokens: 24 })).rejects.toThrow(/HTTP 503: still busy \(fixture\)/);
+    served.server.fault = { kind: 'status', status: 503, message: 'still busy (fixture)', times: 2 };
+    await expect(served.ensemble.generate(QUESTION, { maxNewTokens: 24 })).rejects.toThrow(/HTTP 503: still busy \(fixture\)/);
   });
 
   it('abort mid-request: the generation ends as aborted and the request is cut', async () => {
-    server.fault = { kind: 'stall', ms: 1200 };
+    served.server.fault = { kind: 'stall', ms: 1200 };
     const controller = new AbortController();
-    const seen = server.requests.length;
+    const seen = served.server.requests.length;
     setTimeout(() => controller.abort(), 150);
-    const r = await ensemble.generate(QUESTION, { maxNewTokens: 24, signal: controller.signal });
+    const r = await served.ensemble.generate(QUESTION, { maxNewTokens: 24, signal: controller.signal });
     expect(r.finishReason).toBe('abort');
-    expect(server.requests.length).toBeGreaterThan(seen);
-    server.fault = null;
+    expect(served.server.requests.length).toBeGreaterThan(seen);
+    served.server.fault = null;
     await new Promise((resolve) => setTimeout(resolve, 1300)); // the stalled handler finishes
-    expect(server.cutRequests).toBeGreaterThan(0);
-    expect((await ensemble.generate(QUESTION, { maxNewTokens: 24 })).text).toBe(reference);
+    expect(served.server.cutRequests).toBeGreaterThan(0);
+    expect((await served.ensemble.generate(QUESTION, { maxNewTokens: 24 })).text).toBe(served.reference);
   });
 
   it('server killed mid-generation, then back on the same port', async () => {
-    const generation = ensemble.generate(QUESTION, { maxNewTokens: 64 });
+    const generation = served.ensemble.generate(QUESTION, { maxNewTokens: 64 });
     await new Promise((resolve) => setTimeout(resolve, 30));
-    await server.kill();
+    await served.server.kill();
     const error = (await generation.catch((e: unknown) => e)) as RemoteEngineError;
     // The kill may land after the last request: then the generation simply finished.
     if (error instanceof Error) {
       expect(error).toBeInstanceOf(RemoteEngineError);
       expect(['unreachable', 'timeout']).toContain(error.failure);
-      expect(error.message).toContain(server.url);
+      expect(error.message).toContain(served.server.url);
     }
-    await expect(ensemble.generate(QUESTION, { maxNewTokens: 8 })).rejects.toThrow(/cannot reach/);
-    await server.listenAgain();
-    expect((await ensemble.generate(QUESTION, { maxNewTokens: 24 })).text).toBe(reference);
+    await expect(served.ensemble.generate(QUESTION, { maxNewTokens: 8 })).rejects.toThrow(/cannot reach/);
+    await served.server.listenAgain();
+    expect((await served.ensemble.generate(QUESTION, { maxNewTokens: 24 })).text).toBe(served.reference);
   });
 });
 

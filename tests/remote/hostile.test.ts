@@ -5,44 +5,33 @@
  * with no secret in it, and the member works again once the server does.
  */
 import { inspect } from 'node:util';
-import { ContextOverflowError, InvalidArgumentError, loadModel, loadRemoteModel, RemoteEngineError, SafeEnsemble, SafeEnsembleLLM, type RemoteMember } from '../../src/index';
+import { ContextOverflowError, InvalidArgumentError, liveSessionCount, loadModel, loadRemoteModel, RemoteEngineError, SafeEnsemble, SafeEnsembleLLM, type RemoteMember } from '../../src/index';
 import { bundledModels } from '../../src/demo/models';
 import { EngineServer, type EngineFault } from '../../tools/fixtures/engineServer';
+import { servedEnsemble } from '../helpers/servedEnsemble';
 
 const [QWEN, MISTRAL] = bundledModels() as [string, string];
 const QUESTION = 'Mia has 37 marbles. She finds 25 more. How many marbles does she have now?';
 const KEY = 'sk-fixture-7f3a9c1e5b';
 
+// No session outlives the tests, whatever the servers did.
+const sessionsBefore = liveSessionCount();
+afterAll(() => expect(liveSessionCount()).toBe(sessionsBefore));
+
 describe.each(['sglang', 'vllm'] as const)('%s: a hostile server', (engine) => {
-  let server: EngineServer;
-  let remote: RemoteMember;
-  let ensemble: SafeEnsemble;
-  let reference: string;
-  beforeAll(async () => {
-    server = await EngineServer.start({ engine, model: MISTRAL });
-    remote = await loadRemoteModel({ engine, url: server.url, tokenizer: MISTRAL, apiKey: KEY, timeoutMs: 1500, retries: 0 });
-    ensemble = new SafeEnsemble([await loadModel(QWEN), remote]);
-    reference = (await ensemble.generate(QUESTION, { maxNewTokens: 24 })).text;
-  });
-  afterAll(async () => {
-    await ensemble.dispose();
-    await server.close();
-  });
-  afterEach(() => {
-    server.fault = null;
-  });
+  const served = servedEnsemble(engine, QUESTION, { apiKey: KEY, timeoutMs: 1500, retries: 0 });
 
   async function failure(fault: EngineFault, options = {}): Promise<RemoteEngineError> {
-    server.fault = fault;
-    const error = (await ensemble.generate(QUESTION, { maxNewTokens: 24, ...options }).catch((e: unknown) => e)) as RemoteEngineError;
-    server.fault = null;
+    served.server.fault = fault;
+    const error = (await served.ensemble.generate(QUESTION, { maxNewTokens: 24, ...options }).catch((e: unknown) => e)) as RemoteEngineError;
+    served.server.fault = null;
     expect(error).toBeInstanceOf(RemoteEngineError);
     expect(error.code).toBe('REMOTE_FAILED');
-    expect(error.message).toContain(server.url);
+    expect(error.message).toContain(served.server.url);
     expect(error.message).not.toContain(KEY);
     expect(error.message.length).toBeLessThan(1200);
     // Usable again, with the same output.
-    expect((await ensemble.generate(QUESTION, { maxNewTokens: 24 })).text).toBe(reference);
+    expect((await served.ensemble.generate(QUESTION, { maxNewTokens: 24 })).text).toBe(served.reference);
     return error;
   }
 
@@ -113,19 +102,19 @@ describe.each(['sglang', 'vllm'] as const)('%s: a hostile server', (engine) => {
   });
 
   it('the key appears in no serialization, statistic or trace', async () => {
-    const r = await ensemble.generate(QUESTION, { maxNewTokens: 24, trace: true });
+    const r = await served.ensemble.generate(QUESTION, { maxNewTokens: 24, trace: true });
     expect(JSON.stringify(r)).not.toContain(KEY);
-    expect(JSON.stringify(remote)).not.toContain(KEY);
-    expect(inspect(remote, { depth: 6, showHidden: true })).not.toContain(KEY);
-    expect(server.requests.at(-1)!.authorization).toBe(`Bearer ${KEY}`);
+    expect(JSON.stringify(served.remote)).not.toContain(KEY);
+    expect(inspect(served.remote, { depth: 6, showHidden: true })).not.toContain(KEY);
+    expect(served.server.requests.at(-1)!.authorization).toBe(`Bearer ${KEY}`);
   });
 
   it('a score that leaves no room for the generated token fails before anything is sent', async () => {
-    const small = await loadRemoteModel({ engine, url: server.url, tokenizer: MISTRAL, maxPositions: 8 });
+    const small = await loadRemoteModel({ engine, url: served.server.url, tokenizer: MISTRAL, maxPositions: 8 });
     try {
-      const sent = server.requests.length;
+      const sent = served.server.requests.length;
       await expect(small.score([1, 2, 3, 4, 5, 6, 7, 8])).rejects.toThrow(ContextOverflowError);
-      expect(server.requests.length).toBe(sent);
+      expect(served.server.requests.length).toBe(sent);
       await expect(small.score([1, 2, 3, 4, 5, 6, 7])).resolves.toBeDefined();
     } finally {
       await small.dispose();
@@ -133,9 +122,9 @@ describe.each(['sglang', 'vllm'] as const)('%s: a hostile server', (engine) => {
   });
 
   it('an OpenAI-style base URL ending in /v1 is accepted', async () => {
-    for (const url of [`${server.url}/v1`, `${server.url}/v1/`]) {
+    for (const url of [`${served.server.url}/v1`, `${served.server.url}/v1/`]) {
       const member = await loadRemoteModel({ engine, url, tokenizer: MISTRAL });
-      expect(member.url).toBe(`${server.url}/`);
+      expect(member.url).toBe(`${served.server.url}/`);
       await member.dispose();
     }
   });

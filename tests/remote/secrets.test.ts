@@ -1,7 +1,7 @@
 /**
  * API keys of served models are LangChain secrets: never in a serialization, a callback's
  * `serialized`, invocation params, metadata, names or streamed events; revived by `load()` from
- * its secrets map (or the environment). Traces name models, never folders' paths or URLs
+ * its secrets map (or the environment, with secretsFromEnv). Traces name models, never folders' paths or URLs
  * (only the serialized constructor kwargs keep the sources as given, to revive the model).
  */
 import { BaseCallbackHandler } from '@langchain/core/callbacks/base';
