@@ -43,7 +43,8 @@ export class Vocabulary {
   private constructor(readonly tokenizer: TextTokenizer) {
     this.keys = new Array(tokenizer.vocabSize);
     this.eos = new Set(tokenizer.eosTokenIds);
-    this.eosId = tokenizer.eosTokenIds[0] ?? null;
+    // An end id the model cannot produce (named by a config, past its logits) is never appended.
+    this.eosId = tokenizer.eosTokenIds.find((id) => id < tokenizer.producibleIds) ?? null;
   }
 
   private static readonly cache = new WeakMap<TextTokenizer, Vocabulary>();
@@ -58,9 +59,9 @@ export class Vocabulary {
     return v;
   }
 
-  /** Number of ids. */
+  /** Number of ids the model can produce (special tokens above its logits width excluded). */
   get size(): number {
-    return this.tokenizer.vocabSize;
+    return this.tokenizer.producibleIds;
   }
 
   /** Key of a token id. */

@@ -158,7 +158,7 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
   const execution = options.execution ?? defaultExecution();
   const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
   void [_mode, _d, _f, _s, _m, _r, _c, _l];
-  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.vocabSize, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK };
+  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.ordinaryIds, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK };
   const warn = onWarning ?? console.warn;
   let backend: ModelBackend;
   let opened: OpenedModel;
@@ -173,7 +173,7 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     ({ runner: backend, opened } = await openSession(request, warn));
   }
   try {
-    checkVocabularies(dir, tokenizer.vocabSize, opened.vocabSize);
+    checkVocabularies(dir, tokenizer, opened.vocabSize, warn);
     const maxPositions = options.maxPositions ?? sizeField(config, ['max_position_embeddings', 'n_positions', 'max_sequence_length', 'seq_length'], join(dir, 'config.json')) ?? 2048;
     const info: ModelInfo = {
       source,
@@ -213,17 +213,24 @@ export function paddingAllowance(tokenizerIds: number): number {
 }
 
 /**
- * A model and a tokenizer belong together only if every id the tokenizer can produce (added
- * and special tokens included) has a logits column, and the logits are not far wider than the
- * tokenizer's vocabulary (which means another model's tokenizer: its ids would index the
- * wrong rows and the output would be garbage).
+ * A model and a tokenizer belong together only if every ordinary id the tokenizer has has a
+ * logits column, and the logits are not far wider than the tokenizer's vocabulary (which means
+ * another model's tokenizer: its ids would index the wrong rows and the output would be
+ * garbage). Special tokens added above the logits width (Gemma 3's `<image_soft_token>`) can
+ * never be produced: they are allowed, said once, and kept out of every lookup.
  */
-function checkVocabularies(dir: string, tokenizerIds: number, logitsWidth: number): void {
-  if (tokenizerIds > logitsWidth) {
+function checkVocabularies(dir: string, tokenizer: TextTokenizer, logitsWidth: number, warn: (message: string) => void): void {
+  const tokenizerIds = tokenizer.vocabSize;
+  if (tokenizer.ordinaryIds > logitsWidth) {
     throw new UnsupportedGraphError(
-      `${dir}: the tokenizer can produce ids up to ${tokenizerIds - 1} (${tokenizerIds} ids, added tokens included) but the model's logits have only ${logitsWidth} columns. ` +
+      `${dir}: the tokenizer can produce ids up to ${tokenizer.ordinaryIds - 1} (${tokenizerIds} ids, added tokens included) but the model's logits have only ${logitsWidth} columns. ` +
         'The tokenizer files most likely belong to another model; copy the tokenizer.json / tokenizer_config.json that were exported with this ONNX file.',
     );
+  }
+  if (tokenizerIds > logitsWidth) {
+    const above = Array.from({ length: Math.min(3, tokenizerIds - logitsWidth) }, (_, i) => tokenizer.tokenString(logitsWidth + i));
+    warn(`${dir}: ${tokenizerIds - logitsWidth} special token(s) (${above.join(', ')}${tokenizerIds - logitsWidth > 3 ? ', …' : ''}) have ids at or above the model's ${logitsWidth} logits columns: the model can never produce them, so they are left out of every distribution and never drafted.`);
+    tokenizer.limitToModel(logitsWidth);
   }
   const allowed = paddingAllowance(tokenizerIds);
   if (logitsWidth - tokenizerIds > allowed) {

@@ -2,8 +2,10 @@
  * A load-time rewrite that gives a decoder graph a `logits_to_keep` input when it lacks one:
  * the hidden states are sliced to the last N positions before the LM head, so a prefill computes
  * one logits row instead of one per prompt token (with a 150k vocabulary the LM head is most of
- * a long prefill). Applied only where the head is plainly a MatMul producing `logits` (through
- * Identity or Cast nodes at most); anything else runs as exported.
+ * a long prefill). The slice goes before the op that first sees the last hidden state: the
+ * head's MatMul (or MatMulNBits, FusedMatMul, as quantized and optimized exports write it),
+ * found by walking back from `logits` through row-wise ops — Identity, Cast, Tanh, and
+ * Div/Mul/Add/Sub with a constant operand (Gemma 2's softcap). Anything else runs as exported.
  * @module
  */
 import { int64Constant as int64ConstantOf, onnxNode } from './onnxProto.js';
@@ -35,12 +37,47 @@ function readNode(buf: Uint8Array, field: WireField): NodeInfo {
   return node;
 }
 
+/** Ops that compute each row of their first input on its own: the head's matrix product. */
+const HEAD_OPS = new Set(['MatMul', 'MatMulNBits', 'FusedMatMul']);
+/** Row-wise ops on the way from the head to `logits`, with their data input first. */
+const UNARY_ROW_WISE = new Set(['Identity', 'Cast', 'Tanh']);
+const BINARY_ROW_WISE = new Set(['Div', 'Mul', 'Add', 'Sub']);
+
+/** Names of initializers and of Constant nodes' outputs: the operands a row-wise op may take. */
+function constantNames(model: Uint8Array, graphFields: WireField[], nodes: NodeInfo[]): Set<string> {
+  const names = new Set<string>();
+  for (const f of graphFields) {
+    if (f.field !== 5 || f.wireType !== 2) continue;
+    const name = fields(model, f.payloadStart, f.end).find((x) => x.field === 8 && x.wireType === 2);
+    if (name) names.add(decode(model, name));
+  }
+  for (const n of nodes) if (n.opType === 'Constant') for (const o of n.outputs) names.add(o);
+  return names;
+}
+
+/** The node that first sees the last hidden state on the way to `logits`, or null. */
+function headOf(producer: Map<string, NodeInfo>, constants: Set<string>): NodeInfo | null {
+  let n = producer.get('logits');
+  for (let steps = 0; n && steps < 16; steps++) {
+    if (HEAD_OPS.has(n.opType)) return n.inputs.length >= 2 && !constants.has(n.inputs[0]!) ? n : null;
+    let next: string | undefined;
+    if (UNARY_ROW_WISE.has(n.opType)) next = n.inputs[0];
+    else if (BINARY_ROW_WISE.has(n.opType) && n.inputs.length === 2) {
+      const [a, b] = n.inputs as [string, string];
+      // Exactly one operand varies with the input (a scalar or per-column constant the other).
+      if (constants.has(a) !== constants.has(b)) next = constants.has(a) ? b : a;
+    }
+    n = next === undefined ? undefined : producer.get(next);
+  }
+  return null;
+}
+
 const node = (opType: string, inputs: string[], output: string, attributes: WireWriter[] = []) => onnxNode(PREFIX, opType, inputs, [output], attributes);
 const int64Constant = (output: string, values: bigint[]) => int64ConstantOf(PREFIX, output, values);
 
 /**
  * The model with a scalar int64 `logits_to_keep` input (0 keeps every row, as in transformers),
- * or null when the graph already has one or its LM head is not a plain MatMul.
+ * or null when the graph already has one or no head is found (see the module notes).
  */
 export function addLogitsToKeep(model: Uint8Array): Uint8Array | null {
   const top = fields(model);
@@ -58,9 +95,9 @@ export function addLogitsToKeep(model: Uint8Array): Uint8Array | null {
   }
   const producer = new Map<string, NodeInfo>();
   for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
-  let head = producer.get('logits');
-  while (head && (head.opType === 'Identity' || head.opType === 'Cast')) head = producer.get(head.inputs[0] ?? '');
-  if (!head || head.opType !== 'MatMul' || head.inputs.length !== 2) return null;
+  const constants = constantNames(model, graphFields, nodes);
+  const head = headOf(producer, constants);
+  if (!head) return null;
   const hidden = head.inputs[0]!;
   const kept = `${PREFIX}hidden`;
 

@@ -154,6 +154,15 @@ export class TextTokenizer {
   /** The Jinja chat template, or null when the tokenizer has none. */
   readonly chatTemplate: string | null;
 
+  /**
+   * Ids a model can produce: the tokenizer's ids, or fewer when special tokens above the model's
+   * logits width were added (Gemma 3's `<image_soft_token>`): see {@link limitToModel}.
+   */
+  get producibleIds(): number {
+    return this.producible;
+  }
+
+  private producible: number;
   private readonly hf: Tokenizer;
   private readonly makePlain: () => Tokenizer;
   private plain: Tokenizer | null = null;
@@ -207,6 +216,7 @@ export class TextTokenizer {
     if (size === 0) throw new TokenizerError('tokenizer.json has an empty vocabulary (model.vocab). Use a complete tokenizer.json.');
     this.addedIds = addedIds;
     this.vocabSize = size;
+    this.producible = size;
     this.byteCache = new Array(size);
     this.specialTokenIds = special;
 
@@ -281,6 +291,23 @@ export class TextTokenizer {
     return this.hf.token_to_id(token) ?? null;
   }
 
+  /** One more than the highest id that is not a special token: the logits width a model needs at least. */
+  get ordinaryIds(): number {
+    let n = this.vocabSize;
+    while (n > 0 && this.specialTokenIds.has(n - 1)) n--;
+    return n;
+  }
+
+  /**
+   * Limits the ids to a model's logits width: the special tokens at or above it can never be
+   * produced, so lookups never return them (they are out of every distribution, never drafted).
+   * Only trailing special tokens may be cut off.
+   */
+  limitToModel(width: number): void {
+    if (width < this.ordinaryIds) throw new TokenizerError(`the tokenizer has ordinary tokens up to id ${this.ordinaryIds - 1}, beyond a logits width of ${width}.`);
+    this.producible = Math.min(this.vocabSize, width);
+  }
+
   /**
    * The id whose {@link tokenBytes} are exactly `bytes`, or null: looked up through the
    * engine's own string → id table (no index of its own). An ordinary vocabulary entry wins over
@@ -288,7 +315,7 @@ export class TextTokenizer {
    */
   idOfBytes(bytes: Uint8Array): number | null {
     if (bytes.length === 0) return null;
-    const matches = (id: number | null): id is number => id !== null && bytesEqual(this.tokenBytes(id), bytes);
+    const matches = (id: number | null): id is number => id !== null && id < this.producible && bytesEqual(this.tokenBytes(id), bytes);
     const text = validUtf8(bytes);
     const candidates: Array<string | null> = [];
     if (this.byteEncoder) candidates.push(Array.from(bytes, (b) => this.byteEncoder![b]!).join(''));
