@@ -55,11 +55,16 @@ function constantNames(model: Uint8Array, graphFields: WireField[], nodes: NodeI
   return names;
 }
 
-/** The node that first sees the last hidden state on the way to `logits`, or null. */
-function headOf(producer: Map<string, NodeInfo>, constants: Set<string>): NodeInfo | null {
-  let n = producer.get('logits');
+/**
+ * Walking back from `target`: the node that first sees the last hidden state (a head op), or
+ * an If whose branches compute it (a merged decoder), with the If output the walk came from.
+ */
+function headOf(producer: Map<string, NodeInfo>, constants: Set<string>, target: string): { node: NodeInfo; via: string } | null {
+  let name = target;
+  let n = producer.get(name);
   for (let steps = 0; n && steps < 16; steps++) {
-    if (HEAD_OPS.has(n.opType)) return n.inputs.length >= 2 && !constants.has(n.inputs[0]!) ? n : null;
+    if (n.opType === 'If') return { node: n, via: name };
+    if (HEAD_OPS.has(n.opType)) return n.inputs.length >= 2 && !constants.has(n.inputs[0]!) ? { node: n, via: name } : null;
     let next: string | undefined;
     if (UNARY_ROW_WISE.has(n.opType)) next = n.inputs[0];
     else if (BINARY_ROW_WISE.has(n.opType) && n.inputs.length === 2) {
@@ -67,13 +72,13 @@ function headOf(producer: Map<string, NodeInfo>, constants: Set<string>): NodeIn
       // Exactly one operand varies with the input (a scalar or per-column constant the other).
       if (constants.has(a) !== constants.has(b)) next = constants.has(a) ? b : a;
     }
-    n = next === undefined ? undefined : producer.get(next);
+    if (next === undefined) return null;
+    name = next;
+    n = producer.get(name);
   }
   return null;
 }
 
-const node = (opType: string, inputs: string[], output: string, attributes: WireWriter[] = []) => onnxNode(PREFIX, opType, inputs, [output], attributes);
-const int64Constant = (output: string, values: bigint[]) => int64ConstantOf(PREFIX, output, values);
 
 /**
  * The model with a scalar int64 `logits_to_keep` input (0 keeps every row, as in transformers),
@@ -83,55 +88,103 @@ export function addLogitsToKeep(model: Uint8Array): Uint8Array | null {
   const top = fields(model);
   const graphField = top.find((f) => f.field === 7 && f.wireType === 2);
   if (!graphField) return null;
-  const graphFields = fields(model, graphField.payloadStart, graphField.end);
-  const nodes: NodeInfo[] = [];
-  for (const f of graphFields) {
-    if (f.wireType !== 2) continue;
-    if (f.field === 1) nodes.push(readNode(model, f));
-    else if (f.field === 11) {
-      const name = fields(model, f.payloadStart, f.end).find((x) => x.field === 1 && x.wireType === 2);
-      if (name && /^(num_)?logits_to_keep$/.test(decode(model, name))) return null;
-    }
+  for (const f of fields(model, graphField.payloadStart, graphField.end)) {
+    if (f.field !== 11 || f.wireType !== 2) continue;
+    const name = fields(model, f.payloadStart, f.end).find((x) => x.field === 1 && x.wireType === 2);
+    if (name && /^(num_)?logits_to_keep$/.test(decode(model, name))) return null;
   }
-  const producer = new Map<string, NodeInfo>();
-  for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
-  const constants = constantNames(model, graphFields, nodes);
-  const head = headOf(producer, constants);
-  if (!head) return null;
-  const hidden = head.inputs[0]!;
-  const kept = `${PREFIX}hidden`;
-
-  // The head reads the kept positions: hidden[..., -keep:, :] (the second-to-last axis is the
-  // sequence whatever the rank, since logits are [..., sequence, vocab]).
-  const rewrittenHead = new WireWriter();
-  let replaced = false;
-  for (const f of fields(model, head.field.payloadStart, head.field.end)) {
-    if (!replaced && f.field === 1 && f.wireType === 2) {
-      rewrittenHead.bytes(1, kept);
-      replaced = true;
-    } else rewrittenHead.raw(model.subarray(f.start, f.end));
-  }
-  const tail = new WireWriter();
-  tail.bytes(1, int64Constant(`${PREFIX}shape_1`, [1n]));
-  tail.bytes(1, int64Constant(`${PREFIX}end`, [9223372036854775807n]));
-  tail.bytes(1, int64Constant(`${PREFIX}axis`, [-2n]));
-  tail.bytes(1, node('Reshape', [ADDED_LOGITS_TO_KEEP, `${PREFIX}shape_1`], `${PREFIX}keep_1d`));
-  tail.bytes(1, node('Neg', [`${PREFIX}keep_1d`], `${PREFIX}start`));
-  tail.bytes(1, node('Slice', [hidden, `${PREFIX}start`, `${PREFIX}end`, `${PREFIX}axis`], kept));
+  const body = rewriteGraph(model, graphField, 'logits', new Set(), PREFIX);
+  if (!body) return null;
   // A scalar int64 input: a tensor type with an empty shape.
   const scalar = new WireWriter().bytes(1, new WireWriter().varint(1, 7).bytes(2, new Uint8Array(0)));
-  tail.bytes(11, new WireWriter().bytes(1, ADDED_LOGITS_TO_KEEP).bytes(2, scalar));
-
-  const body = new WireWriter();
-  for (const f of graphFields) {
-    if (f === head.field) body.bytes(1, rewrittenHead);
-    else body.raw(model.subarray(f.start, f.end));
-  }
-  body.raw(tail.finish());
+  body.bytes(11, new WireWriter().bytes(1, ADDED_LOGITS_TO_KEEP).bytes(2, scalar));
   const out = new WireWriter();
   for (const f of top) {
     if (f === graphField) out.bytes(7, body);
     else out.raw(model.subarray(f.start, f.end));
   }
   return out.finish();
+}
+
+/**
+ * The body of `graph` with the hidden state sliced to the last `logits_to_keep` positions
+ * before the head that computes its value `target`, or null when there is no such head. A head
+ * inside an If (a merged decoder's branches) is rewritten in every branch; the branches read
+ * `logits_to_keep` from the outer scope, as ONNX subgraphs may.
+ */
+function rewriteGraph(buf: Uint8Array, graph: WireField, target: string, outer: Set<string>, prefix: string): WireWriter | null {
+  const graphFields = fields(buf, graph.payloadStart, graph.end);
+  const nodes: NodeInfo[] = [];
+  for (const f of graphFields) if (f.field === 1 && f.wireType === 2) nodes.push(readNode(buf, f));
+  const producer = new Map<string, NodeInfo>();
+  for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
+  const constants = new Set([...outer, ...constantNames(buf, graphFields, nodes)]);
+  const found = headOf(producer, constants, target);
+  if (!found) return null;
+  const replacement = found.node.opType === 'If' ? rewriteBranches(buf, found.node, found.via, constants, prefix) : new WireWriter();
+  if (!replacement) return null;
+  const tail = new WireWriter();
+  if (found.node.opType !== 'If') {
+    // The head reads the kept positions: hidden[..., -keep:, :] (the second-to-last axis is the
+    // sequence whatever the rank, since logits are [..., sequence, vocab]).
+    const hidden = found.node.inputs[0]!;
+    const kept = `${prefix}hidden`;
+    let replaced = false;
+    for (const f of fields(buf, found.node.field.payloadStart, found.node.field.end)) {
+      if (!replaced && f.field === 1 && f.wireType === 2) {
+        replacement.bytes(1, kept);
+        replaced = true;
+      } else replacement.raw(buf.subarray(f.start, f.end));
+    }
+    const node = (opType: string, inputs: string[], output: string) => onnxNode(prefix, opType, inputs, [output]);
+    tail.bytes(1, int64ConstantOf(prefix, `${prefix}shape_1`, [1n]));
+    tail.bytes(1, int64ConstantOf(prefix, `${prefix}end`, [9223372036854775807n]));
+    tail.bytes(1, int64ConstantOf(prefix, `${prefix}axis`, [-2n]));
+    tail.bytes(1, node('Reshape', [ADDED_LOGITS_TO_KEEP, `${prefix}shape_1`], `${prefix}keep_1d`));
+    tail.bytes(1, node('Neg', [`${prefix}keep_1d`], `${prefix}start`));
+    tail.bytes(1, node('Slice', [hidden, `${prefix}start`, `${prefix}end`, `${prefix}axis`], kept));
+  }
+  const body = new WireWriter();
+  const slice = tail.finish();
+  for (const f of graphFields) {
+    if (f === found.node.field) {
+      // Right before the head: its input exists by then, and subgraphs must stay topologically sorted.
+      body.raw(slice);
+      body.bytes(1, replacement);
+    } else body.raw(buf.subarray(f.start, f.end));
+  }
+  return body;
+}
+
+/** An If node whose branches' heads (of the output `via`) are rewritten, or null when a branch has none. */
+function rewriteBranches(buf: Uint8Array, ifNode: NodeInfo, via: string, constants: Set<string>, prefix: string): WireWriter | null {
+  const at = ifNode.outputs.indexOf(via);
+  const out = new WireWriter();
+  let branches = 0;
+  for (const f of fields(buf, ifNode.field.payloadStart, ifNode.field.end)) {
+    if (f.field !== 5 || f.wireType !== 2) {
+      out.raw(buf.subarray(f.start, f.end));
+      continue;
+    }
+    const attrFields = fields(buf, f.payloadStart, f.end);
+    const graph = attrFields.find((x) => x.field === 6 && x.wireType === 2);
+    if (!graph) {
+      out.raw(buf.subarray(f.start, f.end));
+      continue;
+    }
+    const attrName = attrFields.find((x) => x.field === 1 && x.wireType === 2);
+    const outputs = fields(buf, graph.payloadStart, graph.end).filter((x) => x.field === 12 && x.wireType === 2);
+    const output = outputs[at] && fields(buf, outputs[at].payloadStart, outputs[at].end).find((x) => x.field === 1 && x.wireType === 2);
+    if (!output) return null;
+    const branch = rewriteGraph(buf, graph, decode(buf, output), constants, `${prefix}${attrName ? decode(buf, attrName) : 'branch'}_`);
+    if (!branch) return null;
+    branches++;
+    const attribute = new WireWriter();
+    for (const x of attrFields) {
+      if (x === graph) attribute.bytes(6, branch);
+      else attribute.raw(buf.subarray(x.start, x.end));
+    }
+    out.bytes(5, attribute);
+  }
+  return branches === 2 ? out : null;
 }

@@ -16,6 +16,7 @@ const VARIANTS: Array<[string, FixtureModelOptions]> = [
   ['merged decoder', { tokenizer: 'llama2', seed: 52, cache: 'merged' }],
   ['no KV cache', { tokenizer: 'llama2', seed: 53, cache: 'none' }],
   ['float16 cache', { tokenizer: 'llama2', seed: 54, cacheDType: 'float16' }],
+  ['merged decoder with the head inside its If', { tokenizer: 'llama2', seed: 59, cache: 'merged', headInIf: true }],
   ['softcapped head (Gemma 2: Div, Tanh, Mul after the MatMul)', { tokenizer: 'llama2', seed: 56, head: 'softcap' }],
   ['MatMulNBits head (q4, blocks of 32)', { tokenizer: 'llama2', seed: 57, hiddenSize: 64, head: 'q4' }],
   ['MatMulNBits head with float16 logits (q4f16-like Cast after it)', { tokenizer: 'qwen3', seed: 58, hiddenSize: 32, head: 'q4', logitsDType: 'float16' }],
