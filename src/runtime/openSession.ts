@@ -10,6 +10,7 @@ import { basename, dirname, join } from 'node:path';
 import { NEW_ROWS_SUFFIX, rewriteForIncrementalCache, SEQ_MAJOR_SUFFIX, usesExternalData, type IncrementalCacheNames } from './cacheRewrite.js';
 import { addLogitsToKeep } from './logitsRewrite.js';
 import { addInGraphScores, IN_GRAPH_SCORES_PREFIX, type InGraphScoreNames } from './topKRewrite.js';
+import { readSkeleton } from './modelSkeleton.js';
 import { ModelFileInvalidError, ModelFileMissingError, SafeEnsembleError, UnsupportedGraphError } from '../errors.js';
 import { discoverGraph, type GraphContract } from './graph.js';
 import { releaseSession, type InferenceSession } from './ort.js';
@@ -56,42 +57,55 @@ export interface OpenedModel {
   logitsToKeepAdded: boolean;
 }
 
-/** Most bytes of an ONNX file read into memory to rewrite it (protobuf files stop at 2 GiB). */
+/** Most bytes of an ONNX file read into memory to rewrite it when no skeleton can be loaded (protobuf files stop at 2 GiB). */
 const REWRITE_LIMIT_BYTES = 2 ** 31;
 
+/** The rewrites a request asks for, applied to a model's bytes; null when none applies. */
+export function rewritten(bytes: Uint8Array, wanted: { cache: boolean; logits: boolean; scores: boolean }): { model: Uint8Array; names: IncrementalCacheNames | null; scores: InGraphScoreNames | null; logitsToKeepAdded: boolean } | null {
+  let model = bytes;
+  const withLogitsToKeep = wanted.logits ? addLogitsToKeep(model) : null;
+  if (withLogitsToKeep) model = withLogitsToKeep;
+  const scored = wanted.scores ? addInGraphScores(model) : null;
+  if (scored) model = scored.bytes;
+  const cache = wanted.cache ? rewriteForIncrementalCache(model) : null;
+  if (cache) model = cache.bytes;
+  if (model === bytes) return null;
+  return { model, names: cache?.names ?? null, scores: scored?.names ?? null, logitsToKeepAdded: withLogitsToKeep !== null };
+}
+
 /**
- * The model to create the session from: the rewritten bytes when the incremental-cache rewrite
- * applies (see cacheRewrite.ts), else the file itself.
+ * The model to create the session from: the rewritten graph when a load-time rewrite applies
+ * (see logitsRewrite.ts, topKRewrite.ts, cacheRewrite.ts), else the file itself. The rewrites
+ * run on the model's skeleton (modelSkeleton.ts: its weights left in the file), written beside a
+ * hard link to the file, so no weight byte is read or copied here; where no such folder can be
+ * made, an inline-weight model is rewritten in memory instead.
  */
 function modelSource(request: OpenRequest): ModelSource {
   const asExported: ModelSource = { model: request.onnxFile, names: null, scores: null, logitsToKeepAdded: false, cleanup: () => undefined };
   const wanted = { cache: request.incrementalCache !== false, logits: request.logitsToKeep !== false, scores: request.inGraphTopK !== false };
   if (!wanted.cache && !wanted.logits && !wanted.scores) return asExported;
   try {
+    const weights = `${WEIGHTS_LINK_PREFIX}${basename(request.onnxFile)}`;
+    const skeleton = readSkeleton(request.onnxFile, weights);
+    const done = rewritten(skeleton.bytes, wanted);
+    if (!done) return asExported;
+    const beside = besideItsData(request.onnxFile, done.model, skeleton.moved > 0 ? weights : null);
+    if (beside) return { ...done, model: beside.path, cleanup: beside.cleanup };
+    // No folder for the skeleton: inline weights can still be rewritten in memory.
+    if (usesExternalData(skeleton.bytes) && skeleton.moved === 0) return asExported;
     if (statSync(request.onnxFile).size >= REWRITE_LIMIT_BYTES) return asExported;
     const original = readFileSync(request.onnxFile);
-    let model: Uint8Array = original;
-    const withLogitsToKeep = wanted.logits ? addLogitsToKeep(model) : null;
-    if (withLogitsToKeep) model = withLogitsToKeep;
-    const scored = wanted.scores ? addInGraphScores(model) : null;
-    if (scored) model = scored.bytes;
-    const cache = wanted.cache ? rewriteForIncrementalCache(model) : null;
-    if (cache) model = cache.bytes;
-    if (model === original) return asExported;
-    const names = cache?.names ?? null;
-    const scores = scored?.names ?? null;
-    // Loaded from memory, a graph could not find its external weight files (their locations are
-    // relative to the model's folder): such a graph is written next to links to them instead.
-    if (usesExternalData(original)) {
-      const beside = besideItsData(request.onnxFile, model);
-      return beside ? { model: beside.path, names, scores, logitsToKeepAdded: withLogitsToKeep !== null, cleanup: beside.cleanup } : asExported;
-    }
-    return { model, names, scores, logitsToKeepAdded: withLogitsToKeep !== null, cleanup: () => undefined };
+    if (usesExternalData(original)) return asExported;
+    const inMemory = rewritten(original, wanted);
+    return inMemory ? { ...inMemory, cleanup: () => undefined } : asExported;
   } catch {
     // Not a protobuf this reader understands: onnxruntime reports what is wrong with the file.
     return asExported;
   }
 }
+
+/** The name of the hard link to the original file beside a skeleton (its weights' location). */
+const WEIGHTS_LINK_PREFIX = '.lse-weights-';
 
 /** What a session is created from, and what to remove once it is. */
 interface ModelSource {
@@ -110,7 +124,7 @@ interface ModelSource {
  * systems; null where neither works (the model then runs as exported). onnxruntime reads the
  * weights while the session is created, after which the folder can go.
  */
-function besideItsData(onnxFile: string, bytes: Uint8Array): { path: string; cleanup: () => void } | null {
+function besideItsData(onnxFile: string, bytes: Uint8Array, weightsLink: string | null): { path: string; cleanup: () => void } | null {
   const from = dirname(onnxFile);
   for (const parent of [tmpdir(), from]) {
     let dir: string;
@@ -124,6 +138,7 @@ function besideItsData(onnxFile: string, bytes: Uint8Array): { path: string; cle
       for (const entry of readdirSync(from, { withFileTypes: true })) {
         if (entry.isFile() && entry.name !== basename(onnxFile)) linkSync(join(from, entry.name), join(dir, entry.name));
       }
+      if (weightsLink) linkSync(onnxFile, join(dir, weightsLink));
       const path = join(dir, basename(onnxFile));
       writeFileSync(path, bytes);
       return { path, cleanup };

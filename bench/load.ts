@@ -1,0 +1,59 @@
+/**
+ * Load time and peak memory of a large model file: `loadModel` (with its load-time rewrites)
+ * against onnxruntime's own `InferenceSession.create` on the same file, side by side in one
+ * run, each load in its own process (so peak RSS is that load's alone), interleaved over rounds.
+ *
+ *   npm run bench:load                # a ~640 MiB random-weight decoder (hidden 1024, 8 layers, 32k vocabulary)
+ *   npm run bench:load -- --rounds 5 --dir ./models/some-big-model
+ *
+ * Reports the median wall time and peak RSS of each, loadModel ÷ create, and peak RSS ÷ file size.
+ */
+import { execFileSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fixtureModel } from '../tests/helpers/fixtures.js';
+
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, dir: { type: 'string' }, child: { type: 'string' } } });
+
+async function child(kind: string, dir: string): Promise<void> {
+  // Modules are imported before the clock starts: the loads are timed, not the imports.
+  const ort = await import('onnxruntime-node');
+  const { loadModel } = await import('../src/index.js');
+  const t0 = performance.now();
+  if (kind === 'create') {
+    const session = await ort.InferenceSession.create(join(dir, 'onnx', 'model.onnx'), { intraOpNumThreads: 2 });
+    const ms = performance.now() - t0;
+    console.log(JSON.stringify({ ms, peakMiB: process.resourceUsage().maxRSS / 1024 }));
+    await session.release();
+  } else {
+    const lm = await loadModel(dir, { execution: 'inline', threads: 2 });
+    const ms = performance.now() - t0;
+    console.log(JSON.stringify({ ms, peakMiB: process.resourceUsage().maxRSS / 1024 }));
+    await lm.dispose();
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+if (values.child) {
+  await child(values.child, values.dir!);
+} else {
+  const dir = values.dir ?? fixtureModel({ tokenizer: 'llama2', hiddenSize: 1024, numLayers: 8, numHeads: 16, seed: 71 });
+  const fileMiB = statSync(join(dir, 'onnx', 'model.onnx')).size / 2 ** 20;
+  const runs: Record<string, Array<{ ms: number; peakMiB: number }>> = { create: [], loadModel: [] };
+  for (let round = 0; round < Number(values.rounds); round++) {
+    for (const kind of round % 2 === 0 ? ['create', 'loadModel'] : ['loadModel', 'create']) {
+      const out = execFileSync(process.execPath, ['--import', 'tsx', 'bench/load.ts', '--child', kind, '--dir', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      runs[kind]!.push(JSON.parse(out.trim().split('\n').pop()!) as { ms: number; peakMiB: number });
+    }
+  }
+  const create = { ms: median(runs.create!.map((r) => r.ms)), peak: median(runs.create!.map((r) => r.peakMiB)) };
+  const load = { ms: median(runs.loadModel!.map((r) => r.ms)), peak: median(runs.loadModel!.map((r) => r.peakMiB)) };
+  console.log(`file ${fileMiB.toFixed(0)} MiB, ${values.rounds} rounds (medians)`);
+  console.log('| load | time | peak RSS | peak RSS ÷ file |');
+  console.log('|---|---:|---:|---:|');
+  console.log(`| InferenceSession.create | ${(create.ms / 1000).toFixed(2)} s | ${create.peak.toFixed(0)} MiB | ${(create.peak / fileMiB).toFixed(2)} |`);
+  console.log(`| loadModel | ${(load.ms / 1000).toFixed(2)} s | ${load.peak.toFixed(0)} MiB | ${(load.peak / fileMiB).toFixed(2)} |`);
+  console.log(`loadModel ÷ create: ${(load.ms / create.ms).toFixed(2)}× time`);
+}
