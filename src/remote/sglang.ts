@@ -53,19 +53,21 @@ export class SGLangProtocol implements RemoteProtocol {
    * finds out whether it answers log-probabilities of ids asked by value.
    */
   async probe(text: string, signal?: AbortSignal): Promise<unknown[]> {
-    const ask = (withIds: boolean) => {
+    const ask = async (withIds: boolean): Promise<MetaInfo | undefined> => {
       const body = { text, sampling_params: { max_new_tokens: 1, temperature: 0 }, return_logprob: true, logprob_start_len: 0, top_logprobs_num: 1, ...(withIds ? { token_ids_logprob: [0] } : {}) };
-      return this.client.post('generate', body, signal, 256) as Promise<{ meta_info?: MetaInfo } | Array<{ meta_info?: MetaInfo }>>;
+      const answer = (await this.client.post('generate', body, signal, 256)) as { meta_info?: MetaInfo } | Array<{ meta_info?: MetaInfo }>;
+      return (Array.isArray(answer) ? answer[0] : answer)?.meta_info;
     };
-    let answer: Awaited<ReturnType<typeof ask>> | null = null;
+    let meta: MetaInfo | undefined;
+    let refused = false;
     try {
-      answer = await ask(true);
+      meta = await ask(true);
     } catch (error) {
       // A release without the field may refuse it as an unexpected argument.
       if (!(error instanceof RemoteEngineError && error.status === 400 && /token_ids_logprob/.test(error.message))) throw error;
+      refused = true;
     }
-    const meta = answer ? (Array.isArray(answer) ? answer[0] : answer)?.meta_info : undefined;
-    if (!answer || !Array.isArray(meta?.output_token_ids_logprobs)) {
+    if (refused || !Array.isArray(meta?.output_token_ids_logprobs)) {
       if (!this.allowBounded) {
         throw new RemoteEngineError(
           'unsupported',
@@ -74,9 +76,9 @@ export class SGLangProtocol implements RemoteProtocol {
         );
       }
       this.arbitraryIds = false;
+      if (refused) meta = await ask(false);
     }
-    const served = answer ? meta : (Array.isArray(answer = await ask(false)) ? answer[0] : answer)?.meta_info;
-    const echoed = served?.input_token_logprobs;
+    const echoed = meta?.input_token_logprobs;
     return Array.isArray(echoed) ? echoed.map((e) => (Array.isArray(e) ? e[1] : undefined)) : [];
   }
 

@@ -92,7 +92,6 @@ function modelSource(request: OpenRequest): ModelSource {
     const beside = besideItsData(request.onnxFile, done.model, skeleton.moved > 0 ? weights : null);
     if (beside) return { ...done, model: beside.path, cleanup: beside.cleanup };
     // No folder for the skeleton: inline weights can still be rewritten in memory.
-    if (usesExternalData(skeleton.bytes) && skeleton.moved === 0) return asExported;
     if (statSync(request.onnxFile).size >= REWRITE_LIMIT_BYTES) return asExported;
     const original = readFileSync(request.onnxFile);
     if (usesExternalData(original)) return asExported;
