@@ -18,7 +18,7 @@ import { isHubId, resolveHubModel, type HubOptions } from './hub.js';
 import { DTYPE_SUFFIX, type ModelDType } from './dtypes.js';
 import type { ExecutionOptions } from './providers.js';
 import { MAX_CONTEXT, validateLoadOptions } from './loadOptions.js';
-import { openSession, type OpenedModel, type OpenRequest } from './openSession.js';
+import { openSession, type OpenedModel, type OpenRequest, type TokenizerFacts } from './openSession.js';
 import type { ModelBackend } from './sessionRunner.js';
 import { WorkerBackend } from './workerBackend.js';
 
@@ -150,7 +150,6 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
   const dir = await resolveSource(source, options);
   const config = readJsonFile(join(dir, 'config.json'), true);
   const generationConfig = readJsonFile(join(dir, 'generation_config.json'), false);
-  const tokenizer = await TextTokenizer.fromFolder(dir, { generationConfig, modelConfig: config });
   const onnxFile = selectOnnxFile(dir, options);
   if (statSync(onnxFile).size === 0) {
     throw new ModelFileInvalidError(onnxFile, `${onnxFile} is empty. Re-export or re-download the model file.`);
@@ -158,8 +157,11 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
   const execution = options.execution ?? defaultExecution();
   const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
   void [_mode, _d, _f, _s, _m, _r, _c, _l];
-  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, tokenizerIds: tokenizer.ordinaryIds, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK };
+  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK };
   const warn = onWarning ?? console.warn;
+  const loadTokenizer = () => TextTokenizer.fromFolder(dir, { generationConfig, modelConfig: config });
+  const factsOf = (t: TextTokenizer) => ({ tokenizerIds: t.ordinaryIds, tokenCount: t.vocabSize });
+  let tokenizer: TextTokenizer;
   let backend: ModelBackend;
   let opened: OpenedModel;
   if (execution === 'worker') {
@@ -168,9 +170,25 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     } catch (cause) {
       throw new InvalidArgumentError('sessionOptions', `sessionOptions: must be plain data to reach the model's worker thread (${(cause as Error).message}); pass execution: 'inline' to run the session on this thread.`);
     }
-    ({ backend, opened } = await WorkerBackend.open(request, warn));
+    // The worker creates the session (reading and rewriting the graph too) while this thread
+    // parses the tokenizer: a load takes the longer of the two, not their sum.
+    let resolveFacts!: (facts: TokenizerFacts) => void;
+    let rejectFacts!: (error: unknown) => void;
+    const facts = new Promise<TokenizerFacts>((resolve, reject) => ((resolveFacts = resolve), (rejectFacts = reject)));
+    const opening = WorkerBackend.open(request, warn, facts);
+    opening.catch(() => undefined); // awaited below; a failure meanwhile is not unhandled
+    try {
+      tokenizer = await loadTokenizer();
+      resolveFacts(factsOf(tokenizer));
+    } catch (error) {
+      rejectFacts(error);
+      await opening.catch(() => undefined);
+      throw error;
+    }
+    ({ backend, opened } = await opening);
   } else {
-    ({ runner: backend, opened } = await openSession(request, warn));
+    tokenizer = await loadTokenizer();
+    ({ runner: backend, opened } = await openSession({ ...request, ...factsOf(tokenizer) }, warn));
   }
   try {
     checkVocabularies(dir, tokenizer, opened.vocabSize, warn);

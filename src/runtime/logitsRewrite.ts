@@ -3,9 +3,13 @@
  * the hidden states are sliced to the last N positions before the LM head, so a prefill computes
  * one logits row instead of one per prompt token (with a 150k vocabulary the LM head is most of
  * a long prefill). The slice goes before the op that first sees the last hidden state: the
- * head's MatMul (or MatMulNBits, FusedMatMul, as quantized and optimized exports write it),
- * found by walking back from `logits` through row-wise ops — Identity, Cast, Tanh, and
- * Div/Mul/Add/Sub with a constant operand (Gemma 2's softcap). Anything else runs as exported.
+ * head's MatMul (or MatMulNBits, FusedMatMul, DynamicQuantizeMatMul, as quantized and optimized
+ * exports write it), found by walking back from `logits` through row-wise ops — Identity, Cast,
+ * Tanh, and Div/Mul/Add/Sub with a constant operand (Gemma 2's softcap). A dynamically
+ * quantized head (`quantize_dynamic`: DynamicQuantizeLinear → MatMulInteger → Cast → Mul by the
+ * scales' product) is sliced before its DynamicQuantizeLinear, whose per-tensor scale is then
+ * taken over the kept rows only — as in a decode step, which quantizes its one row alone.
+ * Anything else runs as exported.
  * @module
  */
 import { int64Constant as int64ConstantOf, onnxNode } from './onnxProto.js';
@@ -38,7 +42,9 @@ function readNode(buf: Uint8Array, field: WireField): NodeInfo {
 }
 
 /** Ops that compute each row of their first input on its own: the head's matrix product. */
-const HEAD_OPS = new Set(['MatMul', 'MatMulNBits', 'FusedMatMul']);
+const HEAD_OPS = new Set(['MatMul', 'MatMulNBits', 'FusedMatMul', 'DynamicQuantizeMatMul']);
+/** Integer heads whose first input is the output of a DynamicQuantizeLinear of the hidden state. */
+const INTEGER_HEAD_OPS = new Set(['MatMulInteger', 'MatMulIntegerToFloat']);
 /** Row-wise ops on the way from the head to `logits`, with their data input first. */
 const UNARY_ROW_WISE = new Set(['Identity', 'Cast', 'Tanh']);
 const BINARY_ROW_WISE = new Set(['Div', 'Mul', 'Add', 'Sub']);
@@ -59,18 +65,27 @@ function constantNames(model: Uint8Array, graphFields: WireField[], nodes: NodeI
  * Walking back from `target`: the node that first sees the last hidden state (a head op), or
  * an If whose branches compute it (a merged decoder), with the If output the walk came from.
  */
-function headOf(producer: Map<string, NodeInfo>, constants: Set<string>, target: string): { node: NodeInfo; via: string } | null {
+function headOf(producer: Map<string, NodeInfo>, consumers: Map<string, number>, constants: Set<string>, target: string): { node: NodeInfo; via: string } | null {
   let name = target;
   let n = producer.get(name);
   for (let steps = 0; n && steps < 16; steps++) {
     if (n.opType === 'If') return { node: n, via: name };
     if (HEAD_OPS.has(n.opType)) return n.inputs.length >= 2 && !constants.has(n.inputs[0]!) ? { node: n, via: name } : null;
+    if (INTEGER_HEAD_OPS.has(n.opType)) {
+      // Sliced before the quantizer, which then sees only the kept rows; nothing else may read its outputs.
+      const quantizer = producer.get(n.inputs[0] ?? '');
+      if (!quantizer || quantizer.opType !== 'DynamicQuantizeLinear' || quantizer.outputs[0] !== n.inputs[0] || consumers.get(n.inputs[0]!) !== 1) return null;
+      return constants.has(quantizer.inputs[0]!) ? null : { node: quantizer, via: name };
+    }
     let next: string | undefined;
     if (UNARY_ROW_WISE.has(n.opType)) next = n.inputs[0];
     else if (BINARY_ROW_WISE.has(n.opType) && n.inputs.length === 2) {
       const [a, b] = n.inputs as [string, string];
-      // Exactly one operand varies with the input (a scalar or per-column constant the other).
+      // Exactly one operand varies with the input (a scalar or per-column constant the other),
+      // or one is a dynamic quantizer's scale (times constants): a scalar for the whole tensor.
       if (constants.has(a) !== constants.has(b)) next = constants.has(a) ? b : a;
+      else if (!constants.has(a) && isQuantizerScale(producer, constants, b)) next = a;
+      else if (!constants.has(b) && isQuantizerScale(producer, constants, a)) next = b;
     }
     if (next === undefined) return null;
     name = next;
@@ -79,6 +94,17 @@ function headOf(producer: Map<string, NodeInfo>, constants: Set<string>, target:
   return null;
 }
 
+/** Whether `name` is a DynamicQuantizeLinear's scale, possibly multiplied by constants (the weight's scale). */
+function isQuantizerScale(producer: Map<string, NodeInfo>, constants: Set<string>, name: string): boolean {
+  const n = producer.get(name);
+  if (!n) return false;
+  if (n.opType === 'DynamicQuantizeLinear') return n.outputs[1] === name;
+  if (n.opType === 'Mul' && n.inputs.length === 2) {
+    const [a, b] = n.inputs as [string, string];
+    return (constants.has(a) && isQuantizerScale(producer, constants, b)) || (constants.has(b) && isQuantizerScale(producer, constants, a));
+  }
+  return false;
+}
 
 /**
  * The model with a scalar int64 `logits_to_keep` input (0 keeps every row, as in transformers),
@@ -117,9 +143,13 @@ function rewriteGraph(buf: Uint8Array, graph: WireField, target: string, outer: 
   const nodes: NodeInfo[] = [];
   for (const f of graphFields) if (f.field === 1 && f.wireType === 2) nodes.push(readNode(buf, f));
   const producer = new Map<string, NodeInfo>();
-  for (const n of nodes) for (const o of n.outputs) producer.set(o, n);
+  const consumers = new Map<string, number>();
+  for (const n of nodes) {
+    for (const o of n.outputs) producer.set(o, n);
+    for (const i of n.inputs) consumers.set(i, (consumers.get(i) ?? 0) + 1);
+  }
   const constants = new Set([...outer, ...constantNames(buf, graphFields, nodes)]);
-  const found = headOf(producer, constants, target);
+  const found = headOf(producer, consumers, constants, target);
   if (!found) return null;
   const replacement = found.node.opType === 'If' ? rewriteBranches(buf, found.node, found.via, constants, prefix) : new WireWriter();
   if (!replacement) return null;
@@ -187,4 +217,27 @@ function rewriteBranches(buf: Uint8Array, ifNode: NodeInfo, via: string, constan
     out.bytes(5, attribute);
   }
   return branches === 2 ? out : null;
+}
+
+/**
+ * Op types of the nodes that read the kept hidden state in a model {@link addLogitsToKeep}
+ * rewrote (in every branch of a merged decoder): where the prefill's rows are cut.
+ */
+export function keptHeadOps(model: Uint8Array): string[] {
+  const ops: string[] = [];
+  const visit = (graph: WireField) => {
+    for (const f of fields(model, graph.payloadStart, graph.end)) {
+      if (f.field !== 1 || f.wireType !== 2) continue;
+      const node = readNode(model, f);
+      if (node.inputs.some((i) => i.startsWith(PREFIX) && i.endsWith('hidden'))) ops.push(node.opType);
+      for (const a of fields(model, f.payloadStart, f.end)) {
+        if (a.field !== 5 || a.wireType !== 2) continue;
+        const sub = fields(model, a.payloadStart, a.end).find((x) => x.field === 6 && x.wireType === 2);
+        if (sub) visit(sub);
+      }
+    }
+  };
+  const graph = fields(model).find((f) => f.field === 7 && f.wireType === 2);
+  if (graph) visit(graph);
+  return ops;
 }

@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceError, WorkerError } from '../errors.js';
-import { openSession } from './openSession.js';
+import { openSession, type TokenizerFacts } from './openSession.js';
 import type { SessionRunner } from './sessionRunner.js';
 import { RUNNING, serializeError, STOPPING, type WorkerReply, type WorkerRequest } from './workerMessages.js';
 
@@ -19,6 +19,17 @@ const state = (workerData as { state: Int32Array }).state;
 // Requests run one at a time in arrival order, so a crop always lands between the passes it
 // was sent between.
 let chain: Promise<void> = Promise.resolve();
+/** The tokenizer's facts, for an `open` sent before they were known (they follow it). */
+let tokenizerFacts: { promise: Promise<TokenizerFacts>; resolve: (facts: TokenizerFacts) => void } | null = null;
+
+function factsArriving(): Promise<TokenizerFacts> {
+  if (!tokenizerFacts) {
+    let resolve!: (facts: TokenizerFacts) => void;
+    const promise = new Promise<TokenizerFacts>((r) => (resolve = r));
+    tokenizerFacts = { promise, resolve };
+  }
+  return tokenizerFacts.promise;
+}
 
 function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port!.postMessage(message, transfer);
@@ -34,10 +45,11 @@ async function handle(message: WorkerRequest): Promise<void> {
     runner?.crop(message.length);
     return;
   }
+  if (message.op === 'tokenizer') return;
   try {
     if (message.op === 'open') {
       if (runner) throw new InferenceError(`${message.request.name}: the worker already holds a session.`);
-      const { runner: opened, opened: info } = await openSession(message.request, (warning) => reply({ op: 'warning', message: warning }));
+      const { runner: opened, opened: info } = await openSession(message.request, (warning) => reply({ op: 'warning', message: warning }), factsArriving());
       runner = opened;
       reply({ op: 'done', id: message.id, value: info });
     } else if (message.op === 'forward' || message.op === 'score') {
@@ -70,5 +82,9 @@ async function handle(message: WorkerRequest): Promise<void> {
 }
 
 port.on('message', (message: WorkerRequest) => {
-  chain = chain.then(() => handle(message));
+  // Not queued: the open it completes is waiting for it at the head of the queue.
+  if (message.op === 'tokenizer') {
+    void factsArriving();
+    tokenizerFacts!.resolve(message.facts);
+  } else chain = chain.then(() => handle(message));
 });

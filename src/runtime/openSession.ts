@@ -27,8 +27,10 @@ export interface OpenRequest {
   config: Record<string, unknown>;
   /** Execution settings, without the warning callback (which stays with the caller). */
   execution: Omit<ExecutionOptions, 'onWarning'>;
-  /** Ids the tokenizer can produce. */
-  tokenizerIds: number;
+  /** Ids the tokenizer can produce (absent while the tokenizer still loads: see {@link TokenizerFacts}). */
+  tokenizerIds?: number;
+  /** Ids the tokenizer has, special tokens included: logits columns from here on are padding. */
+  tokenCount?: number;
   /** Check every returned row for NaN/Inf. */
   checkLogits: boolean;
   /** Most bytes of logits one onnxruntime run may return. */
@@ -217,12 +219,22 @@ function cacheSizes(config: Record<string, unknown>, graph: GraphContract, onnxF
  * Opens the session, discovers its contract and returns a runner for it. On failure the
  * session is released before the error is thrown.
  */
-export async function openSession(request: OpenRequest, onWarning: (message: string) => void): Promise<{ runner: SessionRunner; opened: OpenedModel }> {
+/** What the session needs of the tokenizer, which may still be loading while the session is created. */
+export interface TokenizerFacts {
+  tokenizerIds: number;
+  tokenCount: number;
+}
+
+/**
+ * Opens the session; the tokenizer's facts come with the request, or from `facts` (awaited only
+ * once the session exists, so the tokenizer can load meanwhile).
+ */
+export async function openSession(request: OpenRequest, onWarning: (message: string) => void, facts?: Promise<TokenizerFacts>): Promise<{ runner: SessionRunner; opened: OpenedModel }> {
   const { onnxFile } = request;
   let source = modelSource(request);
   let created;
   try {
-    created = await createSessionWithProviders(source.model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
+    created = await createSessionWithProviders(source.model, { ...request.execution, onWarning }, classifySessionError(onnxFile), { transposedCache: source.names !== null });
   } catch (error) {
     // A rewritten graph that onnxruntime would not load from its temporary folder (weights in
     // a subfolder...): the graph as exported reports its own problems, or runs.
@@ -236,12 +248,14 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
   const { names, scores } = source;
   const { session, resolved } = created;
   try {
+    const { tokenizerIds, tokenCount } = request.tokenizerIds !== undefined && request.tokenCount !== undefined ? { tokenizerIds: request.tokenizerIds, tokenCount: request.tokenCount } : await facts!;
     const graph = discoverGraph(asExported(session, source), onnxFile);
     const sizes = cacheSizes(request.config, graph, onnxFile);
     const settings = {
       name: request.name,
       ...sizes,
-      tokenizerIds: request.tokenizerIds,
+      tokenizerIds,
+      tokenCount,
       checkLogits: request.checkLogits,
       logitsBudgetBytes: request.logitsBudgetBytes ?? DEFAULT_LOGITS_BUDGET_BYTES,
     };
@@ -249,7 +263,7 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
     // reject a narrow width itself: that is what is measured).
     let vocabSize = graph.logitsVocabSize;
     if (vocabSize === null) {
-      const probe = new SessionRunner(session, graph, { ...settings, tokenizerIds: 1, checkLogits: false }, async () => undefined, names, scores);
+      const probe = new SessionRunner(session, graph, { ...settings, tokenizerIds: 1, tokenCount: Number.MAX_SAFE_INTEGER, checkLogits: false }, async () => undefined, names, scores);
       vocabSize = (await probe.forward([0], 1)).width;
     }
     const runner = new SessionRunner(session, graph, settings, releaseSession, names, scores);

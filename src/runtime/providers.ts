@@ -56,8 +56,39 @@ function installHint(provider: string): string {
   return `The ${provider} provider is not available in this onnxruntime-node build; pass executionProviders: ['cpu'] or fallbackToCpu: true.`;
 }
 
-function buildSessionOptions(providers: ExecutionProviderName[], opts: ExecutionOptions): SessionOptions {
+/** onnxruntime's names of the providers, as its per-provider optimizer passes are named. */
+const ORT_PROVIDER_NAMES: Record<ExecutionProviderName, string> = {
+  cpu: 'CPUExecutionProvider',
+  cuda: 'CUDAExecutionProvider',
+  tensorrt: 'TensorrtExecutionProvider',
+  webgpu: 'WebGpuExecutionProvider',
+  dml: 'DmlExecutionProvider',
+  coreml: 'CoreMLExecutionProvider',
+};
+
+/**
+ * Session settings for a graph the library rewrote to take its KV cache sequence-major (see
+ * cacheRewrite.ts). onnxruntime's transpose optimizer would move the added Transposes into the
+ * attention computation, after which onnxruntime places its float16 → float32 casts
+ * differently: logits then differ from the graph as exported (up to a few float16 steps; ~1e-5
+ * in float32 graphs). With it off the rewritten graph computes exactly what the exported one does.
+ */
+export interface RewrittenGraphSettings {
+  /** The graph has the library's transposed past inputs. */
+  transposedCache: boolean;
+}
+
+function disabledOptimizers(providers: ExecutionProviderName[], rewrite: RewrittenGraphSettings | undefined, extra: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!rewrite?.transposedCache) return {};
+  const own = (extra?.optimization as Record<string, unknown> | undefined)?.disable_specified_optimizers;
+  // onnxruntime reads this entry as a ';'-separated list.
+  const names = ['TransposeOptimizer', ...providers.map((p) => `TransposeOptimizer_${ORT_PROVIDER_NAMES[p]}`), ...(typeof own === 'string' && own ? own.split(';') : [])];
+  return { optimization: { ...(extra?.optimization as Record<string, unknown> | undefined), disable_specified_optimizers: [...new Set(names)].join(';') } };
+}
+
+function buildSessionOptions(providers: ExecutionProviderName[], opts: ExecutionOptions, rewrite?: RewrittenGraphSettings): SessionOptions {
   const eps = providers.map((name) => (name === 'cuda' || name === 'tensorrt' ? { name, deviceId: opts.deviceId ?? 0 } : name));
+  const extra = opts.sessionOptions?.extra as Record<string, unknown> | undefined;
   return {
     executionProviders: eps as SessionOptions['executionProviders'],
     graphOptimizationLevel: opts.graphOptimizationLevel ?? 'all',
@@ -65,7 +96,8 @@ function buildSessionOptions(providers: ExecutionProviderName[], opts: Execution
     ...opts.sessionOptions,
     extra: {
       session: { intra_op: { allow_spinning: opts.spinWait ? '1' : '0' }, inter_op: { allow_spinning: opts.spinWait ? '1' : '0' } },
-      ...(opts.sessionOptions?.extra as Record<string, unknown> | undefined),
+      ...extra,
+      ...disabledOptimizers(providers, rewrite, extra),
     },
   };
 }
@@ -79,6 +111,7 @@ export async function createSessionWithProviders(
   modelPath: string | Uint8Array,
   opts: ExecutionOptions,
   classifyLoadError: (error: unknown) => Error,
+  rewrite?: RewrittenGraphSettings,
 ): Promise<{ session: InferenceSession; resolved: ResolvedProviders }> {
   const requested: ExecutionProviderName[] = opts.executionProviders?.length ? [...opts.executionProviders] : ['cpu'];
   const accelerator = requested.find((p) => ACCELERATORS.has(p));
@@ -91,7 +124,7 @@ export async function createSessionWithProviders(
     return fallBackOrThrow(accelerator!, new Error(`${library} is not installed`));
   }
   try {
-    const session = await createSession(modelPath, buildSessionOptions(requested, opts));
+    const session = await createSession(modelPath, buildSessionOptions(requested, opts, rewrite));
     return { session, resolved: { providers: requested, fellBack: false } };
   } catch (error) {
     if (accelerator && isProviderLoadError(error)) return fallBackOrThrow(accelerator, error);
@@ -103,7 +136,7 @@ export async function createSessionWithProviders(
     if (!opts.fallbackToCpu) throw new ExecutionProviderError(provider, message, { cause });
     (opts.onWarning ?? console.warn)(`[langchain-safe-ensemble] ${message} Falling back to CPU.`);
     try {
-      const session = await createSession(modelPath, buildSessionOptions(['cpu'], opts));
+      const session = await createSession(modelPath, buildSessionOptions(['cpu'], opts, rewrite));
       return { session, resolved: { providers: ['cpu'] as ExecutionProviderName[], fellBack: true } };
     } catch (error) {
       throw classifyLoadError(error);

@@ -179,7 +179,7 @@ export interface InGraphTop {
  * and the asked logit per row, checking finiteness in the same pass when `check` is set.
  * Returns the index of the first non-finite row instead when one is found. With `inGraph` (the
  * graph's own top-k of these rows, at the request's k) only the rows whose sum is not finite
- * are looked at here.
+ * are looked at here. Ids from `columns` on are padding (masked in `data`), never ranked.
  */
 export function summarizeRows(
   data: Float32Array,
@@ -189,6 +189,7 @@ export function summarizeRows(
   check: boolean,
   into: { topIds: Int32Array; topLogits: Float32Array; asked: Float32Array; at: number },
   inGraph: InGraphTop | null = null,
+  columns = width,
 ): number {
   const k = Math.max(1, Math.min(request.topK, width));
   if (inGraph && inGraph.k !== k) throw new InferenceError(`in-graph top-k has ${inGraph.k} entries per row where ${k} were asked.`);
@@ -198,7 +199,8 @@ export function summarizeRows(
     const id = request.asked?.[out] ?? -1;
     into.asked[out] = id >= 0 && id < width ? row[id]! : NaN;
     // A finite sum means every logit is finite; otherwise the row decides (a sum can overflow).
-    if (inGraph && Number.isFinite(inGraph.sums[r]!)) {
+    // The graph ranks padding columns too (see PADDING_LOGIT): a row where one made its top-k is ranked here.
+    if (inGraph && Number.isFinite(inGraph.sums[r]!) && !topHasPadding(inGraph, r, k, columns)) {
       for (let e = 0; e < k; e++) {
         into.topIds[out * k + e] = Number(inGraph.ids[r * k + e]!);
         into.topLogits[out * k + e] = inGraph.logits[r * k + e]!;
@@ -213,6 +215,11 @@ export function summarizeRows(
     } else writeTop(into, out, k, top);
   }
   return -1;
+}
+
+function topHasPadding(inGraph: InGraphTop, r: number, k: number, columns: number): boolean {
+  for (let e = 0; e < k; e++) if (Number(inGraph.ids[r * k + e]!) >= columns) return true;
+  return false;
 }
 
 function writeTop(into: { topIds: Int32Array; topLogits: Float32Array }, r: number, k: number, top: TopK): void {

@@ -34,6 +34,8 @@ export interface RunnerSettings {
   headDim: number;
   /** Ids the tokenizer can produce: a narrower logits row means model and tokenizer do not match. */
   tokenizerIds: number;
+  /** Ids the tokenizer has, special tokens included: logits columns from here on are padding (see PADDING_LOGIT). */
+  tokenCount: number;
   /** Check every returned row for NaN/Inf. */
   checkLogits: boolean;
   /** Most bytes of logits one onnxruntime run may return. */
@@ -274,7 +276,7 @@ export class SessionRunner implements ModelBackend {
     const first = before + ids.length - wanted + 1;
     const pass = ++this.passes;
     for (const p of pieces) {
-      const bad = summarizeRows(p.data, p.rows, width, request, this.settings.checkLogits, into, p.top);
+      const bad = summarizeRows(p.data, p.rows, width, request, this.settings.checkLogits, into, p.top, this.settings.tokenCount);
       if (bad >= 0) {
         this.crop(before);
         throw this.nonFinite(first - 1 + into.at + bad);
@@ -383,6 +385,7 @@ export class SessionRunner implements ModelBackend {
     let data: Float32Array;
     if (logitsTensor.type === 'float16') data = float16ToFloat32(raw.subarray(first * width, rowsReturned * width) as Uint16Array);
     else data = first > wanted ? (raw as Float32Array).slice(first * width, rowsReturned * width) : (raw as Float32Array).subarray(first * width, rowsReturned * width);
+    if (width > this.settings.tokenCount) maskPadding(data, wanted, width, this.settings.tokenCount);
     if (this.cache instanceof IncrementalKVCache) this.cache.append(this.incremental!.newOutputs.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
     else if (this.cache) this.cache.replace(g.presentNames.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
     let top: InGraphTop | null = null;
@@ -420,4 +423,16 @@ export class SessionRunner implements ModelBackend {
     if (this.ones.length < n) this.ones = new BigInt64Array(Math.max(n, this.ones.length * 2, 64)).fill(1n);
     return this.ones.subarray(0, n);
   }
+}
+
+/**
+ * The logit padding columns get: columns past the tokenizer's ids (a vocabulary padded to a
+ * multiple of 64 or 128, as Qwen and Phi-3 exports are) have no token, so they must never be
+ * drafted, drawn or ranked. Finite, so that the finiteness checks still catch broken rows, and
+ * far below any real logit (exp underflows to 0 whatever the temperature); exact in float32.
+ */
+export const PADDING_LOGIT = -(2 ** 100);
+
+function maskPadding(data: Float32Array, rows: number, width: number, columns: number): void {
+  for (let r = 0; r < rows; r++) data.fill(PADDING_LOGIT, r * width + columns, (r + 1) * width);
 }

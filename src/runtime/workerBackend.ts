@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { InferenceError, WorkerError } from '../errors.js';
 import { moduleFile } from './moduleFile.js';
 import { countWorkerSession } from './ort.js';
-import type { OpenedModel, OpenRequest } from './openSession.js';
+import type { OpenedModel, OpenRequest, TokenizerFacts } from './openSession.js';
 import type { RowAnswer, RowQuery, ScorePayload, ScoreRequest } from './scores.js';
 import type { LogitsPayload, ModelBackend } from './sessionRunner.js';
 import { deserializeError, RUNNING, STOPPING, type WorkerReply, type WorkerRequest } from './workerMessages.js';
@@ -83,15 +83,26 @@ export class WorkerBackend implements ModelBackend {
   onCacheLost?: () => void;
 
   private constructor(
-    private readonly request: OpenRequest,
+    private request: OpenRequest,
     private readonly onWarning: (message: string) => void,
   ) {}
 
-  /** Starts the worker and opens the session in it. */
-  static async open(request: OpenRequest, onWarning: (message: string) => void): Promise<{ backend: WorkerBackend; opened: OpenedModel }> {
+  /**
+   * Starts the worker and opens the session in it. With `facts`, the request lacks the
+   * tokenizer's and the session is created while it loads; they are sent when they come (and
+   * kept in the request for restarts). A `facts` that fails stops the worker and fails the open.
+   */
+  static async open(request: OpenRequest, onWarning: (message: string) => void, facts?: Promise<TokenizerFacts>): Promise<{ backend: WorkerBackend; opened: OpenedModel }> {
     const backend = new WorkerBackend(request, onWarning);
     try {
-      const opened = await backend.start();
+      const starting = backend.start();
+      starting.catch(() => undefined); // awaited below; a failure while the facts load is not unhandled
+      if (facts) {
+        const known = await facts;
+        backend.request = { ...backend.request, ...known };
+        backend.worker?.postMessage({ op: 'tokenizer', facts: known });
+      }
+      const opened = await starting;
       return { backend, opened };
     } catch (error) {
       await backend.release();

@@ -4,7 +4,7 @@
  * @module
  */
 import * as errors from '../errors.js';
-import type { OpenedModel, OpenRequest } from './openSession.js';
+import type { OpenedModel, OpenRequest, TokenizerFacts } from './openSession.js';
 import type { RowAnswer, RowQuery, ScorePayload, ScoreRequest } from './scores.js';
 import type { LogitsPayload } from './sessionRunner.js';
 
@@ -12,13 +12,17 @@ import type { LogitsPayload } from './sessionRunner.js';
 export const RUNNING = 0;
 export const STOPPING = 1;
 
-/** Requests to the worker; `crop` has no reply (it takes effect before the next request). */
+/**
+ * Requests to the worker; `crop` has no reply (it takes effect before the next request);
+ * `tokenizer` has none either: it completes an `open` sent while the tokenizer was loading.
+ */
 export type WorkerRequest =
   | { op: 'open'; id: number; request: OpenRequest }
   | { op: 'forward'; id: number; ids: number[]; wanted: number }
   | { op: 'score'; id: number; ids: number[]; request: ScoreRequest }
   | { op: 'read'; id: number; queries: RowQuery[] }
   | { op: 'crop'; length: number }
+  | { op: 'tokenizer'; facts: TokenizerFacts }
   | { op: 'release'; id: number };
 
 /** Replies and notices from the worker. */

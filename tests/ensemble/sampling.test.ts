@@ -4,6 +4,7 @@
  * temperature 0 as greedy, and every strategy.
  */
 import { InvalidArgumentError, loadModel, SafeEnsemble, type CausalLM, type EnsembleOptions, type EnsembleResult } from '../../src/index';
+import { itOnce } from '../helpers/projects';
 import { renderPromptWith } from '../../src/ensemble/prompt';
 import { acceptanceTest, ensembleProbabilities, SamplingRandom, Stream } from '../../src/ensemble/sampling';
 import type { EnsembleDecision } from '../../src/ensemble/aggregate';
@@ -152,7 +153,7 @@ describe('SAFE sampling through the engine: one stable position with known distr
     return counts;
   }
 
-  it('the committed token follows P_ens (chi-square at 0.1%, 1,500 seeded generations; power shown against the paper rule)', async () => {
+  itOnce('the committed token follows P_ens (chi-square at 0.1%, 1,500 seeded generations; power shown against the paper rule)', async () => {
     expect(Math.max(...pEns.values())).toBeLessThan(0.6); // a contested position, not a formality
     const counts = await firstTokens('residual');
     const test = chiSquare(counts, pEns, paper);
@@ -162,7 +163,7 @@ describe('SAFE sampling through the engine: one stable position with known distr
     expect(test.statistic).toBeLessThan(test.critical);
   }, 300_000);
 
-  it("the paper's rule over-commits the drafter's token, as min(p,q) + (1−β)p predicts", async () => {
+  itOnce("the paper's rule over-commits the drafter's token, as min(p,q) + (1−β)p predicts", async () => {
     const counts = await firstTokens('ensemble');
     const drafted = [...counts.keys()].reduce((a, b) => ((paper.get(a) ?? 0) - (pEns.get(a) ?? 0) > (paper.get(b) ?? 0) - (pEns.get(b) ?? 0) ? a : b));
     const share = (counts.get(drafted) ?? 0) / N;
@@ -267,7 +268,7 @@ describe('sampling on random tiny decoders (Qwen3 and Mistral tokenizers)', () =
     for (const t of safe.trace!) expect(t.candidates.filter((c) => c.probability! > 0).map((c) => c.text)).toContain(t.winner.text);
   });
 
-  it('members in worker threads (drafting ahead while verifying) sample exactly what inline members sample', async () => {
+  itOnce('members in worker threads (drafting ahead while verifying) sample exactly what inline members sample', async () => {
     const load = (execution: 'inline' | 'worker') =>
       Promise.all([loadModel(fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16, seed: 5, logitScale: 2 }), { execution }), loadModel(fixtureModel({ tokenizer: 'llama2', seed: 6, logitScale: 2 }), { execution })]);
     const inline = new SafeEnsemble(await load('inline'));

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../src/index';
-import { addLogitsToKeep } from '../../src/runtime/logitsRewrite';
+import { addLogitsToKeep, keptHeadOps } from '../../src/runtime/logitsRewrite';
 import { writeScriptedModel } from '../../tools/fixtures/scriptedDecoder';
 import type { FixtureModelOptions } from '../../tools/fixtures/tinyDecoder';
 import { fixtureModel, scratchDir } from '../helpers/fixtures';
@@ -20,6 +20,7 @@ const VARIANTS: Array<[string, FixtureModelOptions]> = [
   ['softcapped head (Gemma 2: Div, Tanh, Mul after the MatMul)', { tokenizer: 'llama2', seed: 56, head: 'softcap' }],
   ['MatMulNBits head (q4, blocks of 32)', { tokenizer: 'llama2', seed: 57, hiddenSize: 64, head: 'q4' }],
   ['MatMulNBits head with float16 logits (q4f16-like Cast after it)', { tokenizer: 'qwen3', seed: 58, hiddenSize: 32, head: 'q4', logitsDType: 'float16' }],
+  ['dynamically quantized head (q8: DynamicQuantizeLinear, MatMulInteger, scales)', { tokenizer: 'llama2', seed: 60, hiddenSize: 32, head: 'q8' }],
 ];
 
 describe.each(VARIANTS)('logits_to_keep added at load: %s', (_name, options) => {
@@ -30,6 +31,10 @@ describe.each(VARIANTS)('logits_to_keep added at load: %s', (_name, options) => 
     try {
       expect(exported.info.graph.logitsToKeepInput).toBeNull();
       expect(rewritten.info.graph.logitsToKeepInput).toBe('logits_to_keep');
+      // The slice feeds the op that first sees the last hidden state (in each branch of an If).
+      const heads = keptHeadOps(addLogitsToKeep(readFileSync(join(dir, 'onnx', 'model.onnx')))!);
+      const head = { q4: 'MatMulNBits', q8: 'DynamicQuantizeLinear' }[options.head as string] ?? 'MatMul';
+      expect(heads).toEqual(options.headInIf ? [head, head] : [head]);
       // The onnxruntime runs of the rewritten model return only the kept rows.
       const session = (rewritten as unknown as { backend: { session: { run: (...a: unknown[]) => Promise<Record<string, { dims: number[] }>> } } }).backend.session;
       const run = session.run.bind(session);
@@ -54,6 +59,16 @@ describe.each(VARIANTS)('logits_to_keep added at load: %s', (_name, options) => 
           for (let i = 0; i < a.data.length; i++) worst = Math.max(worst, Math.abs(Number(a.data[i]) - Number(b.data[i])));
           expect(worst).toBeLessThanOrEqual(tolerance);
           expect(b.argmax(-1)).toBe(a.argmax(-1));
+        } else if (options.head === 'q8' && rows < ids.length) {
+          // The quantizer's per-tensor scale is taken over the kept rows, as a decode step takes
+          // it over its one row: the kept rows are what the exported graph computes for them alone.
+          exported.reset();
+          await exported.forward(ids.slice(0, ids.length - rows), { logits: 'last' });
+          const alone = await exported.forward(ids.slice(ids.length - rows), { logits: 'all' });
+          let worst = 0;
+          for (let i = 0; i < alone.data.length; i++) worst = Math.max(worst, Math.abs(alone.data[i]! - b.data[i]!));
+          expect(worst).toBeLessThanOrEqual(1e-4);
+          for (let r = 0; r < rows; r++) expect(b.argmax(r)).toBe(alone.argmax(r));
         } else expect(b.data).toEqual(a.data);
         expect(returnedRows.pop()).toBe(rows);
         const next = a.argmax(-1);

@@ -16,7 +16,7 @@ import { tokenizerDir, type FixtureTokenizer } from '../fixtures/tinyDecoder.js'
 
 const { values } = parseArgs({ options: { problems: { type: 'string', default: '200' } } });
 const names: FixtureTokenizer[] = ['qwen3', 'llama2', 'llama3', 'gemma3'];
-const label: Record<FixtureTokenizer, string> = { qwen3: 'Qwen3', llama2: 'Mistral 32k', llama3: 'Llama 3', gemma3: 'Gemma 3' };
+const label: Record<FixtureTokenizer, string> = { qwen3: 'Qwen3', llama2: 'Mistral 32k', llama3: 'Llama 3', gemma3: 'Gemma 3', gemini: 'Gemma' };
 const tokenizers = await Promise.all(names.map((n) => TextTokenizer.fromFolder(tokenizerDir(n))));
 const texts = problemSet(Number(values.problems)).map((p) => p.solution);
 
