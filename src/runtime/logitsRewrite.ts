@@ -220,24 +220,35 @@ function rewriteBranches(buf: Uint8Array, ifNode: NodeInfo, via: string, constan
 }
 
 /**
- * Op types of the nodes that read the kept hidden state in a model {@link addLogitsToKeep}
- * rewrote (in every branch of a merged decoder): where the prefill's rows are cut.
+ * Where the prefill's rows are cut in a model {@link addLogitsToKeep} rewrote: for each reader of
+ * the kept hidden state (one per branch of a merged decoder), its op type, through the Casts
+ * before the head (`Cast → MatMulNBits`).
  */
 export function keptHeadOps(model: Uint8Array): string[] {
-  const ops: string[] = [];
-  const visit = (graph: WireField) => {
+  const nodes: NodeInfo[] = [];
+  const collect = (graph: WireField) => {
     for (const f of fields(model, graph.payloadStart, graph.end)) {
       if (f.field !== 1 || f.wireType !== 2) continue;
-      const node = readNode(model, f);
-      if (node.inputs.some((i) => i.startsWith(PREFIX) && i.endsWith('hidden'))) ops.push(node.opType);
+      nodes.push(readNode(model, f));
       for (const a of fields(model, f.payloadStart, f.end)) {
-        if (a.field !== 5 || a.wireType !== 2) continue;
-        const sub = fields(model, a.payloadStart, a.end).find((x) => x.field === 6 && x.wireType === 2);
-        if (sub) visit(sub);
+        const sub = a.field === 5 && a.wireType === 2 ? fields(model, a.payloadStart, a.end).find((x) => x.field === 6 && x.wireType === 2) : undefined;
+        if (sub) collect(sub);
       }
     }
   };
   const graph = fields(model).find((f) => f.field === 7 && f.wireType === 2);
-  if (graph) visit(graph);
+  if (graph) collect(graph);
+  const reader = new Map<string, NodeInfo>();
+  for (const n of nodes) for (const i of n.inputs) if (!reader.has(i)) reader.set(i, n);
+  const ops: string[] = [];
+  for (const n of nodes) {
+    if (!n.inputs.some((i) => i.startsWith(PREFIX) && i.endsWith('hidden'))) continue;
+    const chain = [n.opType];
+    for (let at = n; at.opType === 'Cast' && reader.has(at.outputs[0]!) && chain.length < 5; ) {
+      at = reader.get(at.outputs[0]!)!;
+      chain.push(at.opType);
+    }
+    ops.push(chain.join(' → '));
+  }
   return ops;
 }
