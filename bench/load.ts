@@ -6,6 +6,7 @@
  * Needs the build (npm run build) for the worker case.
  *
  *   npm run bench:load                # a ~640 MiB random-weight decoder (hidden 1024, 8 layers, 32k vocabulary)
+ *   npm run bench:load -- --external     # the same decoder with its weights in model.onnx_data
  *   npm run bench:load -- --rounds 5 --dir ./models/some-big-model
  *
  * Reports the median wall time and peak RSS of each, loadModel ÷ create, and peak RSS ÷ file size,
@@ -18,7 +19,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fixtureModel } from '../tests/helpers/fixtures.js';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, dir: { type: 'string' }, child: { type: 'string' } } });
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, dir: { type: 'string' }, child: { type: 'string' }, external: { type: 'boolean', default: false } } });
 
 async function child(kind: string, dir: string): Promise<void> {
   // Modules are imported before the clock starts: the loads are timed, not the imports.
@@ -50,7 +51,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 if (values.child) {
   await child(values.child, values.dir!);
 } else {
-  const dir = values.dir ?? fixtureModel({ tokenizer: 'llama2', hiddenSize: 1024, numLayers: 8, numHeads: 16, seed: 71 });
+  const dir = values.dir ?? fixtureModel({ tokenizer: 'llama2', hiddenSize: 1024, numLayers: 8, numHeads: 16, seed: 71, externalData: values.external });
   // The model file and its external data, if any.
   const fileMiB = readdirSync(join(dir, 'onnx')).filter((f) => f.startsWith('model.onnx')).reduce((sum, f) => sum + statSync(join(dir, 'onnx', f)).size, 0) / 2 ** 20;
   const runs: Record<string, Array<{ ms: number; peakMiB: number }>> = { create: [], loadModel: [], worker: [], tokenizer: [] };

@@ -3,7 +3,7 @@
  * back. Knows nothing about ensembling.
  * @module
  */
-import { ContextOverflowError, DisposedError, InferenceError, InvalidArgumentError } from '../errors.js';
+import { ContextOverflowError, DisposedError, InferenceError, InvalidArgumentError, WorkerError } from '../errors.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 import { argmax, type LogitsRow } from './distribution.js';
 import type { GraphContract } from './graph.js';
@@ -133,6 +133,8 @@ export class CausalLM {
   private history: number[] = [];
   private backend: ModelBackend | null;
   private busy = false;
+  /** The worker died since the last pass: rows scored before it are gone with it. */
+  private cacheLost = false;
   /** What came back through the seam so far (see {@link SeamTraffic}); counters only grow. */
   readonly traffic: SeamTraffic = { passes: 0, passBytes: 0, reads: 0, readBytes: 0 };
 
@@ -150,6 +152,7 @@ export class CausalLM {
     // A worker that died and was restarted holds an empty cache: the sequence starts over.
     backend.onCacheLost = () => {
       this.history = [];
+      this.cacheLost = true;
     };
   }
 
@@ -267,6 +270,7 @@ export class CausalLM {
   private async pass<T>(run: (backend: ModelBackend) => Promise<T>, ids: readonly number[]): Promise<T> {
     const backend = this.requireBackend();
     this.busy = true;
+    this.cacheLost = false;
     try {
       const out = await run(backend);
       this.traffic.passes++;
@@ -279,6 +283,8 @@ export class CausalLM {
 
   private async readRow(query: RowQuery): Promise<RowAnswer> {
     const backend = this.requireBackend();
+    // The same error the pass in flight got, whichever the caller saw first.
+    if (this.cacheLost) throw new WorkerError(`${this.name}: the model's worker thread exited; the rows it had scored are gone. The next call starts a new one with an empty cache.`);
     if (query.position > this.history.length) {
       throw new InferenceError(`${this.name}: the logits row predicting position ${query.position} is gone: the sequence was cropped to ${this.history.length} tokens since. Read rows before cropping.`);
     }

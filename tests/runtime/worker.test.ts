@@ -142,6 +142,24 @@ describe('worker execution', () => {
     expect(liveSessionCount()).toBe(sessionsBefore);
   });
 
+  it('rows scored before the worker died read as WorkerError (not as rows cropped away)', async () => {
+    const lm = await loadModel(MODELS[0]!, { execution: 'worker' });
+    try {
+      const scores = await lm.score(lm.tokenizer.encode(PROMPT), { rows: 2, topK: 3 });
+      const before = liveWorkerCount();
+      await workerOf(lm).terminateForTest();
+      // Once the exit is seen the cache is gone: a held row can no longer be read.
+      while (liveWorkerCount() === before) await new Promise((r) => setTimeout(r, 5));
+      await expect(scores.at(0).row()).rejects.toBeInstanceOf(WorkerError);
+      await expect(scores.at(1).logitOf(5)).rejects.toThrow(/worker thread exited/);
+      // A new pass restarts the worker and reads work again.
+      const again = await lm.score(lm.tokenizer.encode(PROMPT), { rows: 1, topK: 3 });
+      expect((await again.at(0).row()).length).toBe(lm.info.vocabSize);
+    } finally {
+      await lm.dispose();
+    }
+  });
+
   it('an ensemble whose member worker dies mid-generation fails that call and then generates like a fresh one', async () => {
     const ensemble = await SafeEnsemble.load({ models: MODELS, maxNewTokens: 24, loadOptions: { execution: 'worker' } });
     const reference = await SafeEnsemble.load({ models: MODELS, maxNewTokens: 24, loadOptions: { execution: 'inline' } });

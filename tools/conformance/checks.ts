@@ -13,6 +13,7 @@ import { argmax, float16ToFloat32 } from '../../src/runtime/distribution.js';
 import { readSkeleton } from '../../src/runtime/modelSkeleton.js';
 import { addLogitsToKeep, keptHeadOps } from '../../src/runtime/logitsRewrite.js';
 import { SafeEnsemble } from '../../src/ensemble/safeEnsemble.js';
+import { TextTokenizer } from '../../src/text/tokenizer.js';
 
 export interface BuiltVariant {
   ok: boolean;
@@ -39,14 +40,15 @@ export interface FolderReport {
   greedy: { vsOrt: boolean; vsTorch: boolean | null } | null;
   /** Prefill rows the head computes for a one-row read, e.g. "1 of 12 (MatMulNBits)". */
   rows: string | null;
-  loadRatio: number | null;
+  /** loadModel ÷ InferenceSession.create, and the tokenizer alone ÷ create. */
+  loadRatio: { load: number; tokenizer: number } | null;
   inspect: string | null;
   verdict: string;
 }
 
 const STEPS = 20;
 /** Variants whose weights are PyTorch's fp32 ones: their greedy continuation must be PyTorch's. */
-const FP32_WEIGHTS = new Set(['fp32', 'external', 'merged', 'optimized']);
+const FP32_WEIGHTS = new Set(['fp32', 'external', 'merged', 'optimized', 'gqa']);
 
 /** The file as exported, run step by step with onnxruntime-node: the reference for our runtime. */
 class RawDecoder {
@@ -143,20 +145,23 @@ async function greedyRaw(raw: RawDecoder, ids: number[], columns: number): Promi
   return out;
 }
 
-/** loadModel ÷ InferenceSession.create on the same file, interleaved, medians of 3. */
-async function loadRatio(dir: string, file: string): Promise<number> {
-  const creates: number[] = [];
-  const loads: number[] = [];
+/**
+ * loadModel (inline) ÷ InferenceSession.create on the same file, and the tokenizer's load alone ÷
+ * create (loadModel loads it, create does not), interleaved, medians of 3.
+ */
+async function loadRatio(dir: string, file: string): Promise<{ load: number; tokenizer: number }> {
+  const times: Record<string, number[]> = { create: [], load: [], tokenizer: [] };
   for (let round = 0; round < 3; round++) {
-    for (const kind of round % 2 ? ['load', 'create'] : ['create', 'load']) {
+    for (const kind of round % 2 ? ['tokenizer', 'load', 'create'] : ['create', 'load', 'tokenizer']) {
       const t0 = performance.now();
       if (kind === 'create') await (await ort.InferenceSession.create(file, { intraOpNumThreads: 2 })).release();
-      else await (await loadModel(dir, { execution: 'inline', threads: 2 })).dispose();
-      (kind === 'create' ? creates : loads).push(performance.now() - t0);
+      else if (kind === 'load') await (await loadModel(dir, { execution: 'inline', threads: 2, onWarning: () => undefined })).dispose();
+      else await TextTokenizer.fromFolder(dir);
+      times[kind]!.push(performance.now() - t0);
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[1]!;
-  return median(loads) / median(creates);
+  return { load: median(times.load!) / median(times.create!), tokenizer: median(times.tokenizer!) / median(times.create!) };
 }
 
 /** Head ops the `logits_to_keep` slice feeds in the file, or null when the file gets none. */
@@ -177,7 +182,7 @@ export async function checkFolder(input: { arch: string; variant: string; dir: s
   const file = join(dir, 'onnx', built.file);
   let lm: CausalLM;
   try {
-    lm = await loadModel(dir, { execution: 'inline', threads: 2 });
+    lm = await loadModel(dir, { execution: 'inline', threads: 2, onWarning: (w) => console.error(w) });
   } catch (error) {
     report.error = (error as Error).message.slice(0, 300);
     report.verdict = `does not load: ${report.error}`;
@@ -241,6 +246,7 @@ export async function checkFolder(input: { arch: string; variant: string; dir: s
   if (!report.greedy.vsOrt) problems.push('greedy differs from onnxruntime-node');
   if (report.greedy.vsTorch === false) problems.push('greedy differs from PyTorch');
   if (report.rows && !report.rows.startsWith('1 of')) problems.push('prefill computes every row');
+  if (report.ort && (report.ort.prefill > 0 || report.ort.decode > 0)) problems.push(`logits differ from onnxruntime-node's by up to ${Math.max(report.ort.prefill, report.ort.decode)}`);
   if (report.inspect === null) problems.push('inspect failed');
   report.verdict = problems.length ? problems.join('; ') : 'ok';
   return report;

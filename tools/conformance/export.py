@@ -4,8 +4,9 @@ For each architecture: the real Hub config shrunk in depth and width only (the v
 real), random weights from a fixed seed, exported with torch.onnx.export into the Optimum /
 transformers.js layout (input_ids, attention_mask, position_ids, past_key_values.{i}.key/value ->
 logits, present.{i}.key/value), then the variants users download: fp16, q4 (MatMulNBits, blocks
-of 32), q4f16, q8 (quantize_dynamic), external data, a merged decoder with use_cache_branch, and
-an onnxruntime-optimizer graph. PyTorch's own logits for the prompts (prefill rows, cached decode
+of 32), q4f16, q8 (quantize_dynamic), external data, a merged decoder with use_cache_branch, an
+onnxruntime-optimizer graph, and (Llama-style decoders) a GroupQueryAttention graph in
+onnxruntime-genai's layout. PyTorch's own logits for the prompts (prefill rows, cached decode
 steps) and its greedy continuation are written beside them for the checks in check.ts.
 
 Run by tools/conformance/run.ts (`npm run conformance`); needs CPU torch, transformers, onnx,
@@ -194,10 +195,82 @@ def to_optimized(src, dst, config):
     return sorted({n.op_type for n in opt.model.graph.node})
 
 
+def to_gqa(model, config, dst):
+    """onnxruntime-genai's layout, written by hand from the model's weights (its builder is not on
+    pip): no position_ids; attention is com.microsoft GroupQueryAttention with rotary inside
+    (cos/sin caches from the model's own rotary embedding, llama3 scaling included), seqlens_k
+    and total_sequence_length from attention_mask; SimplifiedLayerNormalization norms; past and
+    present `[batch, kv_heads, length, head_dim]`. Llama-style decoders only (q/k/v biases as Qwen2.5 has)."""
+    from onnx import helper, TensorProto, numpy_helper
+    if config.model_type not in ('llama', 'qwen2'):
+        raise ValueError(f'no GroupQueryAttention builder for {config.model_type}')
+    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    heads, kv, d = config.num_attention_heads, config.num_key_value_heads, config.hidden_size
+    hd = getattr(config, 'head_dim', None) or d // heads
+    eps = config.rms_norm_eps
+    inits, nodes = [], []
+    def init(name, array):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+    def node(op, inputs, outputs, domain='', **attrs):
+        nodes.append(helper.make_node(op, inputs, outputs, name=f'{op}_{len(nodes)}', domain=domain, **attrs))
+        return outputs[0]
+    positions = 4096
+    with torch.no_grad():
+        cos, sin = model.model.rotary_emb(torch.zeros(1, positions, d), torch.arange(positions)[None])
+    init('cos_cache', cos[0, :, : hd // 2].numpy().astype(np.float32))
+    init('sin_cache', sin[0, :, : hd // 2].numpy().astype(np.float32))
+    init('one_i64', np.array([1], dtype=np.int64))
+    node('ReduceSum', ['attention_mask', 'one_i64'], ['mask_sum'], keepdims=0)
+    node('Sub', ['mask_sum', 'one_i64'], ['seqlens_minus_1'])
+    node('Cast', ['seqlens_minus_1'], ['seqlens_k'], to=TensorProto.INT32)
+    node('Shape', ['attention_mask'], ['mask_shape'])
+    node('Gather', ['mask_shape', 'one_i64'], ['total_len_1d'], axis=0)
+    init('empty_shape', np.array([], dtype=np.int64))
+    node('Reshape', ['total_len_1d', 'empty_shape'], ['total_len_i64'])
+    node('Cast', ['total_len_i64'], ['total_sequence_length'], to=TensorProto.INT32)
+    init('embed', sd['model.embed_tokens.weight'])
+    x = node('Gather', ['embed', 'input_ids'], ['h0'])
+    lin = lambda name, src, out: node('MatMul', [src, init(name, sd[name].T)], [out])
+    for i in range(config.num_hidden_layers):
+        p = f'model.layers.{i}.'
+        n1 = node('SimplifiedLayerNormalization', [x, init(p + 'input_layernorm.weight', sd[p + 'input_layernorm.weight'])], [f'l{i}_n1'], axis=-1, epsilon=eps)
+        qkv = []
+        for proj in ('q', 'k', 'v'):
+            out = lin(p + f'self_attn.{proj}_proj.weight', n1, f'l{i}_{proj}')
+            bias = p + f'self_attn.{proj}_proj.bias'
+            if bias in sd:
+                out = node('Add', [out, init(bias, sd[bias])], [f'l{i}_{proj}_b'])
+            qkv.append(out)
+        node('GroupQueryAttention', qkv + [f'past_key_values.{i}.key', f'past_key_values.{i}.value', 'seqlens_k', 'total_sequence_length', 'cos_cache', 'sin_cache'],
+             [f'l{i}_attn', f'present.{i}.key', f'present.{i}.value'], domain='com.microsoft', num_heads=heads, kv_num_heads=kv, do_rotary=1, scale=float(hd ** -0.5))
+        o = lin(p + 'self_attn.o_proj.weight', f'l{i}_attn', f'l{i}_o')
+        x = node('Add', [x, o], [f'l{i}_r1'])
+        n2 = node('SimplifiedLayerNormalization', [x, init(p + 'post_attention_layernorm.weight', sd[p + 'post_attention_layernorm.weight'])], [f'l{i}_n2'], axis=-1, epsilon=eps)
+        gate = lin(p + 'mlp.gate_proj.weight', n2, f'l{i}_gate')
+        up = lin(p + 'mlp.up_proj.weight', n2, f'l{i}_up')
+        act = node('Mul', [gate, node('Sigmoid', [gate], [f'l{i}_sig'])], [f'l{i}_silu'])
+        down = lin(p + 'mlp.down_proj.weight', node('Mul', [act, up], [f'l{i}_mlp']), f'l{i}_down')
+        x = node('Add', [x, down], [f'l{i}_r2'])
+    final = node('SimplifiedLayerNormalization', [x, init('model.norm.weight', sd['model.norm.weight'])], ['final_norm'], axis=-1, epsilon=eps)
+    head = sd['lm_head.weight'] if 'lm_head.weight' in sd else sd['model.embed_tokens.weight']
+    node('MatMul', [final, init('lm_head_t', head.T)], ['logits'])
+    ins = [helper.make_tensor_value_info('input_ids', TensorProto.INT64, ['batch_size', 'sequence_length']),
+           helper.make_tensor_value_info('attention_mask', TensorProto.INT64, ['batch_size', 'total_sequence_length'])]
+    outs = [helper.make_tensor_value_info('logits', TensorProto.FLOAT, ['batch_size', 'sequence_length', config.vocab_size])]
+    for i in range(config.num_hidden_layers):
+        for kind in ('key', 'value'):
+            ins.append(helper.make_tensor_value_info(f'past_key_values.{i}.{kind}', TensorProto.FLOAT, ['batch_size', kv, 'past_sequence_length', hd]))
+            outs.append(helper.make_tensor_value_info(f'present.{i}.{kind}', TensorProto.FLOAT, ['batch_size', kv, 'total_sequence_length', hd]))
+    graph = helper.make_graph(nodes, 'genai_gqa', ins, outs, inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17), helper.make_opsetid('com.microsoft', 1)], ir_version=8)
+    onnx.save(m, dst)
+
+
 FILE_NAMES = {'fp32': 'model.onnx', 'fp16': 'model_fp16.onnx', 'q4': 'model_q4.onnx', 'q4f16': 'model_q4f16.onnx', 'q8': 'model_quantized.onnx',
-              'external': 'model.onnx', 'merged': 'decoder_model_merged.onnx', 'optimized': 'model.onnx'}
+              'external': 'model.onnx', 'merged': 'decoder_model_merged.onnx', 'optimized': 'model.onnx', 'gqa': 'model.onnx'}
 DTYPES = {'fp16': 'fp16', 'q4': 'q4', 'q4f16': 'q4f16', 'q8': 'q8'}
-VARIANTS = ['fp32', 'fp16', 'q4', 'q4f16', 'q8', 'external', 'merged', 'optimized']
+VARIANTS = ['fp32', 'fp16', 'q4', 'q4f16', 'q8', 'external', 'merged', 'optimized', 'gqa']
 
 
 def main():
@@ -226,6 +299,8 @@ def main():
         export_fp32(model, config, fp32)
         entry = {'vocab_size': config.vocab_size, 'reference': reference(model, prompts[arch]['ids'], args.steps, ref_dir, prompts[arch]['columns']), 'variants': {}}
         for variant in variants:
+            if variant == 'gqa' and config.model_type not in ('llama', 'qwen2'):
+                continue  # the hand-written genai layout covers Llama-style decoders only
             root = os.path.join(base, variant)
             folder = os.path.join(root, 'onnx')
             os.makedirs(folder, exist_ok=True)
@@ -246,6 +321,8 @@ def main():
                     to_external(fp32, folder)
                 elif variant == 'merged':
                     to_merged(fp32, target)
+                elif variant == 'gqa':
+                    to_gqa(model, config, target)
                 elif variant == 'optimized':
                     info['ops'] = to_optimized(fp32, target, config)
                 write_config(config, root)
@@ -253,6 +330,8 @@ def main():
             except Exception as e:  # a variant that cannot be built is reported, not fatal
                 info.update(ok=False, error=f'{type(e).__name__}: {e}'[:500])
             entry['variants'][variant] = info
+        # Variants built by an earlier run (with --variants) stay listed.
+        entry['variants'] = {**manifest.get(arch, {}).get('variants', {}), **entry['variants']}
         manifest[arch] = entry
         print(f'{arch}: exported in {time.time() - t0:.1f} s', file=sys.stderr)
     with open(path, 'w') as f:

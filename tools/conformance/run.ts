@@ -39,13 +39,14 @@ const PAIRS: Array<[string, string]> = [
   ['gemma3/q8', 'qwen2.5/fp16'],
   ['phi3/q4f16', 'smollm2/external'],
   ['gemma2/merged', 'llama3.2/optimized'],
+  ['qwen2.5/gqa', 'gemma3/fp32'],
 ];
 
 const { values } = parseArgs({
   options: {
     out: { type: 'string', default: '/tmp/lse-conformance' },
     only: { type: 'string', default: '' },
-    variants: { type: 'string', default: 'fp32,fp16,q4,q4f16,q8,external,merged,optimized' },
+    variants: { type: 'string', default: 'fp32,fp16,q4,q4f16,q8,external,merged,optimized,gqa' },
     python: { type: 'string', default: process.env.CONFORMANCE_PYTHON ?? 'python3' },
     'skip-export': { type: 'boolean', default: false },
     json: { type: 'string' },
@@ -87,15 +88,15 @@ for (const [a, b] of PAIRS) {
 }
 
 const fmt = (x: number | null) => (x === null ? '—' : x === 0 ? '0' : x < 1e-3 ? x.toExponential(0) : x.toFixed(3));
-console.log('| architecture | variant | loads | max \\|Δ\\| prefill / decode vs PyTorch | vs onnxruntime-node | greedy agrees | prefill rows computed | load ÷ create |');
+console.log('| architecture | variant | loads | max \\|Δ\\| prefill / decode vs PyTorch | vs onnxruntime-node | greedy agrees | prefill rows computed | load ÷ create (tokenizer alone) |');
 console.log('|---|---|---|---:|---:|---|---:|---:|');
 for (const r of reports) {
   const greedy = r.greedy === null ? '—' : `${r.greedy.vsOrt ? 'yes' : 'NO'} (ort)${r.greedy.vsTorch === null ? '' : `, ${r.greedy.vsTorch ? 'yes' : 'NO'} (PyTorch)`}`;
-  console.log(`| ${r.arch} | ${r.variant} | ${r.loads ? 'yes' : `no: ${r.error}`} | ${fmt(r.torch?.prefill ?? null)} / ${fmt(r.torch?.decode ?? null)} | ${fmt(r.ort?.prefill ?? null)} / ${fmt(r.ort?.decode ?? null)} | ${greedy} | ${r.rows ?? '—'} | ${r.loadRatio === null ? '—' : r.loadRatio.toFixed(2)} |`);
+  console.log(`| ${r.arch} | ${r.variant} | ${r.loads ? 'yes' : `no: ${r.error}`} | ${fmt(r.torch?.prefill ?? null)} / ${fmt(r.torch?.decode ?? null)} | ${fmt(r.ort?.prefill ?? null)} / ${fmt(r.ort?.decode ?? null)} | ${greedy} | ${r.rows ?? '—'} | ${r.loadRatio === null ? '—' : `${r.loadRatio.load.toFixed(1)} (${r.loadRatio.tokenizer.toFixed(1)})`} |`);
 }
 console.log('\n| pair (drafter + verifier) | SAFE greedy | same text and statistics without the incremental cache | E/T |');
 console.log('|---|---|---|---:|');
-for (const p of pairs) console.log(`| ${p.members.join(' + ')} | ${p.ok ? `${p.tokens} tokens` : `failed: ${p.error}`} | ${p.sameWithoutCache ? 'yes' : 'NO'} | ${p.ensembleRate ?? '—'} |`);
+for (const p of pairs) console.log(`| ${p.members.join(' + ')} | ${p.ok ? `${p.tokens} tokens` : `failed: ${p.error}`} | ${p.sameWithoutCache ? 'yes' : 'NO'} | ${p.ensembleRate === undefined ? '—' : `${p.ensembleRate.toFixed(1)}%`} |`);
 const notes = architectures.filter((a) => TOKENIZERS[a]!.note).map((a) => `- ${a}: ${TOKENIZERS[a]!.note}`);
 if (notes.length) console.log(`\nTokenizers:\n${notes.join('\n')}`);
 if (values.json) writeFileSync(values.json, JSON.stringify({ reports, pairs }, null, 2));
