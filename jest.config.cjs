@@ -9,7 +9,7 @@ const base = {
   // Sources import with explicit .js extensions (needed by the ESM build); map them to .ts.
   // The package name resolves to the sources, so examples are tested as they are written.
   testTimeout: 120000,
-  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1', '^langchain-safe-ensemble$': '<rootDir>/src/index.ts' },
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1', '^langchain-safe-ensemble$': '<rootDir>/src/index.ts', '^langchain-safe-ensemble/research$': '<rootDir>/src/research.ts' },
 };
 
 /**
@@ -27,7 +27,7 @@ module.exports = {
       ...base,
       displayName: 'inline',
       setupFiles: ['<rootDir>/tests/setup/inlineExecution.cjs'],
-      testMatch: ['<rootDir>/tests/{runtime,ensemble,reliability,langchain,demo,docs}/**/*.test.ts'],
+      testMatch: ['<rootDir>/tests/{member,runtime,ensemble,reliability,langchain,demo,docs}/**/*.test.ts'],
     },
   ],
 };

@@ -24,7 +24,8 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { loadModel, SafeEnsemble, type CausalLM, type EnsembleOptions, type EnsembleResult, type ExecutionMode } from '../src/index.js';
+import { loadModel, SafeEnsemble, type CausalLM, type EnsembleOptions, type EnsembleResult } from '../src/index.js';
+import { type ExecutionMode } from '../src/research.js';
 import { writeScriptedModel } from '../tools/fixtures/scriptedDecoder.js';
 import { fullGc, speedRatio, timed, williamsOrders, type Measurement } from '../src/cli/benchMethod.js';
 

@@ -18,7 +18,7 @@ import { intsAttribute, onnxNode, valueInfo, ONNX_FLOAT } from '../src/runtime/o
 import { addLogitsToKeep } from '../src/runtime/logitsRewrite.js';
 import { addInGraphScores } from '../src/runtime/topKRewrite.js';
 import { rewriteForIncrementalCache } from '../src/runtime/cacheRewrite.js';
-import { logSumExp, topKIfFinite } from '../src/runtime/distribution.js';
+import { logSumExp, topKIfFinite } from '../src/member/distribution.js';
 import { packageRoot } from '../src/demo/models.js';
 
 const WIDTH = 151669;

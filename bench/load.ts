@@ -34,7 +34,7 @@ async function child(kind: string, dir: string): Promise<void> {
     await session.release();
   } else if (kind === 'tokenizer') {
     // What loadModel does besides the session: the tokenizer (reported beside the loads).
-    const { TextTokenizer } = await import('../src/index.js');
+    const { TextTokenizer } = await import('../src/research.js');
     await TextTokenizer.fromFolder(dir);
     console.log(JSON.stringify({ ms: performance.now() - t0, peakMiB: process.resourceUsage().maxRSS / 1024 }));
   } else {

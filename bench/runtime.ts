@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fullGc } from '../src/cli/benchMethod.js';
 import * as ortNs from 'onnxruntime-node';
-import { loadModel, type ExecutionProviderName } from '../src/index.js';
+import { loadModel } from '../src/index.js';
+import { type ExecutionProviderName } from '../src/research.js';
 import { writeFixtureModel } from '../tools/fixtures/tinyDecoder.js';
 
 const ort = ((ortNs as unknown as { default?: typeof ortNs }).default ?? ortNs) as typeof ortNs;

@@ -8,7 +8,8 @@
  */
 import { HumanMessage } from '@langchain/core/messages';
 import { parseArgs } from 'node:util';
-import { liveSessionCount, SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM } from '../src/index.js';
+import { SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM } from '../src/index.js';
+import { liveSessionCount } from '../src/research.js';
 import { bundledModels } from '../src/demo/models.js';
 import { problemSet } from '../src/demo/wordProblems.js';
 

@@ -4,8 +4,8 @@
  * Pure functions over logits rows: no model runs here.
  * @module
  */
-import { expNonPositive, logSumExpFrom, maxOf, topK, type TopK } from '../runtime/distribution.js';
-import { isKept, type KeptSet } from '../runtime/truncation.js';
+import { expNonPositive, logSumExpFrom, maxOf, topK, type TopK } from '../member/distribution.js';
+import { isKept, type KeptSet } from '../member/truncation.js';
 import type { SharpeningOptions } from './options.js';
 import { isBareSpace, type Vocabulary } from './vocabulary.js';
 

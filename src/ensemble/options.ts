@@ -4,7 +4,10 @@
  */
 import { describeValue } from '../describeValue.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { RejectionRule } from './sampling.js';
+import { checkConstraint, type TextConstraint } from './constraint.js';
+
+/** What happens after SAFE rejects a drafted token: a draw from the residual distribution, or from the ensemble's. */
+export type RejectionRule = 'residual' | 'ensemble';
 
 /** Decoding strategy. */
 export type Strategy = 'safe' | 'single' | 'every-token' | 'gac-threshold';
@@ -69,6 +72,8 @@ export interface EnsembleOptions {
   allowSpecialTokens?: boolean;
   /** Tools offered to the chat template (OpenAI function format). */
   tools?: unknown[];
+  /** What the response may be: every drafted, ensembled and sampled token is masked by it (see {@link TextConstraint}). */
+  constraint?: TextConstraint;
   /** Debug: re-tokenize every model's text and recompute every cache from scratch each cycle. */
   recomputeCaches?: boolean;
 }
@@ -97,11 +102,12 @@ export interface ResolvedOptions {
   rawPrompt: boolean;
   allowSpecialTokens: boolean;
   tools: unknown[] | undefined;
+  constraint: TextConstraint | undefined;
   recomputeCaches: boolean;
 }
 
 /** The paper's defaults (SAFE.md §4), with a library-sized maxNewTokens. */
-export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights'>> = Object.freeze({
+export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights' | 'constraint'>> = Object.freeze({
   strategy: 'safe',
   baseEnsembler: 'unite',
   unionTopK: 10,
@@ -127,7 +133,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
 /** Names of all option fields, for filtering call options. */
 export const OPTION_KEYS: ReadonlyArray<keyof EnsembleOptions> = [
   'strategy', 'baseEnsembler', 'unionTopK', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
-  'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches',
+  'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches', 'constraint',
 ];
 
 function fail(field: string, message: string): never {
@@ -286,6 +292,7 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     rawPrompt: bool('rawPrompt', get('rawPrompt')),
     allowSpecialTokens: bool('allowSpecialTokens', get('allowSpecialTokens')),
     tools: tools as unknown[] | undefined,
+    constraint: checkConstraint(merged.constraint),
     recomputeCaches: bool('recomputeCaches', get('recomputeCaches')),
   };
 }

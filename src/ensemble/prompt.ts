@@ -3,7 +3,7 @@
  * @module
  */
 import { ContextOverflowError, InvalidArgumentError, TokenizerError } from '../errors.js';
-import type { EnsembleMember } from './member.js';
+import type { EnsembleMember } from '../member/member.js';
 import type { EncodingContext } from '../text/continuation.js';
 import type { ChatMessage, TextTokenizer } from '../text/tokenizer.js';
 

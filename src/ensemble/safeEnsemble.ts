@@ -10,7 +10,7 @@ import { utf8 } from '../text/bytes.js';
 import { CausalLM } from '../runtime/causalLM.js';
 import { defaultExecution, loadModel, type LoadModelOptions } from '../runtime/loadModel.js';
 import { isRemoteSpec, loadRemoteModel, type RemoteModelSpec } from '../remote/loadRemote.js';
-import type { EnsembleMember } from './member.js';
+import type { EnsembleMember } from '../member/member.js';
 import { GacUnion } from './aggregate.js';
 import { Generation } from './generation.js';
 import { resolveOptions, type EnsembleOptions, type ResolvedOptions } from './options.js';

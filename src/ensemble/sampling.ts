@@ -13,6 +13,7 @@
  */
 import { webcrypto } from 'node:crypto';
 import type { EnsembleDecision } from './aggregate.js';
+import type { RejectionRule } from './options.js';
 import { isBareSpace } from './vocabulary.js';
 
 /** What a random number is for: each purpose has its own stream. */
@@ -102,9 +103,6 @@ export function drawIndex(weights: ArrayLike<number>, uniform: number): number {
   }
   return last;
 }
-
-/** What happens after SAFE rejects a drafted token. */
-export type RejectionRule = 'residual' | 'ensemble';
 
 /** The outcome of the acceptance test at one position. */
 export interface AcceptanceOutcome {

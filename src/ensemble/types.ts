@@ -2,6 +2,7 @@
  * What a generation returns: text, why it stopped, statistics and the optional trace.
  * @module
  */
+import type { MemberNetworkStats } from '../member/member.js';
 
 /** Why generation ended. */
 export type FinishReason = 'eos' | 'stop' | 'length' | 'abort';
@@ -67,24 +68,6 @@ export interface SamplingStats {
   accepted: number;
   /** SAFE: tested positions whose drafted token was rejected and redrawn. */
   rejected: number;
-}
-
-/** One remote model's requests during a generation. */
-export interface MemberNetworkStats {
-  /** Requests sent (retries included). */
-  requests: number;
-  /** Bytes of request bodies sent. */
-  bytesSent: number;
-  /** Bytes of response bodies received. */
-  bytesReceived: number;
-  /** Milliseconds spent waiting on the network and the server. */
-  waitMs: number;
-  /** Retries after a refused connection, 429 or 503. */
-  retries: number;
-  /** UniTE fill-in ids the engine could not score: the row's k-th log-probability stood in (an upper bound). */
-  boundedLogprobs: number;
-  /** Prompt tokens the server reported serving from its prefix cache (SGLang), else 0. */
-  cachedTokens: number;
 }
 
 /** One model's view at an ensemble point. */

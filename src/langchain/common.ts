@@ -71,7 +71,7 @@ export function callSignal(fields: SafeEnsembleFields, signal: AbortSignal | und
 }
 
 /** Names of the knobs, for picking them out of call options and `configurable.safeEnsemble`. */
-export const KNOB_KEYS = OPTION_KEYS.filter((k) => k !== 'signal' && k !== 'stop' && k !== 'tools' && k !== 'recomputeCaches') as ReadonlyArray<keyof SafeEnsembleKnobs>;
+export const KNOB_KEYS = OPTION_KEYS.filter((k) => k !== 'signal' && k !== 'stop' && k !== 'tools' && k !== 'recomputeCaches' && k !== 'constraint') as ReadonlyArray<keyof SafeEnsembleKnobs>;
 
 /** Copies the defined knob fields of `source`. */
 export function pickKnobs(source: object | undefined | null): SafeEnsembleKnobs {

@@ -8,11 +8,11 @@
  * @module
  */
 import { ContextOverflowError, DisposedError, InvalidArgumentError, RemoteEngineError } from '../errors.js';
-import type { ScoreOptions } from '../runtime/causalLM.js';
-import { Scores, type RowAnswer, type RowQuery, type ScorePayload } from '../runtime/scores.js';
-import { truncateTop } from '../runtime/truncation.js';
+import type { ScoreOptions } from '../member/member.js';
+import { Scores, type RowAnswer, type RowQuery, type ScorePayload } from '../member/scores.js';
+import { truncateTop } from '../member/truncation.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
-import type { EnsembleMember } from '../ensemble/member.js';
+import type { EnsembleMember } from '../member/member.js';
 import { RemoteClient, RequestAborted, type RemoteConnectionOptions, type RemoteTraffic } from './http.js';
 
 /** The engines a remote member can be served by. */

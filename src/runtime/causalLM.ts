@@ -4,11 +4,12 @@
  * @module
  */
 import { ContextOverflowError, DisposedError, InferenceError, InvalidArgumentError, WorkerError } from '../errors.js';
+import type { ScoreOptions } from '../member/member.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
-import { argmax, type LogitsRow } from './distribution.js';
+import { argmax, type LogitsRow } from '../member/distribution.js';
 import type { GraphContract } from './graph.js';
 import type { ResolvedProviders } from './providers.js';
-import { Scores, type RowAnswer, type RowQuery, type ScorePayload, type ScoreRequest } from './scores.js';
+import { Scores, type RowAnswer, type RowQuery, type ScorePayload, type ScoreRequest } from '../member/scores.js';
 import type { ModelBackend } from './sessionRunner.js';
 
 /** What was loaded, for inspection and error messages. */
@@ -55,18 +56,6 @@ export interface ForwardOptions {
 }
 
 /** Options of {@link CausalLM.score}. */
-export interface ScoreOptions {
-  /** Which rows: `'all'` new positions (default), `'last'`, or the last N. */
-  rows?: 'all' | 'last' | number;
-  /** Best ids returned per row (default 1: the argmax). */
-  topK?: number;
-  /** Per row, an id whose logit to return, or -1 (e.g. the token that follows each position). */
-  asked?: readonly number[];
-  /** Rows of earlier passes that predict positions before this one may be dropped (default 0: keep). */
-  holdFrom?: number;
-  /** Return the full rows too, holding none (default false). */
-  full?: boolean;
-}
 
 /** Logits rows returned by {@link CausalLM.forward}; rows are views, not copies. */
 export class Logits {

@@ -11,7 +11,7 @@ import { InferenceError, WorkerError } from '../errors.js';
 import { moduleFile } from './moduleFile.js';
 import { countWorkerSession } from './ort.js';
 import type { OpenedModel, OpenRequest, TokenizerFacts } from './openSession.js';
-import type { RowAnswer, RowQuery, ScorePayload, ScoreRequest } from './scores.js';
+import type { RowAnswer, RowQuery, ScorePayload, ScoreRequest } from '../member/scores.js';
 import type { LogitsPayload, ModelBackend } from './sessionRunner.js';
 import { deserializeError, RUNNING, STOPPING, type WorkerReply, type WorkerRequest } from './workerMessages.js';
 

@@ -5,7 +5,7 @@
  */
 import * as errors from '../errors.js';
 import type { OpenedModel, OpenRequest, TokenizerFacts } from './openSession.js';
-import type { RowAnswer, RowQuery, ScorePayload, ScoreRequest } from './scores.js';
+import type { RowAnswer, RowQuery, ScorePayload, ScoreRequest } from '../member/scores.js';
 import type { LogitsPayload } from './sessionRunner.js';
 
 /** Slots of the state a worker shares with the main thread: a pass is running; stop starting passes. */

@@ -60,6 +60,15 @@ export function encodeContinuation(tok: TextTokenizer, context: EncodingContext,
   return out;
 }
 
+/**
+ * A whole response's tokenization after the prompt: {@link encodeContinuation} after the
+ * prompt's context, or on its own where the context does not round-trip (a special token whose
+ * prefix space the tokenizer adds, say) — the same tokenization the verifiers keep.
+ */
+export function encodeResponse(tok: TextTokenizer, promptContext: EncodingContext, text: string): TokenSpans {
+  return encodeContinuation(tok, promptContext, text) ?? encodeContinuation(tok, { text: '', special: null }, text)!;
+}
+
 /** How far back (in tokens) re-encoding starts before the first changed byte. */
 const LOOK_BEHIND = 3;
 /** Tokens of already-encoded text given as context before the re-encoded part. */
@@ -179,7 +188,7 @@ export class ResponseTokenization {
 
   private reencodeAll(text: Uint8Array): number {
     const str = fromUtf8(text);
-    const spans = encodeContinuation(this.tok, this.promptContext, str) ?? encodeContinuation(this.tok, { text: '', special: null }, str)!;
+    const spans = encodeResponse(this.tok, this.promptContext, str);
     this.ids = spans.ids;
     this.ends = spans.ends;
     this.exact = spans.exactBytes;

@@ -8,126 +8,16 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Template } from '@huggingface/jinja';
+import type { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { InvalidArgumentError, ModelFileInvalidError, ModelFileMissingError, TokenizerError } from '../errors.js';
+import { InvalidArgumentError, TokenizerError } from '../errors.js';
 import { byteLevelDecoderTable, bytesEqual, concatBytes, fromUtf8, utf8 } from './bytes.js';
+import { compileTemplate, renderChatTemplate } from './chatTemplate.js';
+import { streamAlignment } from './streamAlignment.js';
+import { BYTE_FALLBACK, decoderKind, normalFormOf, readJson, specialIdsOf, TEMPLATE_TOKEN_NAMES, tokenContent, validUtf8, vocabularyFacts, type TokenizerJson } from './tokenizerFiles.js';
+import type { ChatMessage, EncodeOptions, NormalForm, TokenizerKind, TokenizerLoadOptions, TokenOffsets } from './tokenizerTypes.js';
 
-/** How vocabulary strings map to bytes. */
-export type TokenizerKind = 'byte-level' | 'sentencepiece' | 'other';
-
-/** One chat message, in the shape chat templates expect. */
-export interface ChatMessage {
-  /** `system`, `user`, `assistant` or `tool`. */
-  role: string;
-  /** Text content. */
-  content: string;
-  /** Tool calls made by an assistant message. */
-  tool_calls?: Array<{ id?: string; type?: 'function'; function: { name: string; arguments: string | Record<string, unknown> } }>;
-  /** Id of the call a `tool` message answers. */
-  tool_call_id?: string;
-  /** Tool name for `tool` messages (some templates use it). */
-  name?: string;
-}
-
-/** Options of {@link TextTokenizer.encode}. */
-export interface EncodeOptions {
-  /** Add BOS/EOS the way the tokenizer's post-processor does (default false). */
-  addSpecialTokens?: boolean;
-  /**
-   * Let special-token strings in the text (`<|im_end|>`, `</s>`...) become control tokens.
-   * Default false: user text is tokenized as plain text, so it cannot inject control tokens.
-   */
-  allowSpecialTokens?: boolean;
-  /**
-   * With `allowSpecialTokens`: character ranges `[start, end)` of `text` (message contents
-   * inside a rendered chat template) where special-token strings stay plain text.
-   */
-  plainSpans?: ReadonlyArray<readonly [number, number]>;
-}
-
-/** Byte offsets of each token of a text. */
-export interface TokenOffsets {
-  /** Token ids (no special tokens added). */
-  ids: number[];
-  /** Byte offset in `bytes` where each token starts. */
-  starts: Int32Array;
-  /** Byte offset in `bytes` where each token ends (exclusive); `ends[i] === starts[i+1]`. */
-  ends: Int32Array;
-  /** UTF-8 bytes of the input text; `bytes.subarray(starts[i], ends[i])` concatenate to it. */
-  bytes: Uint8Array;
-}
-
-/** Options for loading a tokenizer from a folder. */
-export interface TokenizerLoadOptions {
-  /** Parsed `generation_config.json`, if any: its `eos_token_id`/`bos_token_id` are honoured. */
-  generationConfig?: Record<string, unknown> | null;
-  /** Parsed `config.json`, if any: its `eos_token_id`/`bos_token_id` are honoured. */
-  modelConfig?: Record<string, unknown> | null;
-}
-
-/** tokenizer_config.json entries a chat template sees by name (as transformers.js passes them). */
-const TEMPLATE_TOKEN_NAMES = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'];
-
-/** transformers.js's apply_chat_template options that are not template variables. */
-const NON_TEMPLATE_OPTIONS = new Set(['chat_template', 'tokenize', 'padding', 'truncation', 'max_length', 'return_tensor', 'return_dict', 'tokenizer_kwargs']);
-
-type TokenizerJson = {
-  model?: { type?: string; vocab?: Record<string, number> | Array<[string, number]> };
-  added_tokens?: Array<{ id: number; content: string; special?: boolean }>;
-  normalizer?: unknown;
-  decoder?: unknown;
-};
-
-const BYTE_FALLBACK = /^<0x([0-9A-Fa-f]{2})>$/;
-
-// ignoreBOM keeps a leading U+FEFF: some vocabularies have tokens that start with one.
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-/** The text of `bytes` when they are valid UTF-8, else null. */
-function validUtf8(bytes: Uint8Array): string | null {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    return null;
-  }
-}
-
-function readJson(path: string, what: string): Record<string, unknown> {
-  if (!existsSync(path)) {
-    throw new ModelFileMissingError(path, `${what} not found at ${path}. A model folder needs tokenizer.json and tokenizer_config.json (Hugging Face layout).`);
-  }
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch (cause) {
-    throw new ModelFileInvalidError(path, `${what} at ${path} is not valid JSON (${(cause as Error).message}). Re-export or re-download the file.`, { cause });
-  }
-}
-
-/** Collects every `type` named anywhere inside a tokenizer.json component. */
-function componentTypes(node: unknown, out: Set<string> = new Set()): Set<string> {
-  if (Array.isArray(node)) node.forEach((n) => componentTypes(n, out));
-  else if (node && typeof node === 'object') {
-    const rec = node as Record<string, unknown>;
-    if (typeof rec.type === 'string') out.add(rec.type);
-    for (const v of Object.values(rec)) if (v && typeof v === 'object') componentTypes(v, out);
-  }
-  return out;
-}
-
-function tokenContent(value: unknown): string | null {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object' && typeof (value as { content?: unknown }).content === 'string') {
-    return (value as { content: string }).content;
-  }
-  return null;
-}
-
-function idList(value: unknown): number[] {
-  if (typeof value === 'number') return [value];
-  if (Array.isArray(value)) return value.filter((v): v is number => typeof v === 'number');
-  return [];
-}
+export type { TokenizerKind, ChatMessage, EncodeOptions, TokenOffsets, TokenizerLoadOptions } from './tokenizerTypes.js';
 
 /**
  * A model's tokenizer: transformers.js's tokenizer engine underneath, plus the byte-level view SAFE needs.
@@ -178,7 +68,8 @@ export class TextTokenizer {
   private readonly byteDecoder: Map<string, number> | null;
   /** byte → vocabulary character of a byte-level BPE (the inverse of byteDecoder). */
   private readonly byteEncoder: string[] | null;
-  private readonly normalForm: 'NFC' | 'NFD' | 'NFKC' | 'NFKD' | null;
+  /** @internal The Unicode normalization the tokenizer applies (for offsets). */
+  readonly normalForm: NormalForm | null;
   private readonly prefixSpace: { plain: boolean; afterSpace: boolean };
 
   private constructor(json: TokenizerJson, config: Record<string, unknown>, opts: TokenizerLoadOptions) {
@@ -201,55 +92,25 @@ export class TextTokenizer {
       if (content) this.templateTokens[name] = content;
     }
 
-    // The engine keeps the id → string and string → id tables; only the size is counted here.
-    let size = 0;
-    const vocab = json.model?.vocab;
-    if (Array.isArray(vocab)) size = vocab.length;
-    else if (vocab) for (const id of Object.values(vocab)) if (id >= size) size = id + 1;
-    const special = new Set<number>();
-    const addedIds = new Set<number>();
-    for (const t of json.added_tokens ?? []) {
-      if (t.id >= size) size = t.id + 1;
-      addedIds.add(t.id);
-      if (t.special) special.add(t.id);
-    }
-    if (size === 0) throw new TokenizerError('tokenizer.json has an empty vocabulary (model.vocab). Use a complete tokenizer.json.');
+    const { size, special, addedIds } = vocabularyFacts(json);
     this.addedIds = addedIds;
     this.vocabSize = size;
     this.producible = size;
     this.byteCache = new Array(size);
     this.specialTokenIds = special;
-
-    const decoderTypes = componentTypes(json.decoder);
-    this.kind = decoderTypes.has('ByteLevel')
-      ? 'byte-level'
-      : decoderTypes.has('ByteFallback') || decoderTypes.has('Metaspace') || decoderTypes.has('Replace')
-        ? 'sentencepiece'
-        : 'other';
+    this.kind = decoderKind(json);
     this.byteDecoder = this.kind === 'byte-level' ? byteLevelDecoderTable() : null;
     if (this.byteDecoder) {
       const encoder: string[] = new Array(256);
       for (const [ch, b] of this.byteDecoder) encoder[b] = ch;
       this.byteEncoder = encoder;
     } else this.byteEncoder = null;
-    const normTypes = componentTypes(json.normalizer);
-    this.normalForm = normTypes.has('NFKC') || normTypes.has('Precompiled') ? 'NFKC' : normTypes.has('NFKD') ? 'NFKD' : normTypes.has('NFC') ? 'NFC' : normTypes.has('NFD') ? 'NFD' : null;
+    this.normalForm = normalFormOf(json);
 
-    const idOf = (value: unknown): number | null => {
-      const content = tokenContent(value);
-      if (content === null) return null;
-      const id = this.tokenToId(content);
-      return id;
-    };
-    const gen = opts.generationConfig ?? {};
-    const model = opts.modelConfig ?? {};
-    const bos = idList(gen.bos_token_id)[0] ?? idList(model.bos_token_id)[0] ?? idOf(config.bos_token);
-    this.bosTokenId = bos ?? null;
-    const eos = new Set<number>([...idList(gen.eos_token_id), ...idList(model.eos_token_id)]);
-    const eosFromConfig = idOf(config.eos_token);
-    if (eosFromConfig !== null) eos.add(eosFromConfig);
-    this.eosTokenIds = [...eos];
-    this.padTokenId = idList(gen.pad_token_id)[0] ?? idList(model.pad_token_id)[0] ?? idOf(config.pad_token);
+    const ids = specialIdsOf(config, opts, (content) => this.tokenToId(content));
+    this.bosTokenId = ids.bos;
+    this.eosTokenIds = ids.eos;
+    this.padTokenId = ids.pad;
     // Sentencepiece tokenizers prepend a dummy `▁` to the text (sometimes only when it does
     // not already start with a space). Measure it instead of guessing from the config.
     this.prefixSpace = { plain: false, afterSpace: false };
@@ -508,7 +369,7 @@ export class TextTokenizer {
     const n = ids.length;
     const ends = new Int32Array(n);
     const stream = this.idsToBytes(ids);
-    const aligned = bytesEqual(stream, bytes) ? null : this.alignment(text, bytes, stream);
+    const aligned = bytesEqual(stream, bytes) ? null : streamAlignment(this, text, bytes, stream);
     const map = aligned?.map ?? null;
     if (exact) exact.upTo = aligned ? aligned.exactUpTo : bytes.length;
     let pos = 0;
@@ -522,66 +383,6 @@ export class TextTokenizer {
   }
 
   /**
-   * Maps byte positions in a token stream (the concatenated token bytes) to positions in the
-   * text it encodes (monotone), accounting for dummy-prefix spaces and normalization.
-   */
-  private alignment(text: string, input: Uint8Array, stream: Uint8Array): { map: (x: number) => number; exactUpTo: number } {
-    // A dummy prefix space in front of the whole text.
-    if (stream.length === input.length + 1 && stream[0] === 0x20 && bytesEqual(stream.subarray(1), input)) {
-      return { map: (x: number) => Math.max(0, x - 1), exactUpTo: input.length };
-    }
-    if (this.normalForm) {
-      const form = this.normalForm;
-      const normBounds: number[] = [0];
-      const origBounds: number[] = [0];
-      const unchanged: boolean[] = [];
-      const parts: Uint8Array[] = [];
-      // A cluster is a base character plus its combining marks (and Hangul vowel/final jamo),
-      // the unit inside which Unicode normalization may reorder or compose.
-      for (const m of text.matchAll(/[^\p{M}\u1160-\u11FF](?:[\p{M}\u1160-\u11FF])*|[\p{M}\u1160-\u11FF]+/gsu)) {
-        const normalized = utf8(m[0].normalize(form));
-        parts.push(normalized);
-        unchanged.push(m[0].normalize(form) === m[0]);
-        normBounds.push(normBounds[normBounds.length - 1]! + normalized.length);
-        origBounds.push(origBounds[origBounds.length - 1]! + utf8(m[0]).length);
-      }
-      const normalized = concatBytes(parts);
-      // The stream may also carry one dummy-prefix space in front.
-      const strip = bytesEqual(normalized, stream) ? 0 : stream[0] === 0x20 && bytesEqual(normalized, stream.subarray(1)) ? 1 : -1;
-      if (strip >= 0) {
-        const map = (x: number) => {
-          const y = Math.max(0, x - strip);
-          // Binary search the first cluster boundary >= y.
-          let lo = 0;
-          let hi = normBounds.length - 1;
-          while (lo < hi) {
-            const mid = (lo + hi) >> 1;
-            if (normBounds[mid]! < y) lo = mid + 1;
-            else hi = mid;
-          }
-          // Inside a cluster that normalization left alone, positions map one to one.
-          if (lo > 0 && normBounds[lo] !== y && unchanged[lo - 1]) return origBounds[lo - 1]! + (y - normBounds[lo - 1]!);
-          return origBounds[lo]!;
-        };
-        return { map, exactUpTo: input.length };
-      }
-    }
-    // Sentencepiece spells spaces as U+2581, so a literal U+2581 in the text comes back as a
-    // space: walk both, matching each such character (3 bytes) to one space byte.
-    if (this.kind === 'sentencepiece') {
-      const exactMap = alignMetaspace(input, stream);
-      if (exactMap) return { map: (x: number) => exactMap[Math.max(0, Math.min(x, stream.length))]!, exactUpTo: input.length };
-    }
-    // Fallback for other lossy tokenizations: exact on the common prefix, coarse after it.
-    let p = 0;
-    while (p < input.length && p < stream.length && input[p] === stream[p]) p++;
-    let q = 0;
-    while (q < input.length - p && q < stream.length - p && input[input.length - 1 - q] === stream[stream.length - 1 - q]) q++;
-    while (p > 0 && (input[p]! & 0xc0) === 0x80) p--;
-    return { map: (x: number) => (x <= p ? x : x >= stream.length - q ? input.length - (stream.length - x) : p), exactUpTo: p };
-  }
-
-  /**
    * Renders chat messages with the tokenizer's chat template.
    * @throws TokenizerError when the tokenizer has no chat template.
    */
@@ -592,51 +393,7 @@ export class TextTokenizer {
     if (!this.chatTemplate) {
       throw new TokenizerError('this tokenizer has no chat template (tokenizer_config.json "chat_template" or chat_template.jinja). Add one, or pass a raw string prompt with rawPrompt: true.');
     }
-    try {
-      this.compiledTemplate ??= new Template(this.chatTemplate);
-      // The variables transformers.js's apply_chat_template gives a template, in its order:
-      // keyword arguments may override tools / add_generation_prompt / documents.
-      const settings: Record<string, unknown> = {
-        tools: options.tools && options.tools.length > 0 ? options.tools : null,
-        add_generation_prompt: options.addGenerationPrompt ?? true,
-        documents: null,
-        ...options.templateKwargs,
-      };
-      const { tools, add_generation_prompt, documents, ...rest } = settings;
-      const kwargs = Object.fromEntries(Object.entries(rest).filter(([k]) => !NON_TEMPLATE_OPTIONS.has(k)));
-      return this.compiledTemplate.render({ messages: messages as unknown[], add_generation_prompt, tools, documents, ...this.templateTokens, ...kwargs } as Record<string, unknown>);
-    } catch (cause) {
-      throw new TokenizerError(`the chat template failed to render: ${(cause as Error).message}`, { cause });
-    }
+    this.compiledTemplate ??= compileTemplate(this.chatTemplate);
+    return renderChatTemplate(this.compiledTemplate, messages, options, this.templateTokens);
   }
-}
-
-/**
- * Position map from a sentencepiece token stream to the text it encodes, where the text's
- * literal U+2581 characters (E2 96 81) appear as spaces in the stream and the stream may start
- * with one dummy-prefix space. Null when the two differ in any other way.
- */
-function alignMetaspace(input: Uint8Array, stream: Uint8Array): Int32Array | null {
-  let literal = 0;
-  for (let i = 0; i + 2 < input.length; i++) if (input[i] === 0xe2 && input[i + 1] === 0x96 && input[i + 2] === 0x81) literal++;
-  if (literal === 0) return null;
-  const dummy = stream.length - (input.length - 2 * literal);
-  if (dummy !== 0 && dummy !== 1) return null;
-  if (dummy === 1 && stream[0] !== 0x20) return null;
-  const map = new Int32Array(stream.length + 1);
-  let i = 0;
-  let j = dummy;
-  while (j < stream.length) {
-    map[j] = i;
-    if (i < input.length && input[i] === stream[j]) {
-      i++;
-      j++;
-    } else if (stream[j] === 0x20 && input[i] === 0xe2 && input[i + 1] === 0x96 && input[i + 2] === 0x81) {
-      i += 3;
-      j++;
-    } else return null;
-  }
-  if (i !== input.length) return null;
-  map[stream.length] = input.length;
-  return map;
 }

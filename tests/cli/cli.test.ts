@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { main } from '../../src/cli/main';
 import { bundledModels } from '../../src/demo/models';
 import { extractAnswer, problemSet } from '../../src/demo/wordProblems';
-import { plotSvg } from '../../src/cli/bench';
+import { plotSvg } from '../../src/cli/benchPlot';
 import { sink } from '../helpers/sink';
 import { fixtureModel } from '../helpers/fixtures';
 

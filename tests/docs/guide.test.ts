@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
 import * as lib from '../../src/index';
+import * as research from '../../src/research';
 import { chatPair } from '../helpers/chatFixtures';
 
 const GUIDE = join(__dirname, '..', '..', 'docs', 'langchain.md');
@@ -26,7 +27,7 @@ function samples(markdown: string): Array<{ heading: string; code: string }> {
 /** Runs a sample as an async CommonJS module; the package name resolves to this checkout. */
 async function run(code: string, log: (...args: unknown[]) => void): Promise<void> {
   const js = ts.transpileModule(code, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } }).outputText;
-  const localRequire = (name: string) => (name === 'langchain-safe-ensemble' ? lib : require(name));
+  const localRequire = (name: string) => (name === 'langchain-safe-ensemble' ? lib : name === 'langchain-safe-ensemble/research' ? research : require(name));
   const fakeConsole = { ...console, log };
   const fakeProcess = { ...process, stdout: { write: (s: string) => log(s) } };
   const fn = new Function('require', 'exports', 'console', 'process', `return (async () => {\n${js}\n})();`);

@@ -1,4 +1,4 @@
-import { consensusSkip, decide, EOS_KEY, GacUnion, topKeys, uniteDistribution, Vocabulary, type ModelView } from '../../src/index';
+import { consensusSkip, decide, EOS_KEY, GacUnion, topKeys, uniteDistribution, Vocabulary, type ModelView } from '../../src/research';
 import { rowWith } from '../helpers/logits';
 import { realTokenizer } from '../helpers/tokenizers';
 

@@ -1,4 +1,5 @@
-import { DEFAULT_OPTIONS, InvalidArgumentError, resolveOptions, type EnsembleOptions } from '../../src/index';
+import { InvalidArgumentError, type EnsembleOptions } from '../../src/index';
+import { DEFAULT_OPTIONS, resolveOptions } from '../../src/research';
 
 describe('ensemble options', () => {
   it("default to the paper's settings", () => {

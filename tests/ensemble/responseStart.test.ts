@@ -1,4 +1,5 @@
-import { decide, GacUnion, loadModel, SafeEnsemble, topKeys, uniteDistribution, Vocabulary, type EnsembleOptions, type ModelView } from '../../src/index';
+import { loadModel, SafeEnsemble, type EnsembleOptions } from '../../src/index';
+import { decide, GacUnion, topKeys, uniteDistribution, Vocabulary, type ModelView } from '../../src/research';
 import { MISTRAL_TOOLS_TEMPLATE } from '../../tools/fixtures/chatTemplates';
 import { rowWith } from '../helpers/logits';
 import { realTokenizer } from '../helpers/tokenizers';

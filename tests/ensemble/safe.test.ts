@@ -1,24 +1,7 @@
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  argmax,
-  decide,
-  encodeContinuation,
-  fromUtf8,
-  InvalidArgumentError,
-  isCharBoundary,
-  loadModel,
-  SafeEnsemble,
-  TokenizerError,
-  topKeys,
-  uniteDistribution,
-  utf8,
-  validUtf8Length,
-  Vocabulary,
-  type CausalLM,
-  type EnsembleOptions,
-  type EnsembleResult,
-} from '../../src/index';
+import { InvalidArgumentError, loadModel, SafeEnsemble, TokenizerError, type CausalLM, type EnsembleOptions, type EnsembleResult } from '../../src/index';
+import { argmax, decide, encodeContinuation, fromUtf8, isCharBoundary, topKeys, uniteDistribution, utf8, validUtf8Length, Vocabulary } from '../../src/research';
 import { renderPromptWith } from '../../src/ensemble/prompt';
 import { fixtureModel, scratchDir } from '../helpers/fixtures';
 import { scriptedModel } from '../helpers/scripted';

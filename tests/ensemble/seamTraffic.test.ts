@@ -3,7 +3,8 @@
  * an ensemble needs them (GaC, traces), and with UniTE only the logits of its fill-in ids. With
  * worker execution these are the bytes the workers send to the main thread.
  */
-import { SafeEnsemble, type CausalLM, type EnsembleOptions, type SeamTraffic } from '../../src/index';
+import { SafeEnsemble, type CausalLM, type EnsembleOptions } from '../../src/index';
+import { type SeamTraffic } from '../../src/research';
 import { bundledModels } from '../../src/demo/models';
 import { problemSet } from '../../src/demo/wordProblems';
 

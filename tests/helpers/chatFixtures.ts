@@ -1,7 +1,7 @@
 import { AIMessage, HumanMessage, ToolMessage, type BaseMessage } from '@langchain/core/messages';
 import { convertToOpenAITool } from '@langchain/core/utils/function_calling';
 import { Calculator } from '@langchain/community/tools/calculator';
-import { toChatMessages } from '../../src/index';
+import { toChatMessages } from '../../src/research';
 import { MISTRAL_TOOLS_TEMPLATE } from '../../tools/fixtures/chatTemplates';
 import type { Script } from '../../tools/fixtures/scriptedDecoder';
 import { scriptedModel } from './scripted';

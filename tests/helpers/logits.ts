@@ -1,4 +1,4 @@
-import type { Vocabulary } from '../../src/index';
+import type { Vocabulary } from '../../src/research';
 
 /** A logits row where the given vocabulary strings get the given probabilities (the rest ~e^-40). */
 export function rowWith(vocab: Vocabulary, probs: Record<string, number>): Float32Array {

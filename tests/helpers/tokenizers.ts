@@ -1,4 +1,4 @@
-import { TextTokenizer } from '../../src/index';
+import { TextTokenizer } from '../../src/research';
 import { tokenizerDir, type FixtureTokenizer } from '../../tools/fixtures/tinyDecoder';
 
 const cache = new Map<FixtureTokenizer, Promise<TextTokenizer>>();

@@ -3,7 +3,8 @@ import { load } from '@langchain/core/load';
 import { AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage } from '@langchain/core/messages';
 import { createAgent } from 'langchain';
 import * as lib from '../../src/index';
-import { parseToolCalls, SafeEnsembleChatModel, toChatMessages, toolCallStart, type EnsembleStats } from '../../src/index';
+import { SafeEnsembleChatModel, type EnsembleStats } from '../../src/index';
+import { parseToolCalls, toChatMessages, toolCallStart } from '../../src/research';
 import { AGENT_ANSWER, AGENT_QUESTION, agentTurnTwo, BROKEN, chatPair, EXTRACT, HELLO, HELLO_ANSWER, PERSON_SCHEMA } from '../helpers/chatFixtures';
 
 describe('SafeEnsembleChatModel', () => {

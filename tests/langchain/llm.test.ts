@@ -4,7 +4,8 @@ import { load } from '@langchain/core/load';
 import { StringOutputParser } from '@langchain/core/output_parsers';
 import { PromptTemplate } from '@langchain/core/prompts';
 import * as lib from '../../src/index';
-import { liveSessionCount, SafeEnsembleLLM, type EnsembleStats } from '../../src/index';
+import { SafeEnsembleLLM, type EnsembleStats } from '../../src/index';
+import { liveSessionCount } from '../../src/research';
 import { chatPair, COLOR_ANSWER, COLOR_PROMPT, QA_ANSWER, QA_PROMPT } from '../helpers/chatFixtures';
 
 /** Collects handleLLMNewToken pieces. */

@@ -4,7 +4,8 @@
  * classes, streaming equal to invoke, and response metadata carrying the seed.
  */
 import { HumanMessage } from '@langchain/core/messages';
-import { bundledModels, SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM, problemSet } from '../../src/index';
+import { bundledModels, SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM } from '../../src/index';
+import { problemSet } from '../../src/research';
 
 describe('sampling through the LangChain classes (bundled demo models)', () => {
   const models = bundledModels();

@@ -6,25 +6,27 @@ const root = join(__dirname, '..', '..');
 
 describe('the built package', () => {
   beforeAll(() => {
-    if (!existsSync(join(root, 'dist', 'esm', 'index.js')) || !existsSync(join(root, 'dist', 'cjs', 'index.js'))) {
+    if (!existsSync(join(root, 'dist', 'esm', 'research.js')) || !existsSync(join(root, 'dist', 'cjs', 'research.js'))) {
       execFileSync(process.execPath, ['tools/build.mjs'], { cwd: root, stdio: 'inherit' });
     }
   });
 
-  const probe = "typeof m.loadModel + ' ' + typeof m.TextTokenizer + ' ' + typeof m.SafeEnsembleError + ' ' + m.liveSessionCount()";
+  // The root's surface, and the building blocks behind the /research subpath.
+  const probe = "typeof m.loadModel + ' ' + typeof r.TextTokenizer + ' ' + typeof m.SafeEnsembleError + ' ' + r.liveSessionCount() + ' ' + typeof m.TextTokenizer";
 
   it('works with require()', () => {
-    const out = execFileSync(process.execPath, ['-e', `const m = require('langchain-safe-ensemble'); console.log(${probe})`], { cwd: root }).toString().trim();
-    expect(out).toBe('function function function 0');
+    const out = execFileSync(process.execPath, ['-e', `const m = require('langchain-safe-ensemble'); const r = require('langchain-safe-ensemble/research'); console.log(${probe})`], { cwd: root }).toString().trim();
+    expect(out).toBe('function function function 0 undefined');
   });
 
   it('works with import', () => {
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', `import * as m from 'langchain-safe-ensemble'; console.log(${probe})`], { cwd: root }).toString().trim();
-    expect(out).toBe('function function function 0');
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', `import * as m from 'langchain-safe-ensemble'; import * as r from 'langchain-safe-ensemble/research'; console.log(${probe})`], { cwd: root }).toString().trim();
+    expect(out).toBe('function function function 0 undefined');
   });
 
   it('ships type declarations', () => {
     expect(existsSync(join(root, 'dist', 'types', 'index.d.ts'))).toBe(true);
+    expect(existsSync(join(root, 'dist', 'types', 'research.d.ts'))).toBe(true);
   });
 });
 

@@ -4,7 +4,8 @@
  * give exactly the sequential results.
  */
 import { HumanMessage } from '@langchain/core/messages';
-import { liveSessionCount, SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM, type CausalLM } from '../../src/index';
+import { SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM, type CausalLM } from '../../src/index';
+import { liveSessionCount } from '../../src/research';
 import { MISTRAL_TOOLS_TEMPLATE } from '../../tools/fixtures/chatTemplates';
 import { fixtureModel } from '../helpers/fixtures';
 

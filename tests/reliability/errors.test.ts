@@ -7,17 +7,8 @@ import { cpSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { HumanMessage } from '@langchain/core/messages';
 import { describeValue } from '../../src/describeValue';
-import {
-  liveSessionCount,
-  loadModel,
-  SafeEnsemble,
-  SafeEnsembleChatModel,
-  SafeEnsembleError,
-  SafeEnsembleLLM,
-  type CausalLM,
-  type EnsembleOptions,
-  type SafeEnsembleErrorCode,
-} from '../../src/index';
+import { loadModel, SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleError, SafeEnsembleLLM, type CausalLM, type EnsembleOptions } from '../../src/index';
+import { liveSessionCount, type SafeEnsembleErrorCode } from '../../src/research';
 import { DT, encodeModel, GraphBuilder, randomMatrix, seededRandom } from '../../tools/fixtures/onnxGraph';
 import { fixtureVocabSize, writeFixtureModel, writeModelFolder, type TinyDecoderSpec } from '../../tools/fixtures/tinyDecoder';
 import { fixtureModel, scratchDir } from '../helpers/fixtures';

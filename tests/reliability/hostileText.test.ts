@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import type { TextTokenizer } from '../../src/index';
+import type { TextTokenizer } from '../../src/research';
 import { renderPromptWith } from '../../src/ensemble/prompt';
 import type { FixtureTokenizer } from '../../tools/fixtures/tinyDecoder';
 import { agentConversation, controlTokens, supportsTools, hostileText, loadTokenizers, offsetsReassemble, specialLookalikes, specialStringsStayText, streamAndGate, TOKENIZERS } from './hostileText';

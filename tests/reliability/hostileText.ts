@@ -5,17 +5,7 @@
  */
 import fc from 'fast-check';
 import { join } from 'node:path';
-import {
-  encodeContinuation,
-  fromUtf8,
-  isCharBoundary,
-  ResponseTokenization,
-  stableAlignment,
-  TextTokenizer,
-  utf8,
-  validUtf8Length,
-  type ChatMessage,
-} from '../../src/index';
+import { encodeContinuation, fromUtf8, isCharBoundary, ResponseTokenization, stableAlignment, TextTokenizer, utf8, validUtf8Length, type ChatMessage } from '../../src/research';
 import { packageRoot } from '../../src/demo/models';
 import { renderPromptWith } from '../../src/ensemble/prompt';
 import { tokenizerDir, type FixtureTokenizer } from '../../tools/fixtures/tinyDecoder';

@@ -5,7 +5,8 @@
  * and equal a fresh instance, dispose() settles, and no session stays open.
  */
 import { HumanMessage } from '@langchain/core/messages';
-import { DisposedError, liveSessionCount, SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM } from '../../src/index';
+import { DisposedError, SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM } from '../../src/index';
+import { liveSessionCount } from '../../src/research';
 import { MISTRAL_TOOLS_TEMPLATE } from '../../tools/fixtures/chatTemplates';
 import { fixtureModel } from '../helpers/fixtures';
 

@@ -2,7 +2,8 @@
  * Remote members when the server misbehaves: each fault is a typed RemoteEngineError naming the
  * member and the URL, the process stays up, and the ensemble works again once the server does.
  */
-import { InvalidArgumentError, loadModel, loadRemoteModel, RemoteEngineError, SafeEnsemble, type RemoteEngine } from '../../src/index';
+import { InvalidArgumentError, loadModel, loadRemoteModel, RemoteEngineError, SafeEnsemble } from '../../src/index';
+import { type RemoteEngine } from '../../src/research';
 import { bundledModels } from '../../src/demo/models';
 import { EngineServer, type EngineFault } from '../../tools/fixtures/engineServer';
 import { servedEnsemble } from '../helpers/servedEnsemble';

@@ -5,7 +5,8 @@
  * with no secret in it, and the member works again once the server does.
  */
 import { inspect } from 'node:util';
-import { ContextOverflowError, InvalidArgumentError, liveSessionCount, loadModel, loadRemoteModel, RemoteEngineError, SafeEnsemble, SafeEnsembleLLM, type RemoteMember } from '../../src/index';
+import { ContextOverflowError, InvalidArgumentError, loadModel, loadRemoteModel, RemoteEngineError, SafeEnsemble, SafeEnsembleLLM, type RemoteMember } from '../../src/index';
+import { liveSessionCount } from '../../src/research';
 import { bundledModels } from '../../src/demo/models';
 import { EngineServer, type EngineFault } from '../../tools/fixtures/engineServer';
 import { servedEnsemble } from '../helpers/servedEnsemble';

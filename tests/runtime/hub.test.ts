@@ -1,7 +1,8 @@
 import { cpSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { env } from '@huggingface/transformers';
-import { isHubId, loadModel, ModelNotFoundError } from '../../src/index';
+import { loadModel, ModelNotFoundError } from '../../src/index';
+import { isHubId } from '../../src/research';
 import { fixtureModel, scratchDir } from '../helpers/fixtures';
 
 describe('Hub ids resolve through the transformers.js cache', () => {

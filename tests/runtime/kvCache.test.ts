@@ -1,4 +1,5 @@
-import { argmax, loadModel, type CausalLM } from '../../src/index';
+import { loadModel, type CausalLM } from '../../src/index';
+import { argmax } from '../../src/research';
 import type { FixtureModelOptions } from '../../tools/fixtures/tinyDecoder';
 import { fixtureModel } from '../helpers/fixtures';
 

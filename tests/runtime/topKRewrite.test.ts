@@ -4,7 +4,8 @@
  * form — and a model that loads with them scores exactly as one without, inline and in a worker.
  */
 import * as ort from 'onnxruntime-node';
-import { float16ToFloat32, InferenceError, isFiniteRow, liveSessionCount, liveWorkerCount, loadModel, topK } from '../../src/index';
+import { InferenceError, loadModel } from '../../src/index';
+import { float16ToFloat32, isFiniteRow, liveSessionCount, liveWorkerCount, topK } from '../../src/research';
 import { addInGraphScores } from '../../src/runtime/topKRewrite';
 import { DT, encodeModel, GraphBuilder } from '../../tools/fixtures/onnxGraph';
 import { writeFixtureModel, type TinyDecoderSpec } from '../../tools/fixtures/tinyDecoder';

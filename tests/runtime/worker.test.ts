@@ -4,14 +4,8 @@
  * (Errors raised inside workers — NaN logits, onnxruntime failures — are the cases of
  * tests/reliability/errors.test.ts, which runs in worker mode by default.)
  */
-import {
-  liveSessionCount,
-  liveWorkerCount,
-  loadModel,
-  SafeEnsemble,
-  WorkerError,
-  type CausalLM,
-} from '../../src/index';
+import { loadModel, SafeEnsemble, WorkerError, type CausalLM } from '../../src/index';
+import { liveSessionCount, liveWorkerCount } from '../../src/research';
 import type { WorkerBackend } from '../../src/runtime/workerBackend';
 import { fixtureModel } from '../helpers/fixtures';
 import { comparable } from '../helpers/results';

@@ -1,4 +1,4 @@
-import { encodeContinuation, fromUtf8, ResponseTokenization, utf8, validUtf8Length } from '../../src/index';
+import { encodeContinuation, fromUtf8, ResponseTokenization, utf8, validUtf8Length } from '../../src/research';
 import { renderPromptWith } from '../../src/ensemble/prompt';
 import { ALL_TOKENIZERS, realTokenizer } from '../helpers/tokenizers';
 

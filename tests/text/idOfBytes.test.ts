@@ -4,7 +4,7 @@
  * vocabularies, what a full scan of the vocabulary gives: the ordinary entry with those bytes
  * if there is one, else a byte-fallback or special token.
  */
-import { Vocabulary, bytesKey, type TextTokenizer } from '../../src/index';
+import { Vocabulary, bytesKey, type TextTokenizer } from '../../src/research';
 import { ALL_TOKENIZERS, realTokenizer } from '../helpers/tokenizers';
 
 /** The reference: one pass over the vocabulary, lowest ordinary id per byte string. */

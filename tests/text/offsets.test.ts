@@ -1,4 +1,4 @@
-import { isCharBoundary, utf8 } from '../../src/index';
+import { isCharBoundary, utf8 } from '../../src/research';
 import { ALL_TOKENIZERS, realTokenizer } from '../helpers/tokenizers';
 
 /** Mixed corpus: English, code, numbers, CJK, emoji, combining marks, whitespace oddities. */

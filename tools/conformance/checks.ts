@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadModel } from '../../src/runtime/loadModel.js';
 import type { CausalLM } from '../../src/runtime/causalLM.js';
-import { argmax, float16ToFloat32 } from '../../src/runtime/distribution.js';
+import { argmax, float16ToFloat32 } from '../../src/member/distribution.js';
 import { readSkeleton } from '../../src/runtime/modelSkeleton.js';
 import { addLogitsToKeep, keptHeadOps } from '../../src/runtime/logitsRewrite.js';
 import { SafeEnsemble } from '../../src/ensemble/safeEnsemble.js';

@@ -14,7 +14,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadModel, SafeEnsemble, TextTokenizer } from '../../src/index.js';
+import { loadModel, SafeEnsemble } from '../../src/index.js';
+import { TextTokenizer } from '../../src/research.js';
 import { extractAnswer, problemSet, type WordProblem } from '../../src/demo/wordProblems.js';
 import { tokenizerDir } from '../fixtures/tinyDecoder.js';
 import { DEMO_MODELS } from './demoModels.js';

@@ -9,10 +9,8 @@
  * members: normalizer 0); the gates and UniTE only compare within a row, so both work alike.
  * @module
  */
-import type { ScoreOptions } from '../runtime/causalLM.js';
-import type { Scores } from '../runtime/scores.js';
+import type { Scores } from './scores.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
-import type { MemberNetworkStats } from './types.js';
 
 /** A model as the engine sees it: a tokenizer and a croppable scored sequence. */
 export interface EnsembleMember {
@@ -49,4 +47,35 @@ export interface EnsembleMember {
   dispose(): Promise<void>;
   /** Running totals of a remote member's requests (absent for local members). */
   readonly stats?: MemberNetworkStats;
+}
+
+export interface ScoreOptions {
+  /** Which rows: `'all'` new positions (default), `'last'`, or the last N. */
+  rows?: 'all' | 'last' | number;
+  /** Best ids returned per row (default 1: the argmax). */
+  topK?: number;
+  /** Per row, an id whose logit to return, or -1 (e.g. the token that follows each position). */
+  asked?: readonly number[];
+  /** Rows of earlier passes that predict positions before this one may be dropped (default 0: keep). */
+  holdFrom?: number;
+  /** Return the full rows too, holding none (default false). */
+  full?: boolean;
+}
+
+/** One remote model's requests during a generation. */
+export interface MemberNetworkStats {
+  /** Requests sent (retries included). */
+  requests: number;
+  /** Bytes of request bodies sent. */
+  bytesSent: number;
+  /** Bytes of response bodies received. */
+  bytesReceived: number;
+  /** Milliseconds spent waiting on the network and the server. */
+  waitMs: number;
+  /** Retries after a refused connection, 429 or 503. */
+  retries: number;
+  /** UniTE fill-in ids the engine could not score: the row's k-th log-probability stood in (an upper bound). */
+  boundedLogprobs: number;
+  /** Prompt tokens the server reported serving from its prefix cache (SGLang), else 0. */
+  cachedTokens: number;
 }

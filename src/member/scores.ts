@@ -50,6 +50,8 @@ export interface ScorePayload {
   data: Float32Array | null;
   /** Identifies the pass: reads of its held rows name it, so a row recomputed since is never mixed up. */
   pass: number;
+  /** Whether `topIds` holds every entry a row can offer (a constrained row: the rest are disallowed), so a larger top-k returns just these. */
+  exhaustive?: boolean;
 }
 
 /** A read of one held row. */
@@ -275,7 +277,7 @@ export class RowScore {
   top(k: number = this.payload.k): TopK {
     const { k: have } = this.payload;
     const n = Math.min(k, have, this.payload.width);
-    if (k > have && have < this.payload.width) throw new InvalidArgumentError('topK', `top-${k} asked of a row scored with topK ${have}; score with a larger topK.`);
+    if (k > have && have < this.payload.width && !this.payload.exhaustive) throw new InvalidArgumentError('topK', `top-${k} asked of a row scored with topK ${have}; score with a larger topK.`);
     const at = this.r * have;
     return { ids: this.payload.topIds.subarray(at, at + n), logits: this.payload.topLogits.subarray(at, at + n) };
   }

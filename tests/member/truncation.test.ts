@@ -1,5 +1,5 @@
-import { isKept, keptProbability, truncateRow, truncateTop, type Truncation } from '../../src/runtime/truncation';
-import { topK } from '../../src/index';
+import { isKept, keptProbability, truncateRow, truncateTop, type Truncation } from '../../src/member/truncation';
+import { topK } from '../../src/research';
 import { seededRandom } from '../../src/demo/random';
 
 /** The kept set the slow way: sort, cut by rank, then by cumulative probability after renormalizing. */

@@ -1,4 +1,4 @@
-import { argmax, float16ToFloat32, isFiniteRow, logProbOf, logSumExp, probOf, topK } from '../../src/index';
+import { argmax, float16ToFloat32, isFiniteRow, logProbOf, logSumExp, probOf, topK } from '../../src/research';
 
 function softmax(xs: number[]): number[] {
   const m = Math.max(...xs);
@@ -49,14 +49,14 @@ describe('distribution helpers on one logits row', () => {
 
 describe('fast exponential and row summary', () => {
   it('expNonPositive matches Math.exp to 2e-7 relative on [-32, 0]', () => {
-    const { expNonPositive } = jest.requireActual('../../src/runtime/distribution');
+    const { expNonPositive } = jest.requireActual('../../src/member/distribution');
     let worst = 0;
     for (let x = -32; x <= 0; x += 0.0137) worst = Math.max(worst, Math.abs(expNonPositive(x) / Math.exp(x) - 1));
     expect(worst).toBeLessThan(2e-7);
   });
 
   it('rowSummary gives the normalizer and the argmax', () => {
-    const { rowSummary } = jest.requireActual('../../src/runtime/distribution');
+    const { rowSummary } = jest.requireActual('../../src/member/distribution');
     const row = Float32Array.from([1, 5, 2, 5, -3]);
     const s = rowSummary(row);
     expect(s.argmax).toBe(1);

@@ -4,7 +4,8 @@
  * backs (cropped, re-fed, released by holdFrom) is refused, never mixed up — inline and in a
  * worker alike.
  */
-import { DisposedError, InferenceError, InvalidArgumentError, liveSessionCount, liveWorkerCount, loadModel, logSumExp, topK, type CausalLM } from '../../src/index';
+import { DisposedError, InferenceError, InvalidArgumentError, loadModel, type CausalLM } from '../../src/index';
+import { liveSessionCount, liveWorkerCount, logSumExp, topK } from '../../src/research';
 import { fixtureModel } from '../helpers/fixtures';
 
 const MODEL = fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16, seed: 41, logitScale: 2 });

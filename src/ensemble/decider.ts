@@ -1,0 +1,225 @@
+/**
+ * The decider: where SAFE decides. Scans a verified chunk for the first stable position the
+ * models contest (step 4: the stability gate, rule (a) unanimity and rule (b) consensus, GaC's
+ * drafter gate), builds the ensemble there (steps 5–6: UniTE or GaC, sharpening) and picks the
+ * token to commit — the greedy winner, or when sampling SAFE's acceptance test with its
+ * rejection draw, or a draw from the ensemble for the per-token strategies.
+ * @module
+ */
+import type { RowScore } from '../member/scores.js';
+import { keptProbability, type KeptSet } from '../member/truncation.js';
+import { decide, finishUnite, planUnite, topKeys, truncatedRow, type EnsembleDecision, type EnsembleDistribution, type GacUnion, type ModelView, type UnionMember } from './aggregate.js';
+import { consensusSkip } from './gates.js';
+import type { Recorder } from './recorder.js';
+import { acceptanceTest, drawIndex, ensembleProbabilities, Stream, type AcceptanceOutcome } from './sampling.js';
+import type { VerifierScorer } from './scorer.js';
+import { contextBefore, probabilityOf, type Drafted, type GenerationState, type Member } from './sequence.js';
+import type { TraceSampling } from './types.js';
+import { EOS_KEY, type Vocabulary } from './vocabulary.js';
+
+/** The ensemble distribution and decision at a position. */
+interface EnsemblePoint {
+  decision: EnsembleDecision;
+  /** Text before the position (union strings are tokenized in it). */
+  context: string;
+  /** The members' rows, drafter first. */
+  scores: RowScore[];
+  gac: boolean;
+}
+
+/** Where a verified chunk is decided: the first position that is ensembled, or none. */
+export interface ChunkDecision {
+  /** Index of the drafted token that was ensembled (-1: the chunk stands whole). */
+  trigger: number;
+  /** The drafter ids committed in place of the drafted token at the trigger. */
+  appended: number[];
+}
+
+export class Decider {
+  constructor(
+    private readonly state: GenerationState,
+    private readonly scorer: VerifierScorer,
+    private readonly recorder: Recorder,
+    private readonly gacUnion: () => GacUnion,
+  ) {}
+
+  /**
+   * Scans `drafted` in order for the earliest stable position the models contest and decides
+   * it. `rowAts[vi](q)` is verifier vi's row for sequence position q; `candidate` the drafter's
+   * text with the chunk, `response` the same without the drafter's lead.
+   */
+  async decideChunk(drafted: readonly Drafted[], rowAts: Array<(q: number) => RowScore>, candidate: Uint8Array, response: Uint8Array): Promise<ChunkDecision> {
+    const { state, scorer } = this;
+    const o = state.options;
+    const { drafter, verifiers } = state;
+    let t1 = performance.now();
+    for (let j = 0; j < drafted.length; j++) {
+      const d = drafted[j]!;
+      const eos = drafter.vocab.isEos(d.id);
+      // The token that carries the drafter's dummy-prefix space has no counterpart in the
+      // verifiers' texts (they start after it): it stands as drafted.
+      if (state.lead > 0 && d.offset === 0) continue;
+      const offset = d.offset - state.lead;
+      const at = scorer.alignAt(offset, eos, response);
+      if (!at) continue; // unstable: a verifier has no token boundary here
+      const rows = await Promise.all(at.map((k, vi) => scorer.rowFor(vi, rowAts[vi]!, k, response, offset)));
+      const ownIds = at.map((k, vi) => (eos ? verifiers[vi]!.vocab.eosId! : verifiers[vi]!.tokens!.ids[k]!));
+      if (state.sampling) {
+        // Sampling: the gates that skip by agreement give way to the acceptance test, which runs
+        // at every stable position (skipping one would bias the committed tokens).
+        state.stats.time.tokenizingMs += performance.now() - t1;
+        const appended = await this.acceptanceAt(d, rows, ownIds, candidate, o.baseEnsembler === 'gac');
+        t1 = performance.now();
+        if (appended !== null) return { trigger: j, appended };
+        continue;
+      }
+      const argmaxIsOwn = rows.map((r, vi) => sameChoice(verifiers[vi]!.vocab, r.best, ownIds[vi]!));
+      // Rule (a) needs only argmaxes; probabilities (normalizers: a pass of exponentials over
+      // each row, where the row is held) only when it fails.
+      if (o.unanimitySkip && argmaxIsOwn.every(Boolean)) continue;
+      const ownProbabilities = await Promise.all([probabilityOf(d.score, d.id), ...rows.map((r, vi) => probabilityOf(r, ownIds[vi]!))]);
+      const weights = [drafter.weight, ...verifiers.map((v) => v.weight)];
+      if (consensusSkip({ ownProbabilities, verifierArgmaxIsOwn: argmaxIsOwn, weights }, { threshold: o.consensusThreshold, unanimity: false })) continue;
+      if (o.baseEnsembler === 'gac' && ownProbabilities[0]! >= o.gacDrafterGate) continue;
+      state.stats.time.tokenizingMs += performance.now() - t1;
+      const appended = await this.ensemble(d, rows, ownIds, candidate, o.baseEnsembler === 'gac');
+      state.stats.ensembledTokens++;
+      return { trigger: j, appended };
+    }
+    state.stats.time.tokenizingMs += performance.now() - t1;
+    return { trigger: -1, appended: [] };
+  }
+
+  /**
+   * Builds the ensemble at a position, records it, and returns the drafter ids to append: the
+   * decision's winner, or when sampling a draw from the ensemble distribution.
+   */
+  async ensemble(d: Drafted, verifierRows: RowScore[], verifierOwn: number[], text: Uint8Array, gac: boolean): Promise<number[]> {
+    const point = await this.ensemblePoint(d, verifierRows, text, gac);
+    const t0 = performance.now();
+    let entry = point.decision.winner;
+    let sampling: TraceSampling | undefined;
+    if (this.state.sampling) {
+      const p = ensembleProbabilities(point.decision);
+      const uniform = this.state.sampling.random.uniform(Stream.Ensemble, this.state.stats.cycles, d.index);
+      entry = drawIndex(p, uniform);
+      sampling = { probabilities: p, draw: { from: 'ensemble', uniform, probability: p[entry]! } };
+    }
+    const appended = this.appendedFor(point, entry, d);
+    this.state.stats.time.ensemblingMs += performance.now() - t0;
+    await this.recorder.record({ d, scores: point.scores, verifierOwn, decision: point.decision, entry, appended, gac, ...(sampling ? { sampling } : {}) });
+    return appended;
+  }
+
+  /**
+   * SAFE's acceptance test at a stable position (sampling): the drafted token stands with
+   * probability min(1, P_ens / P_draft); otherwise a token is drawn by the rejection rule.
+   * Returns null when the token stands, else the drafter ids to append.
+   */
+  private async acceptanceAt(d: Drafted, verifierRows: RowScore[], verifierOwn: number[], text: Uint8Array, gac: boolean): Promise<number[] | null> {
+    const { state } = this;
+    const sampling = state.sampling!;
+    const point = await this.ensemblePoint(d, verifierRows, text, gac);
+    const t0 = performance.now();
+    const { keys } = point.decision;
+    const p = ensembleProbabilities(point.decision);
+    const kept = await d.score.truncated(sampling.truncation);
+    const q = await this.drafterStringProbabilities(d, keys, kept);
+    const drafted = keys.indexOf(state.drafter.vocab.key(d.id));
+    const qDrafted = keptProbability(kept, d.id, d.logit!);
+    const acceptUniform = sampling.random.uniform(Stream.Accept, state.stats.cycles, d.index);
+    const rejectionUniform = sampling.random.uniform(Stream.Rejection, state.stats.cycles, d.index);
+    const outcome: AcceptanceOutcome = acceptanceTest(p, q, drafted, qDrafted, state.options.rejectionRule, acceptUniform, rejectionUniform);
+    const counts = state.stats.sampling!;
+    counts.tested++;
+    state.stats.ensembledTokens++;
+    if (outcome.accepted) counts.accepted++;
+    else counts.rejected++;
+    const entry = outcome.drawn ? outcome.drawn.entry : drafted;
+    const appended = outcome.accepted ? [d.id] : this.appendedFor(point, entry, d);
+    state.stats.time.ensemblingMs += performance.now() - t0;
+    if (state.options.trace) {
+      const trace: TraceSampling = {
+        probabilities: p,
+        draftProbabilities: q,
+        acceptance: { draftProbability: qDrafted, ensembleProbability: drafted >= 0 ? p[drafted]! : 0, acceptProbability: outcome.acceptProbability, uniform: acceptUniform, accepted: outcome.accepted },
+        ...(outcome.drawn ? { draw: { from: outcome.drawn.from, uniform: rejectionUniform, probability: outcome.drawn.probability } } : {}),
+      };
+      await this.recorder.record({ d, scores: point.scores, verifierOwn, decision: point.decision, entry: outcome.accepted && drafted < 0 ? -1 : entry, appended, gac, sampling: trace });
+    }
+    return outcome.accepted ? null : appended;
+  }
+
+  /**
+   * The drafter's probability of each union string under its tempered, truncated distribution:
+   * the probability of the token whose bytes are exactly that string (0 when it has none).
+   */
+  private async drafterStringProbabilities(d: Drafted, keys: readonly string[], kept: KeptSet): Promise<Float64Array> {
+    const vocab = this.state.drafter.vocab;
+    const ids = keys.map((key) => (key === EOS_KEY ? vocab.eosId : vocab.idOf(key)) ?? -1);
+    const top = d.score.top();
+    const known = new Map<number, number>();
+    for (let i = 0; i < top.ids.length; i++) known.set(top.ids[i]!, top.logits[i]!);
+    if (d.logit !== undefined) known.set(d.id, d.logit);
+    const missing = [...new Set(ids.filter((id) => id >= 0 && !known.has(id)))];
+    if (missing.length) {
+      const logits = await d.score.logitsOf(missing);
+      missing.forEach((id, i) => known.set(id, logits[i]!));
+    }
+    return Float64Array.from(ids, (id) => (id < 0 ? 0 : keptProbability(kept, id, known.get(id)!)));
+  }
+
+  /** The kept set of a member's row when sampling (a whole row without a cut keeps everything: no read). */
+  private async keptOf(m: Member, row: RowScore): Promise<KeptSet> {
+    const sampling = this.state.sampling!;
+    const t = sampling.truncation;
+    if (!sampling.cut && m.lm.wholeRows && !this.state.constraint) return { temperature: t.temperature, all: true, count: row.width, cutoffLogit: -Infinity, cutoffId: row.width - 1, ids: null, logNormalizer: NaN };
+    return row.truncated(t);
+  }
+
+  /** The drafter ids that write union entry `entry` after the context (the drafted token when none do). */
+  private appendedFor(point: EnsemblePoint, entry: number, d: Drafted): number[] {
+    const appended = this.state.drafter.vocab.appendIds(point.decision.keys[entry]!, point.context, point.gac);
+    return appended.length === 0 ? [d.id] : appended;
+  }
+
+  /**
+   * The ensemble distribution and greedy decision at a position. The members' rows are read
+   * where their sessions hold them: UniTE reads the logits of its fill-in ids, GaC the whole
+   * rows; when sampling, each member's distribution is tempered and cut first.
+   */
+  private async ensemblePoint(d: Drafted, verifierRows: RowScore[], text: Uint8Array, gac: boolean): Promise<EnsemblePoint> {
+    const t0 = performance.now();
+    const { state } = this;
+    const o = state.options;
+    const context = contextBefore(text, d.offset);
+    // At the response start a verifier's dummy-prefix space is not part of the response (the
+    // drafter's own first token is never ensembled when it carries one: see `lead`).
+    const responseStart = d.offset - state.lead === 0;
+    const scores = [d.score, ...verifierRows];
+    const members = [state.drafter, ...state.verifiers];
+    const views: Array<Omit<ModelView, 'row'>> = members.map((m, i) => ({ vocab: m.vocab, weight: m.weight, context, dummySpace: i > 0 && responseStart && m.addsSpace }));
+    const keptSets = state.sampling ? Promise.all(scores.map((r, i) => this.keptOf(members[i]!, r))) : Promise.resolve(null);
+    let dist: EnsembleDistribution;
+    if (gac) {
+      const [rows, kept] = await Promise.all([Promise.all(scores.map((r) => r.row())), keptSets]);
+      const used = kept ? rows.map((row, i) => truncatedRow(row, kept[i]!)) : rows;
+      // GaC's union is indexed in model order; the views put the drafter first.
+      const inModelOrder = state.members.map((m) => members.indexOf(m));
+      dist = this.gacUnion().distribution(inModelOrder.map((i) => ({ ...views[i]!, row: used[i]! })), o.unionTopK);
+    } else {
+      const union: UnionMember[] = views.map((v, i) => ({ ...v, top: scores[i]!.top(o.unionTopK) }));
+      const plan = planUnite(union, scores.map((r) => r.width));
+      const [fills, kept] = await Promise.all([Promise.all(scores.map((r, i) => r.logitsOf(plan.fills[i]!.map((f) => f.id)))), keptSets]);
+      dist = finishUnite(plan, fills, union, kept ?? undefined);
+    }
+    const weights = gac ? state.members.map((m) => m.weight) : views.map((v) => v.weight);
+    const decision = decide(dist, topKeys(state.drafter.vocab, d.score.top(o.unionTopK).ids, o.unionTopK), weights, o.sharpening);
+    state.stats.time.ensemblingMs += performance.now() - t0;
+    return { decision, context, scores, gac };
+  }
+}
+
+function sameChoice(vocab: Vocabulary, choice: number, own: number): boolean {
+  return choice === own || (vocab.isEos(choice) && vocab.isEos(own));
+}
