@@ -12,7 +12,9 @@
  *
  * Two pairs: one that agrees (both scripted on the same text, with a random-weight transformer
  * of the shape underneath, so the cost is a real model's) and one that disagrees (scripted on
- * different words and sums), each with either model drafting. All rows of a pair and order run
+ * different words and sums), each with either model drafting. The scripts are keyed on the last
+ * 24 bytes of text, not on token ids: each model continues the committed text however it was
+ * tokenized (the other member's tokens after an ensemble point), as a model that learnt it would. All rows of a pair and order run
  * after one warm-up each, in the orders of a Williams design over rounds, with a full GC before
  * each timed generation. Speeds are ratios to drafter-only in the same execution mode, on the
  * wall clock and in process CPU time (all threads), with 95% bootstrap intervals over rounds.
@@ -51,7 +53,8 @@ const rounds = Number(values.rounds);
 const cores = availableParallelism();
 
 /**
- * A long step-by-step solution whose sentences never repeat (the scripts key on 6 tokens).
+ * A long step-by-step solution whose 24-byte windows never repeat with different continuations
+ * (the scripts key on them).
  * `variant` 1 changes the wording and one sum in three, so a model scripted on it disagrees
  * with one scripted on variant 0 several times per sentence.
  */
@@ -66,16 +69,17 @@ function solution(seed: number, variant: number): string {
     parts.push(` Step ${step}: ${names[step % names.length]} counts ${total} ${objects[step % objects.length]}, finds ${add} more, and now has ${total} + ${add} = ${next}.`);
     total = next;
   }
-  return `${parts.join('')} The answer is ${total}.`;
+  // The response starts a line: a leading space would be a sentencepiece member's dummy prefix.
+  return `${parts.join('').trimStart()} The answer is ${total}.`;
 }
 
-const PROMPT = 'Q: Count carefully, step by step, and give the final number.\nA:';
+const PROMPT = 'Q: Count carefully, step by step, and give the final number.\nA:\n';
 const dir = mkdtempSync(join(tmpdir(), 'lse-bench-engine-'));
 const raw: EnsembleOptions = { rawPrompt: true };
 
 /** The two scripted models of a pair, written once. */
 async function writePair(name: string, variant: number): Promise<[string, string]> {
-  const common = { scripts: [] as never[], compute, confidence: 0.9, maxPositions: 8192 };
+  const common = { scripts: [] as never[], compute, confidence: 0.9, maxPositions: 8192, context: 'text' as const };
   const qwen = await writeScriptedModel(join(dir, `${name}-qwen`), { ...common, tokenizer: 'qwen3', scripts: [{ prompt: PROMPT, completion: solution(1, 0), rawPrompt: true }] });
   const mistral = await writeScriptedModel(join(dir, `${name}-mistral`), { ...common, tokenizer: 'llama2', scripts: [{ prompt: PROMPT, completion: solution(1, variant), rawPrompt: true }] });
   return [qwen, mistral];

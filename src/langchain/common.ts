@@ -39,7 +39,7 @@ export interface SafeEnsembleKnobs
     | 'allowSpecialTokens'
   > {}
 
-/** Constructor fields shared by {@link SafeEnsembleLLM} and {@link SafeEnsembleChatModel}. */
+/** Constructor fields shared by {@link index!SafeEnsembleLLM} and {@link index!SafeEnsembleChatModel}. */
 export interface SafeEnsembleFields extends SafeEnsembleKnobs {
   /**
    * Model folders or Hub ids (or `{ source, weight, ...loadOptions }`), or models served by

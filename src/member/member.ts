@@ -26,7 +26,7 @@ export interface EnsembleMember {
   readonly tokens: readonly number[];
   /** Number of ids it holds. */
   readonly length: number;
-  /** Whether whole rows can be read ({@link RowScore.row}); GaC needs them. */
+  /** Whether whole rows can be read ({@link research!RowScore.row}); GaC needs them. */
   readonly wholeRows: boolean;
   /** Whether {@link dispose} has run. */
   readonly disposed: boolean;

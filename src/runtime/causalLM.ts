@@ -203,7 +203,7 @@ export class CausalLM {
   /**
    * Appends `ids` and returns reduced rows: per row the top-k and the logit of an asked id.
    * The full rows stay with the session (in its worker) until the sequence is cropped before
-   * them or a later pass's `holdFrom` passes them; {@link RowScore} reads them on demand. This
+   * them or a later pass's `holdFrom` passes them; {@link research!RowScore} reads them on demand. This
    * is what the ensemble engine uses: full rows cross threads only at ensemble points.
    *
    * @example

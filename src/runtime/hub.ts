@@ -18,11 +18,11 @@ export interface HubOptions {
   cacheDir?: string;
   /** Never download, even when transformers.js allows remote models. */
   localFilesOnly?: boolean;
-  /** See {@link LoadModelOptions.dtype}. */
+  /** See {@link index!LoadModelOptions.dtype}. */
   dtype?: string;
-  /** See {@link LoadModelOptions.modelFileName}. */
+  /** See {@link index!LoadModelOptions.modelFileName}. */
   modelFileName?: string;
-  /** See {@link LoadModelOptions.subfolder}. */
+  /** See {@link index!LoadModelOptions.subfolder}. */
   subfolder?: string;
 }
 

@@ -44,7 +44,7 @@ export interface RunnerSettings {
 }
 
 /**
- * The seam between {@link CausalLM} and wherever its session runs. Calls arrive in order and
+ * The seam between {@link index!CausalLM} and wherever its session runs. Calls arrive in order and
  * one at a time; `crop` takes effect before the next `forward`.
  */
 export interface ModelBackend {
