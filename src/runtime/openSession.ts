@@ -41,6 +41,17 @@ export interface OpenRequest {
   logitsToKeep?: boolean;
   /** Append TopK and a row-sum check after the logits at load (default true). */
   inGraphTopK?: boolean;
+  /** The rewritten graph, already written by the thread that sent the request (see {@link prepareModel}). */
+  prepared?: PreparedModel;
+}
+
+/** A rewritten graph in a temporary folder, written by one thread for a session created on another. */
+export interface PreparedModel {
+  /** Path of the rewritten graph (beside links to the model's other files). */
+  model: string;
+  names: IncrementalCacheNames | null;
+  scores: InGraphScoreNames | null;
+  logitsToKeepAdded: boolean;
 }
 
 /** What opening learned about the model. */
@@ -103,6 +114,22 @@ function modelSource(request: OpenRequest): ModelSource {
     // Not a protobuf this reader understands: onnxruntime reports what is wrong with the file.
     return asExported;
   }
+}
+
+/**
+ * Runs the load-time rewrites here, for a session another thread creates: a worker's open then
+ * skips them, so they overlap the worker's start. Null when nothing applies or the rewritten
+ * graph cannot be a file (the worker then does what it would have done); `cleanup` removes the
+ * folder once the session exists.
+ */
+export function prepareModel(request: OpenRequest): { prepared: PreparedModel; cleanup: () => void } | null {
+  const source = modelSource(request);
+  if (typeof source.model !== 'string' || source.model === request.onnxFile) {
+    source.cleanup();
+    return null;
+  }
+  const { cleanup, ...prepared } = source;
+  return { prepared: prepared as PreparedModel, cleanup };
 }
 
 /** The name of the hard link to the original file beside a skeleton (its weights' location). */
@@ -231,7 +258,8 @@ export interface TokenizerFacts {
  */
 export async function openSession(request: OpenRequest, onWarning: (message: string) => void, facts?: Promise<TokenizerFacts>): Promise<{ runner: SessionRunner; opened: OpenedModel }> {
   const { onnxFile } = request;
-  let source = modelSource(request);
+  // A prepared graph belongs to the thread that wrote it, which removes it.
+  let source: ModelSource = request.prepared ? { ...request.prepared, cleanup: () => undefined } : modelSource(request);
   let created;
   try {
     created = await createSessionWithProviders(source.model, { ...request.execution, onWarning }, classifySessionError(onnxFile), { transposedCache: source.names !== null });

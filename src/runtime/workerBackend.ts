@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { InferenceError, WorkerError } from '../errors.js';
 import { moduleFile } from './moduleFile.js';
 import { countWorkerSession } from './ort.js';
-import type { OpenedModel, OpenRequest, TokenizerFacts } from './openSession.js';
+import { prepareModel, type OpenedModel, type OpenRequest, type PreparedModel, type TokenizerFacts } from './openSession.js';
 import type { RowAnswer, RowQuery, ScorePayload, ScoreRequest } from '../member/scores.js';
 import type { LogitsPayload, ModelBackend } from './sessionRunner.js';
 import { deserializeError, RUNNING, STOPPING, type WorkerReply, type WorkerRequest } from './workerMessages.js';
@@ -60,7 +60,20 @@ function startWorker(state: Int32Array): Worker {
     const tsx = createRequire(here).resolve('tsx/cjs');
     return new Worker(`require(${JSON.stringify(tsx)}); require(${JSON.stringify(entry)});`, { eval: true, workerData: { state } });
   }
-  return new Worker(entry, { workerData: { state } });
+  return new Worker(entry, { workerData: { state }, execArgv: workerExecArgv(process.execArgv) });
+}
+
+/**
+ * The parent's Node options a worker can take: `--input-type` (from `node --input-type=module -e`
+ * or a script piped to stdin) is refused for a worker started from a file.
+ */
+export function workerExecArgv(execArgv: readonly string[]): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < execArgv.length; i++) {
+    if (execArgv[i] === '--input-type') i++;
+    else if (!execArgv[i]!.startsWith('--input-type=')) kept.push(execArgv[i]!);
+  }
+  return kept;
 }
 
 /**
@@ -94,8 +107,10 @@ export class WorkerBackend implements ModelBackend {
    */
   static async open(request: OpenRequest, onWarning: (message: string) => void, facts?: Promise<TokenizerFacts>): Promise<{ backend: WorkerBackend; opened: OpenedModel }> {
     const backend = new WorkerBackend(request, onWarning);
+    let prepared: ReturnType<typeof prepareModel> = null;
     try {
-      const starting = backend.start();
+      // The rewrites run here while the new thread starts up (it would otherwise do them after).
+      const starting = backend.start(() => (prepared = prepareModel(request))?.prepared);
       starting.catch(() => undefined); // awaited below; a failure while the facts load is not unhandled
       if (facts) {
         const known = await facts;
@@ -107,6 +122,8 @@ export class WorkerBackend implements ModelBackend {
     } catch (error) {
       await backend.release();
       throw error;
+    } finally {
+      (prepared as ReturnType<typeof prepareModel>)?.cleanup();
     }
   }
 
@@ -160,7 +177,8 @@ export class WorkerBackend implements ModelBackend {
     }
   }
 
-  private async start(): Promise<OpenedModel> {
+  /** Starts a worker and opens the session in it; `prepare` (first open only) rewrites the graph on this thread meanwhile. */
+  private async start(prepare?: () => PreparedModel | undefined): Promise<OpenedModel> {
     this.state = new Int32Array(new SharedArrayBuffer(8));
     const state = this.state;
     const worker = startWorker(state);
@@ -177,7 +195,8 @@ export class WorkerBackend implements ModelBackend {
     });
     let opened: OpenedModel;
     try {
-      opened = (await this.call({ op: 'open', id: 0, request: this.request })) as OpenedModel;
+      const prepared = prepare?.();
+      opened = (await this.call({ op: 'open', id: 0, request: prepared ? { ...this.request, prepared } : this.request })) as OpenedModel;
     } catch (error) {
       // A restart that cannot reopen the session leaves the backend dead: the next call tries again.
       if (this.worker === worker) {

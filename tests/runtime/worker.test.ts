@@ -10,10 +10,17 @@ import type { WorkerBackend } from '../../src/runtime/workerBackend';
 import { fixtureModel } from '../helpers/fixtures';
 import { comparable } from '../helpers/results';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const MODELS = [fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16, seed: 31, logitScale: 2 }), fixtureModel({ tokenizer: 'llama2', seed: 32, logitScale: 2 })];
 const PROMPT = 'Q: Mia has 37 marbles. She finds 25 more. How many now?\nA:';
+
+/** Temporary folders of rewritten graphs (see openSession.ts) present now. */
+function rewrittenFolders(): number {
+  return readdirSync(tmpdir()).filter((name) => name.startsWith('.lse-rewritten-')).length;
+}
 
 /** The worker behind a model loaded with execution 'worker' (test-only access). */
 function workerOf(lm: CausalLM): WorkerBackend {
@@ -106,8 +113,18 @@ describe('worker execution', () => {
   });
 
   it('a worker that dies fails the waiting call with WorkerError; the next call restarts it with an empty cache', async () => {
+    // A temp folder of this test's own (a worker copies the environment when it starts), so
+    // loads in other test files cannot be counted.
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = mkdtempSync(join(tmpdir(), 'lse-worker-tmp-'));
+    const foldersBefore = rewrittenFolders();
     const lm = await loadModel(MODELS[0]!, { execution: 'worker' });
     const fresh = await loadModel(MODELS[0]!, { execution: 'inline' });
+    // The first open's graph was rewritten on this thread, a restart's in the worker: both
+    // apply the load-time rewrites and remove their temporary folder once the session exists.
+    expect([lm.info.incrementalCache, lm.info.inGraphTopK]).toEqual([fresh.info.incrementalCache, fresh.info.inGraphTopK]);
+    expect(lm.info.incrementalCache).toBe(true);
+    expect(rewrittenFolders()).toBe(foldersBefore);
     try {
       const ids = lm.tokenizer.encode(PROMPT);
       await lm.forward(ids);
@@ -127,10 +144,14 @@ describe('worker execution', () => {
       const again = await lm.forward(ids, { logits: 'last' });
       const expected = await fresh.forward(ids, { logits: 'last' });
       expect(again.data).toEqual(expected.data);
+      expect(rewrittenFolders()).toBe(foldersBefore);
       expect(liveWorkerCount()).toBe(workersBefore + 1);
     } finally {
       await lm.dispose();
       await fresh.dispose();
+      rmSync(process.env.TMPDIR!, { recursive: true, force: true });
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
     }
     expect(liveWorkerCount()).toBe(workersBefore);
     expect(liveSessionCount()).toBe(sessionsBefore);
@@ -194,5 +215,22 @@ describe('worker execution', () => {
     const child = spawnSync(process.execPath, ['-e', script], { cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 120_000 });
     expect(child.stderr).not.toMatch(/terminate called|Aborted/);
     expect(child.status).toBe(0);
+  });
+
+  it('runs in a worker when the process itself is an ES-module eval (node --input-type=module -e)', () => {
+    // Workers inherit the parent's Node options, and one started from a file refuses --input-type.
+    const dir = fixtureModel({ tokenizer: 'qwen3', hiddenSize: 64, seed: 34 });
+    const script = `
+      const { loadModel } = await import('./dist/esm/index.js');
+      const lm = await loadModel(${JSON.stringify(dir)}, { execution: 'worker' });
+      const out = await lm.forward([100, 101, 102]);
+      console.log(lm.execution, out.vocabSize);
+      await lm.dispose();`;
+    for (const flags of [['--input-type=module'], ['--input-type', 'module']]) {
+      const child = spawnSync(process.execPath, [...flags, '-e', script], { cwd: join(__dirname, '..', '..'), encoding: 'utf8', timeout: 120_000 });
+      expect(child.stderr).toBe('');
+      expect(child.stdout.trim()).toMatch(/^worker \d+$/);
+      expect(child.status).toBe(0);
+    }
   });
 });
