@@ -10,16 +10,27 @@ import type { WorkerBackend } from '../../src/runtime/workerBackend';
 import { fixtureModel } from '../helpers/fixtures';
 import { comparable } from '../helpers/results';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 const MODELS = [fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16, seed: 31, logitScale: 2 }), fixtureModel({ tokenizer: 'llama2', seed: 32, logitScale: 2 })];
 const PROMPT = 'Q: Mia has 37 marbles. She finds 25 more. How many now?\nA:';
 
-/** Temporary folders of rewritten graphs (see openSession.ts) present now. */
-function rewrittenFolders(): number {
-  return readdirSync(tmpdir()).filter((name) => name.startsWith('.lse-rewritten-')).length;
+/**
+ * Temporary folders of rewritten graphs (see openSession.ts) made from the model folder that
+ * holds `marker`: a rewritten folder links every file of its model's folder, so the marker tells
+ * this test's folders from those of test files running beside it.
+ */
+function rewrittenFolders(marker: string): number {
+  const mine = (name: string) => {
+    try {
+      return readdirSync(join(tmpdir(), name)).includes(marker);
+    } catch {
+      return false; // removed while listed
+    }
+  };
+  return readdirSync(tmpdir()).filter((name) => name.startsWith('.lse-rewritten-') && mine(name)).length;
 }
 
 /** The worker behind a model loaded with execution 'worker' (test-only access). */
@@ -113,19 +124,19 @@ describe('worker execution', () => {
   });
 
   it('a worker that dies fails the waiting call with WorkerError; the next call restarts it with an empty cache', async () => {
-    // A temp folder of this test's own (a worker copies the environment when it starts), so
-    // loads in other test files cannot be counted.
-    const savedTmp = process.env.TMPDIR;
-    process.env.TMPDIR = mkdtempSync(join(tmpdir(), 'lse-worker-tmp-'));
-    const foldersBefore = rewrittenFolders();
-    const lm = await loadModel(MODELS[0]!, { execution: 'worker' });
+    // A private copy of the model whose folder holds a marker file (see rewrittenFolders).
+    const copy = mkdtempSync(join(tmpdir(), 'lse-worker-model-'));
+    cpSync(MODELS[0]!, copy, { recursive: true });
+    const marker = `marker-${basename(copy)}`;
+    writeFileSync(join(copy, 'onnx', marker), ''); // beside the graph, whose folder is linked
+    const lm = await loadModel(copy, { execution: 'worker' });
     const fresh = await loadModel(MODELS[0]!, { execution: 'inline' });
-    // The first open's graph was rewritten on this thread, a restart's in the worker: both
-    // apply the load-time rewrites and remove their temporary folder once the session exists.
-    expect([lm.info.incrementalCache, lm.info.inGraphTopK]).toEqual([fresh.info.incrementalCache, fresh.info.inGraphTopK]);
-    expect(lm.info.incrementalCache).toBe(true);
-    expect(rewrittenFolders()).toBe(foldersBefore);
     try {
+      // The first open's graph was rewritten on this thread, a restart's in the worker: both
+      // apply the load-time rewrites and remove their temporary folder once the session exists.
+      expect([lm.info.incrementalCache, lm.info.inGraphTopK]).toEqual([fresh.info.incrementalCache, fresh.info.inGraphTopK]);
+      expect(lm.info.incrementalCache).toBe(true);
+      expect(rewrittenFolders(marker)).toBe(0);
       const ids = lm.tokenizer.encode(PROMPT);
       await lm.forward(ids);
       const inFlight = lm.forward([5, 6, 7]);
@@ -144,14 +155,12 @@ describe('worker execution', () => {
       const again = await lm.forward(ids, { logits: 'last' });
       const expected = await fresh.forward(ids, { logits: 'last' });
       expect(again.data).toEqual(expected.data);
-      expect(rewrittenFolders()).toBe(foldersBefore);
+      expect(rewrittenFolders(marker)).toBe(0);
       expect(liveWorkerCount()).toBe(workersBefore + 1);
     } finally {
       await lm.dispose();
       await fresh.dispose();
-      rmSync(process.env.TMPDIR!, { recursive: true, force: true });
-      if (savedTmp === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = savedTmp;
+      rmSync(copy, { recursive: true, force: true });
     }
     expect(liveWorkerCount()).toBe(workersBefore);
     expect(liveSessionCount()).toBe(sessionsBefore);
