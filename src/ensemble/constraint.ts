@@ -12,6 +12,7 @@ import { RowScore, type RowAnswer, type RowQuery, type ScorePayload } from '../m
 import { truncateTop } from '../member/truncation.js';
 import { bytesEqual, utf8 } from '../text/bytes.js';
 import type { EnsembleMember } from '../member/member.js';
+import { TokenTable } from './tokenTable.js';
 import type { Vocabulary } from './vocabulary.js';
 
 /** What constrainRow needs of a member. */
@@ -38,10 +39,20 @@ export interface ConstrainedMember {
  * ```
  */
 export interface TextConstraint {
-  /** Whether `next` (a token's bytes) may follow `written`: the response stays a prefix of some allowed text. */
-  allows(written: Uint8Array, next: Uint8Array): boolean;
+  /**
+   * Whether `next` (a token's bytes) may follow `written`: the response stays a prefix of some
+   * allowed text. `tokensLeft`: tokens the response may still take, this one included (a
+   * constraint may use it to close its text in time; Infinity when unbounded).
+   */
+  allows(written: Uint8Array, next: Uint8Array, tokensLeft?: number): boolean;
   /** Whether the response may end after `written` (end-of-sequence is allowed there). */
   allowsEnd(written: Uint8Array): boolean;
+  /**
+   * Optional, for speed: which of `table`'s tokens may follow `written` (1: allowed; ids with
+   * empty bytes are never asked about), as `allows` would answer for each. The returned array
+   * may be shared: it is not written to.
+   */
+  allowedTokens?(written: Uint8Array, table: TokenTable, tokensLeft?: number): Uint8Array;
 }
 
 /** A constraint whose allowed responses are a fixed set of strings (each in full). */
@@ -94,23 +105,32 @@ const DISALLOWED_LOGIT = -(2 ** 100);
  * known only through its top-k (a served model) is masked there, its normalizer taken over the
  * allowed entries it returned.
  */
-export async function constrainRow(row: RowScore, m: ConstrainedMember, written: Uint8Array, atStart: boolean, constraint: TextConstraint): Promise<RowScore> {
+export async function constrainRow(row: RowScore, m: ConstrainedMember, written: Uint8Array, atStart: boolean, constraint: TextConstraint, tokensLeft = Infinity): Promise<RowScore> {
   const tok = m.lm.tokenizer;
   const canEnd = constraint.allowsEnd(written);
+  const table = TokenTable.of(tok, atStart && m.addsSpace);
+  // One mask per row where the constraint can give one (a grammar walks its token trie once per state).
+  const mask = constraint.allowedTokens ? constraint.allowedTokens(written, table, tokensLeft) : null;
   const allowed = (id: number): boolean => {
     if (id < 0 || id >= tok.producibleIds) return false;
     if (m.vocab.isEos(id)) return canEnd;
-    if (tok.isSpecial(id)) return false;
-    let bytes = tok.tokenBytes(id);
-    if (atStart && m.addsSpace && bytes[0] === 0x20) bytes = bytes.subarray(1);
-    return bytes.length > 0 && constraint.allows(written, bytes);
+    const bytes = table.bytesOf(id);
+    if (bytes.length === 0) return false;
+    return mask ? mask[id] === 1 : constraint.allows(written, bytes, tokensLeft);
   };
   const k = row.top().ids.length;
   let payload: ScorePayload;
   let reader: (query: RowQuery) => Promise<RowAnswer>;
   if (m.lm.wholeRows) {
-    const masked = (await row.row()).slice();
-    for (let id = 0; id < masked.length; id++) if (!allowed(id)) masked[id] = DISALLOWED_LOGIT;
+    const full = await row.row();
+    const masked = full.slice();
+    if (mask) {
+      // Typed-array passes: the mask says every token but end-of-sequence (special: no bytes).
+      const n = Math.min(masked.length, mask.length);
+      for (let id = 0; id < n; id++) if (mask[id] !== 1) masked[id] = DISALLOWED_LOGIT;
+      masked.fill(DISALLOWED_LOGIT, n);
+      for (const eos of tok.eosTokenIds) if (eos < masked.length && canEnd) masked[eos] = full[eos]!;
+    } else for (let id = 0; id < masked.length; id++) if (!allowed(id)) masked[id] = DISALLOWED_LOGIT;
     const best = topKOf(masked, k);
     const allowedCount = best.logits.findIndex((l) => l === DISALLOWED_LOGIT);
     // Fewer allowed tokens than k: the row lists just those (a disallowed entry is never a candidate).

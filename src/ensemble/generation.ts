@@ -48,7 +48,7 @@ export function generationState(models: readonly EnsembleMember[], prompts: read
     sampling = { truncation: { temperature: options.temperature, topK: options.topK, topP: options.topP }, random, cut: options.topK > 0 || options.topP < 1 };
     stats.sampling = { seed: random.seed, tested: 0, accepted: 0, rejected: 0 };
   }
-  return { options, members, drafter, verifiers: members.filter((m) => m !== drafter), bytes: new ByteBuffer(), ids: [], lead: 0, verifiedBase: 0, finish: null, stats, sampling, constraint: options.constraint ?? null };
+  return { options, members, drafter, verifiers: members.filter((m) => m !== drafter), bytes: new ByteBuffer(), ids: [], lead: 0, verifiedBase: 0, finish: null, stats, sampling, constraint: options.constraint ?? null, budget: options.maxNewTokens };
 }
 
 /** Runs one generation; `run()` yields committed text and returns the result. */
@@ -73,6 +73,7 @@ export class Generation {
     // longer than the drafter's, hence the margin of one draft).
     const room = Math.min(...state.members.map((m) => m.lm.maxPositions - m.prompt.ids.length)) - options.draftLength - 1;
     this.budget = Math.max(1, Math.min(options.maxNewTokens, room));
+    state.budget = this.budget;
   }
 
   /** Yields text as it is committed; returns the result. */

@@ -5,6 +5,7 @@
 import { describeValue } from '../describeValue.js';
 import { InvalidArgumentError } from '../errors.js';
 import { checkConstraint, type TextConstraint } from './constraint.js';
+import { responseFormatConstraint, type ResponseFormat } from './jsonConstraint.js';
 
 /** What happens after SAFE rejects a drafted token: a draw from the residual distribution, or from the ensemble's. */
 export type RejectionRule = 'residual' | 'ensemble';
@@ -74,6 +75,8 @@ export interface EnsembleOptions {
   tools?: unknown[];
   /** What the response may be: every drafted, ensembled and sampled token is masked by it (see {@link TextConstraint}). */
   constraint?: TextConstraint;
+  /** What the response must be: `'json'` (any JSON object), a JSON Schema, or OpenAI's `{ type: 'json_schema', json_schema: { schema } }`; the response is then valid JSON by construction (see {@link JsonSchemaConstraint}). */
+  responseFormat?: ResponseFormat;
   /** Debug: re-tokenize every model's text and recompute every cache from scratch each cycle. */
   recomputeCaches?: boolean;
 }
@@ -133,7 +136,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
 /** Names of all option fields, for filtering call options. */
 export const OPTION_KEYS: ReadonlyArray<keyof EnsembleOptions> = [
   'strategy', 'baseEnsembler', 'unionTopK', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
-  'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches', 'constraint',
+  'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches', 'constraint', 'responseFormat',
 ];
 
 function fail(field: string, message: string): never {
@@ -292,7 +295,15 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     rawPrompt: bool('rawPrompt', get('rawPrompt')),
     allowSpecialTokens: bool('allowSpecialTokens', get('allowSpecialTokens')),
     tools: tools as unknown[] | undefined,
-    constraint: checkConstraint(merged.constraint),
+    constraint: constraintOf(merged.constraint, merged.responseFormat),
     recomputeCaches: bool('recomputeCaches', get('recomputeCaches')),
   };
+}
+
+/** The constraint of a call: its own, or its response format's (not both). */
+function constraintOf(constraint: unknown, format: unknown): TextConstraint | undefined {
+  const own = checkConstraint(constraint);
+  const fromFormat = responseFormatConstraint(format);
+  if (own && fromFormat) throw new InvalidArgumentError('responseFormat', 'responseFormat and constraint were both given; a call takes one of them.');
+  return own ?? fromFormat ?? undefined;
 }

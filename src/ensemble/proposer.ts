@@ -56,7 +56,8 @@ export class DraftProposer {
     const constraint = this.state.constraint;
     if (!row || !constraint) return row;
     const { written, atStart } = this.writtenBefore(drafted);
-    return constrainRow(row, this.state.drafter, written, atStart, constraint);
+    const left = this.state.budget - this.state.ids.length - drafted.length;
+    return constrainRow(row, this.state.drafter, written, atStart, constraint, left);
   }
 
   /** The response (without the drafter's lead) before the token after `drafted`, for the constraint. */

@@ -10,7 +10,7 @@ import { fromUtf8 } from '../text/bytes.js';
 import { encodeResponse, type ResponseTokenization } from '../text/continuation.js';
 import { constrainRow } from './constraint.js';
 import { stableAlignment } from './gates.js';
-import { commonPrefix, firstTokenAtOrAfter, Joined, scorePass, type GenerationState, type Member } from './sequence.js';
+import { commonPrefix, firstTokenAtOrAfter, Joined, scorePass, tokensLeftAt, type GenerationState, type Member } from './sequence.js';
 
 /** A verifier's probability of a continuation string, by the chain rule over its own tokens. */
 export interface ContinuationScore {
@@ -117,7 +117,7 @@ export class VerifierScorer implements LookAhead {
     const v = this.state.verifiers[vi]!;
     const row = rowAt(v.prompt.ids.length + k);
     const constraint = this.state.constraint;
-    return constraint ? constrainRow(row, v, response.subarray(0, offset), offset === 0, constraint) : row;
+    return constraint ? constrainRow(row, v, response.subarray(0, offset), offset === 0, constraint, tokensLeftAt(this.state, offset)) : row;
   }
 
   /**

@@ -82,6 +82,14 @@ export interface GenerationState {
   readonly sampling: SamplingState | null;
   /** What the response may be (null: anything; nothing is computed for it). */
   readonly constraint: TextConstraint | null;
+  /** Most drafter tokens the response may have (a constraint closes its text within them). */
+  budget: number;
+}
+
+/** Tokens left to the budget's end for the token that starts at response byte `offset` (each byte past the committed text counted as a token: a bound). */
+export function tokensLeftAt(state: GenerationState, offset: number): number {
+  const committed = Math.max(0, state.bytes.length - state.lead);
+  return state.budget - state.ids.length - Math.max(0, offset - committed);
 }
 
 /** Whether a tokenizer writes a dummy-prefix space before a response in this prompt context. */
