@@ -21,16 +21,10 @@ const MASKS_KEPT = 96;
 const CLOSING_MARGIN = 16;
 
 /**
- * A constraint to JSON that validates against a schema.
- *
- * @example
- * ```ts
- * const answer = new JsonSchemaConstraint({ type: 'object', properties: { answer: { type: 'number' } }, required: ['answer'] });
- * const { text } = await ensemble.generate('Mia has 3 apples and buys 4. How many?', { constraint: answer });
- * JSON.parse(text).answer; // a number
- * ```
+ * A constraint to the texts of a compiled grammar (a JSON Schema, or a reply with tool calls):
+ * see {@link JsonSchemaConstraint}.
  */
-export class JsonSchemaConstraint implements TextConstraint {
+export class GrammarConstraint implements TextConstraint {
   private readonly compiled: CompiledSchema;
   private readonly start: Config[];
   /** The last response seen and the configurations after each of its bytes (index i: after i bytes). */
@@ -41,16 +35,10 @@ export class JsonSchemaConstraint implements TextConstraint {
   /** Counters, for benchmarks and tests: trie walks done and masks served from the cache. */
   readonly counts = { walks: 0, cached: 0 };
 
-  /** `schema`: a JSON Schema object (or `true` / `{}`: any JSON value). `field` names the option in errors. */
-  constructor(schema: unknown, field = 'schema') {
-    this.compiled = compileJsonSchema(schema, field);
-    this.start = startConfigs(this.compiled.root);
+  constructor(compiled: CompiledSchema) {
+    this.compiled = compiled;
+    this.start = startConfigs(compiled.root);
     this.states = [this.start];
-  }
-
-  /** Any JSON object (`objectOnly`, JSON mode) or any JSON value. */
-  static anyJson(objectOnly = true): JsonSchemaConstraint {
-    return new JsonSchemaConstraint(objectOnly ? { type: 'object' } : {}, 'responseFormat');
   }
 
   allows(written: Uint8Array, next: Uint8Array, remainingTokens = Infinity): boolean {
@@ -92,10 +80,11 @@ export class JsonSchemaConstraint implements TextConstraint {
     const limited = Number.isFinite(remaining);
     const restBefore = limited ? minRest(states) : 0;
     const only = states.length === 1 ? states[0]! : null;
-    if (only && only.t === 'str' && only.escape === 0 && only.pending === 0 && only.node.maxLength === Infinity) {
-      // Inside a string of any length: plain tokens are allowed and change nothing (the text
-      // needs as many bytes after them as before); only the others need a walk.
-      const split = table.stringSplit;
+    // Inside a string of any length, or in free text before a call marker: the plain tokens are
+    // allowed and change nothing (the text needs as many bytes after them as before); only the
+    // others need a walk.
+    const split = only?.t === 'str' && only.escape === 0 && only.pending === 0 && only.node.maxLength === Infinity ? table.stringSplit : only?.t === 'free' && only.matched === 0 ? table.withoutByte(only.node.marker[0]!) : null;
+    if (split) {
       mask = split.plain.slice();
       if (limited) {
         const longest = Math.max(remaining, restBefore) - restBefore;
@@ -154,6 +143,28 @@ export class JsonSchemaConstraint implements TextConstraint {
     }
     this.knownLength = written.length;
     return current;
+  }
+}
+
+/**
+ * A constraint to JSON that validates against a schema.
+ *
+ * @example
+ * ```ts
+ * const answer = new JsonSchemaConstraint({ type: 'object', properties: { answer: { type: 'number' } }, required: ['answer'] });
+ * const { text } = await ensemble.generate('Mia has 3 apples and buys 4. How many?', { constraint: answer });
+ * JSON.parse(text).answer; // a number
+ * ```
+ */
+export class JsonSchemaConstraint extends GrammarConstraint {
+  /** `schema`: a JSON Schema object (or `true` / `{}`: any JSON value). `field` names the option in errors. */
+  constructor(schema: unknown, field = 'schema') {
+    super(compileJsonSchema(schema, field));
+  }
+
+  /** Any JSON object (`objectOnly`, JSON mode) or any JSON value. */
+  static anyJson(objectOnly = true): JsonSchemaConstraint {
+    return new JsonSchemaConstraint(objectOnly ? { type: 'object' } : {}, 'responseFormat');
   }
 }
 

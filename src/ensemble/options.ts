@@ -6,6 +6,7 @@ import { describeValue } from '../describeValue.js';
 import { InvalidArgumentError } from '../errors.js';
 import { checkConstraint, type TextConstraint } from './constraint.js';
 import { responseFormatConstraint, type ResponseFormat } from './jsonConstraint.js';
+import { normalizeToolChoice, type ToolChoice } from './toolChoice.js';
 
 /** What happens after SAFE rejects a drafted token: a draw from the residual distribution, or from the ensemble's. */
 export type RejectionRule = 'residual' | 'ensemble';
@@ -75,6 +76,8 @@ export interface EnsembleOptions {
   tools?: unknown[];
   /** What the response may be: every drafted, ensembled and sampled token is masked by it (see {@link TextConstraint}). */
   constraint?: TextConstraint;
+  /** With `tools`: `'auto'` (default: text, or calls constrained to the tools' names and schemas once the call marker starts), `'required'` / `'any'` (a call is forced), a tool's name (that tool is called), or `'none'` (unconstrained, no call expected). */
+  toolChoice?: ToolChoice;
   /** What the response must be: `'json'` (any JSON object), a JSON Schema, or OpenAI's `{ type: 'json_schema', json_schema: { schema } }`; the response is then valid JSON by construction (see {@link JsonSchemaConstraint}). */
   responseFormat?: ResponseFormat;
   /** Debug: re-tokenize every model's text and recompute every cache from scratch each cycle. */
@@ -106,11 +109,12 @@ export interface ResolvedOptions {
   allowSpecialTokens: boolean;
   tools: unknown[] | undefined;
   constraint: TextConstraint | undefined;
+  toolChoice: ToolChoice | undefined;
   recomputeCaches: boolean;
 }
 
 /** The paper's defaults (SAFE.md §4), with a library-sized maxNewTokens. */
-export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights' | 'constraint'>> = Object.freeze({
+export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights' | 'constraint' | 'toolChoice'>> = Object.freeze({
   strategy: 'safe',
   baseEnsembler: 'unite',
   unionTopK: 10,
@@ -136,7 +140,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
 /** Names of all option fields, for filtering call options. */
 export const OPTION_KEYS: ReadonlyArray<keyof EnsembleOptions> = [
   'strategy', 'baseEnsembler', 'unionTopK', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
-  'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches', 'constraint', 'responseFormat',
+  'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches', 'constraint', 'responseFormat', 'toolChoice',
 ];
 
 function fail(field: string, message: string): never {
@@ -296,6 +300,7 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     allowSpecialTokens: bool('allowSpecialTokens', get('allowSpecialTokens')),
     tools: tools as unknown[] | undefined,
     constraint: constraintOf(merged.constraint, merged.responseFormat),
+    toolChoice: merged.toolChoice === undefined ? undefined : (normalizeToolChoice(merged.toolChoice), merged.toolChoice as ToolChoice),
     recomputeCaches: bool('recomputeCaches', get('recomputeCaches')),
   };
 }

@@ -14,6 +14,7 @@ import type { EnsembleMember } from '../member/member.js';
 import { GacUnion } from './aggregate.js';
 import { Generation } from './generation.js';
 import { resolveOptions, type EnsembleOptions, type ResolvedOptions } from './options.js';
+import { toolCallConstraint } from './toolChoice.js';
 import { renderPrompt, validateInput, type EnsembleInput } from './prompt.js';
 import type { EnsembleChunk, EnsembleResult } from './types.js';
 import { ChunkFeed, FeedIterator } from './chunkFeed.js';
@@ -218,7 +219,9 @@ export class SafeEnsemble {
       const signal = resolved.signal ? AbortSignal.any([resolved.signal, leave.signal]) : leave.signal;
       // Every model needs room for at least one more token; longer prompts fail before any forward pass.
       const prompts = this.models.map((m) => renderPrompt(m, input, { rawPrompt: resolved.rawPrompt, tools: resolved.tools, allowSpecialTokens: resolved.allowSpecialTokens, reserve: 1 }));
-      const generation = new Generation(this.models, prompts, this.drafterIndex, { ...resolved, signal }, () => this.gacUnion());
+      // Offered tools: calls constrained to them, as the drafter's template writes calls.
+      const constraint = resolved.constraint ?? (resolved.tools?.length ? toolCallConstraint(resolved.tools, resolved.toolChoice, this.models[this.drafterIndex]!.tokenizer.chatTemplate) ?? undefined : undefined);
+      const generation = new Generation(this.models, prompts, this.drafterIndex, { ...resolved, signal, constraint }, () => this.gacUnion());
       const run = generation.run();
       for (;;) {
         const step = await run.next();

@@ -14,6 +14,7 @@ export class TokenTable {
   private readonly bytes: Uint8Array[];
   private trie: TokenTrie | null = null;
   private split: { plain: Uint8Array; rest: TokenTrie } | null = null;
+  private readonly byteSplits = new Map<number, { plain: Uint8Array; rest: TokenTrie }>();
 
   /** Byte length of each token (capped at 65535). */
   readonly lengths: Uint16Array;
@@ -56,6 +57,26 @@ export class TokenTable {
   /** The trie over every token's bytes. */
   get tokenTrie(): TokenTrie {
     return (this.trie ??= new TokenTrie(this.bytes));
+  }
+
+  /**
+   * The tokens without byte `b` as a mask, and a trie of the others: in free text waiting for a
+   * marker that starts with `b`, the former leave the state as it was.
+   */
+  withoutByte(b: number): { plain: Uint8Array; rest: TokenTrie } {
+    let split = this.byteSplits.get(b);
+    if (!split) {
+      const plain = new Uint8Array(this.size);
+      const empty = new Uint8Array(0);
+      const others = this.bytes.map((t, id) => {
+        const isPlain = t.length > 0 && !t.includes(b);
+        plain[id] = isPlain ? 1 : 0;
+        return isPlain ? empty : t;
+      });
+      split = { plain, rest: new TokenTrie(others) };
+      this.byteSplits.set(b, split);
+    }
+    return split;
   }
 
   /**

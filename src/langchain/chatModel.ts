@@ -12,6 +12,9 @@ import type { Runnable, RunnableConfig } from '@langchain/core/runnables';
 import { convertToOpenAITool } from '@langchain/core/utils/function_calling';
 import { toJsonSchema } from '@langchain/core/utils/json_schema';
 import type { StructuredOutputMethodOptions } from '@langchain/core/language_models/base';
+import { assembleStructuredOutputPipeline, createContentParser, createFunctionCallingParser } from '@langchain/core/language_models/structured_output';
+import { isInteropZodSchema } from '@langchain/core/utils/types';
+import { isSerializableSchema } from '@langchain/core/utils/standard_schema';
 import { InvalidArgumentError } from '../errors.js';
 import { checkToolDefinitions } from '../ensemble/options.js';
 import type { EnsembleResult } from '../ensemble/types.js';
@@ -143,7 +146,7 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
 
   /** Tool calling through each model's chat template; no schema-constrained decoding. */
   get profile(): ModelProfile {
-    return { toolCalling: true, structuredOutput: false } as ModelProfile;
+    return { toolCalling: true, toolChoice: true, structuredOutput: true } as ModelProfile;
   }
 
   /** The resolved SAFE options of a call (for tracing). */
@@ -194,23 +197,44 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
   }
 
   /**
-   * Structured output through tool calling (the models write a call to a tool whose parameters
-   * are the schema). Traces carry `ls_structured_output_format`, as LangChain's providers do.
+   * Structured output that always parses. `functionCalling` (default): a forced call of a tool
+   * whose parameters are the schema; `jsonSchema`: the reply is JSON valid against the schema;
+   * `jsonMode`: the reply is a JSON object. Every method is grammar-constrained (see
+   * {@link ResponseFormat}); zod schemas are also checked by their parser. Traces carry
+   * `ls_structured_output_format`, as LangChain's providers do.
+   *
+   * @example
+   * ```ts
+   * const Answer = z.object({ answer: z.number() });
+   * const structured = chat.withStructuredOutput(Answer, { method: 'jsonSchema' });
+   * const { answer } = await structured.invoke('Mia has 3 apples and buys 4. How many?');
+   * ```
    */
   withStructuredOutput<RunOutput extends Record<string, unknown> = Record<string, unknown>>(
     outputSchema: Parameters<BaseChatModel['withStructuredOutput']>[0],
     config?: StructuredOutputMethodOptions<boolean>,
   ): Runnable<BaseLanguageModelInput, RunOutput> | Runnable<BaseLanguageModelInput, { raw: BaseMessage; parsed: RunOutput }> {
-    const method = config?.method ?? 'functionCalling';
-    if (method !== 'functionCalling' && method !== 'function_calling') {
-      throw new InvalidArgumentError('method', `withStructuredOutput: method ${JSON.stringify(method)} is not supported; the ensemble produces structured output through tool calling (method 'functionCalling').`);
+    const method = normalizeMethod(config?.method);
+    let schema: Record<string, unknown>;
+    try {
+      schema = (isInteropZodSchema(outputSchema) || isSerializableSchema(outputSchema as never) ? toJsonSchema(outputSchema as never) : outputSchema) as Record<string, unknown>;
+    } catch (cause) {
+      throw new InvalidArgumentError('schema', `withStructuredOutput: the schema cannot be converted to JSON Schema (${(cause as Error)?.message?.slice(0, 120)}).`);
     }
-    const format = { kwargs: { method: 'functionCalling' }, schema: toJsonSchema(outputSchema as never) };
-    // The base implementation binds the schema as a tool; this instance's bindTools adds the format.
-    const withFormat = Object.create(this, {
-      bindTools: { value: (tools: BindToolsInput[], kwargs?: Partial<SafeEnsembleChatModelCallOptions>) => this.bindTools(tools, { ...kwargs, ls_structured_output_format: format } as never) },
-    }) as this;
-    return BaseChatModel.prototype.withStructuredOutput.call(withFormat, outputSchema as never, { ...config, method: 'functionCalling' } as never) as never;
+    const format = { kwargs: { method }, schema };
+    if (method === 'functionCalling') {
+      const name = config?.name ?? (typeof (outputSchema as { name?: unknown }).name === 'string' && !isInteropZodSchema(outputSchema) ? (outputSchema as { name: string }).name : 'extract');
+      const description = (schema.description as string | undefined) ?? 'A function available to call.';
+      const tool = { type: 'function', function: { name, description, parameters: schema } };
+      // The call is forced: the reply is one call of this tool, its arguments valid by construction.
+      const llm = this.bindTools([tool], { tool_choice: name, ls_structured_output_format: format } as never);
+      const parser = createFunctionCallingParser(outputSchema as never, name);
+      return assembleStructuredOutputPipeline(llm as never, parser as never, config?.includeRaw, config?.includeRaw ? 'StructuredOutputRunnable' : 'StructuredOutput') as never;
+    }
+    const responseFormat = method === 'jsonSchema' ? (schema.type === undefined && schema.properties === undefined && schema.anyOf === undefined && schema.$ref === undefined && typeof schema.schema === 'object' ? (schema.schema as Record<string, unknown>) : schema) : 'json';
+    const llm = this.withConfig({ responseFormat, ls_structured_output_format: format } as never);
+    const parser = createContentParser(outputSchema as never);
+    return assembleStructuredOutputPipeline(llm as never, parser as never, config?.includeRaw, config?.includeRaw ? 'StructuredOutputRunnable' : 'StructuredOutput') as never;
   }
 
   async _generate(messages: BaseMessage[], options: this['ParsedCallOptions'], runManager?: CallbackManagerForLLMRun): Promise<ChatResult> {
@@ -284,4 +308,12 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
   async dispose(): Promise<void> {
     await this.handle.dispose();
   }
+}
+
+/** LangChain's method names, both spellings. */
+function normalizeMethod(method: unknown): 'functionCalling' | 'jsonSchema' | 'jsonMode' {
+  if (method === undefined || method === 'functionCalling' || method === 'function_calling') return 'functionCalling';
+  if (method === 'jsonSchema' || method === 'json_schema') return 'jsonSchema';
+  if (method === 'jsonMode' || method === 'json_mode') return 'jsonMode';
+  throw new InvalidArgumentError('method', `withStructuredOutput: unknown method ${JSON.stringify(method)}; use 'functionCalling', 'jsonSchema' or 'jsonMode'.`);
 }

@@ -37,6 +37,7 @@ export interface SafeEnsembleKnobs
     | 'trace'
     | 'rawPrompt'
     | 'allowSpecialTokens'
+    | 'responseFormat'
   > {}
 
 /** Constructor fields shared by {@link index!SafeEnsembleLLM} and {@link index!SafeEnsembleChatModel}. */
@@ -71,7 +72,7 @@ export function callSignal(fields: SafeEnsembleFields, signal: AbortSignal | und
 }
 
 /** Names of the knobs, for picking them out of call options and `configurable.safeEnsemble`. */
-export const KNOB_KEYS = OPTION_KEYS.filter((k) => k !== 'signal' && k !== 'stop' && k !== 'tools' && k !== 'recomputeCaches' && k !== 'constraint') as ReadonlyArray<keyof SafeEnsembleKnobs>;
+export const KNOB_KEYS = OPTION_KEYS.filter((k) => k !== 'signal' && k !== 'stop' && k !== 'tools' && k !== 'recomputeCaches' && k !== 'constraint' && k !== 'toolChoice') as ReadonlyArray<keyof SafeEnsembleKnobs>;
 
 /** Copies the defined knob fields of `source`. */
 export function pickKnobs(source: object | undefined | null): SafeEnsembleKnobs {
@@ -105,7 +106,7 @@ export function mergeConfigurable<T extends object>(config: RunnableConfig, call
 export function callOptionsFor(
   fields: SafeEnsembleFields,
   modelCount: number,
-  call: SafeEnsembleKnobs & { stop?: string[]; signal?: AbortSignal; tools?: unknown[] },
+  call: SafeEnsembleKnobs & { stop?: string[]; signal?: AbortSignal; tools?: unknown[]; tool_choice?: unknown },
   defaults: Partial<EnsembleOptions> = {},
 ): EnsembleOptions {
   const stop = [...(fields.stop ?? []), ...(fields.stopSequences ?? []), ...(call.stop ?? [])];
@@ -117,6 +118,7 @@ export function callOptionsFor(
     ...(stop.length ? { stop: [...new Set(stop)] } : {}),
     ...(call.signal ? { signal: call.signal } : {}),
     ...(call.tools?.length ? { tools: call.tools } : {}),
+    ...(call.tools?.length && call.tool_choice !== undefined ? { toolChoice: call.tool_choice as EnsembleOptions['toolChoice'] } : {}),
   };
   resolveOptions(modelCount, options); // fail before any model runs
   return options;
@@ -142,11 +144,13 @@ export const PROVIDER = 'safe_ensemble';
 
 /** Every SAFE knob as it takes effect in a call (defaults filled in), for traces. */
 export function effectiveKnobs(modelCount: number, call: EnsembleOptions): Record<string, unknown> {
-  const { signal: _signal, tools: _tools, recomputeCaches: _debug, ...knobs } = resolveOptions(modelCount, call);
+  // The constraint object stays out (it holds caches); the format it came from goes in as given.
+  const { signal: _signal, tools: _tools, recomputeCaches: _debug, constraint: _constraint, toolChoice, ...knobs } = resolveOptions(modelCount, call);
   void _signal;
   void _tools;
   void _debug;
-  return knobs;
+  void _constraint;
+  return { ...knobs, ...(call.responseFormat !== undefined ? { responseFormat: call.responseFormat } : {}), ...(toolChoice !== undefined ? { toolChoice } : {}) };
 }
 
 /** Why a LangChain stream's generation was stopped when its consumer left. */

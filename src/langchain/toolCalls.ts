@@ -81,6 +81,28 @@ function collect(out: ParsedOutput, raw: string): void {
   }
 }
 
+/** The index just past the JSON object that starts (after blanks) at `from`, or -1. */
+function jsonEnd(text: string, from: number): number {
+  let i = from;
+  while (i < text.length && /\s/.test(text[i]!)) i++;
+  if (text[i] !== '{') return -1;
+  let depth = 0;
+  let inString = false;
+  for (; i < text.length; i++) {
+    const ch = text[i]!;
+    if (inString) {
+      if (ch === '\\') i++;
+      else if (ch === '"') inString = false;
+    } else if (ch === '"') inString = true;
+    else if (ch === '{' || ch === '[') depth++;
+    else if (ch === '}' || ch === ']') {
+      depth--;
+      if (depth === 0) return i + 1;
+    }
+  }
+  return -1;
+}
+
 /** Splits generated text into content and tool calls. Every call gets a fresh unique id. */
 export function parseToolCalls(text: string): ParsedOutput {
   const out: ParsedOutput = { content: text, toolCalls: [], invalidToolCalls: [] };
@@ -95,10 +117,16 @@ export function parseToolCalls(text: string): ParsedOutput {
         break;
       }
       rest.push(text.slice(at, open));
-      const close = text.indexOf('</tool_call>', open);
-      collect(out, text.slice(open + '<tool_call>'.length, close < 0 ? text.length : close));
+      const start = open + '<tool_call>'.length;
+      // The call's JSON ends where its braces balance (its strings may hold "</tool_call>");
+      // where they never do, at the close tag.
+      const end = jsonEnd(text, start);
+      const close = end >= 0 ? end : text.indexOf('</tool_call>', open);
+      collect(out, text.slice(start, close < 0 ? text.length : close));
       if (close < 0) break;
-      at = close + '</tool_call>'.length;
+      at = close;
+      const after = /^\s*<\/tool_call>/.exec(text.slice(at));
+      if (after) at += after[0].length;
     }
     out.content = rest.join('');
     return out;

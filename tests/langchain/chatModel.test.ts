@@ -56,8 +56,8 @@ describe('SafeEnsembleChatModel', () => {
     expect(chunks.map((c) => c.content).join('')).toBe(''); // the markup is never streamed as text
   });
 
-  it('puts a malformed tool call into invalid_tool_calls', async () => {
-    const reply = await chat.bindTools([new Calculator()]).invoke(BROKEN);
+  it('puts a malformed tool call into invalid_tool_calls (with tool_choice none: calls are not constrained)', async () => {
+    const reply = await chat.bindTools([new Calculator()], { tool_choice: 'none' }).invoke(BROKEN);
     expect(reply.tool_calls).toEqual([]);
     expect(reply.invalid_tool_calls).toHaveLength(1);
     expect(reply.invalid_tool_calls![0]).toMatchObject({ type: 'invalid_tool_call' });
@@ -103,7 +103,7 @@ describe('SafeEnsembleChatModel', () => {
     expect(typeof tolerant.withStructuredOutput).toBe('function');
     expect(Object.keys(tolerant.getLsParams({} as never)).sort()).toEqual(['ls_max_tokens', 'ls_model_name', 'ls_model_type', 'ls_provider', 'ls_stop', 'ls_temperature']);
     expect(tolerant.getLsParams({} as never)).toMatchObject({ ls_provider: 'safe_ensemble', ls_model_type: 'chat', ls_max_tokens: 16, ls_stop: ['\n\n'], ls_temperature: 0 });
-    expect(tolerant.profile).toMatchObject({ toolCalling: true, structuredOutput: false });
+    expect(tolerant.profile).toMatchObject({ toolCalling: true, toolChoice: true, structuredOutput: true });
     const controller = new AbortController();
     controller.abort();
     await expect(tolerant.invoke(HELLO, { signal: controller.signal })).rejects.toThrow(/abort/i);

@@ -51,11 +51,11 @@ describe('LangChain contract', () => {
     const params = start.extra!.invocation_params as Record<string, unknown>;
     expect(params.tools).toEqual([expect.objectContaining({ type: 'function', function: expect.objectContaining({ name: 'Person' }) })]);
     expect(params).toMatchObject({ strategy: 'safe', unionTopK: 10, draftLength: 5, consensusThreshold: 0.5, maxNewTokens: 64, temperature: 0, topK: 0, topP: 1 });
-    expect(() => chat.withStructuredOutput(PERSON_SCHEMA, { method: 'jsonMode' })).toThrow(/method "jsonMode" is not supported.*tool calling/);
+    expect(() => chat.withStructuredOutput(PERSON_SCHEMA, { method: 'xml' as never })).toThrow(/unknown method "xml"/);
   });
 
-  it('stream() + concat gives the invalid_tool_calls invoke() gives, with text before the broken call', async () => {
-    const withTools = chat.bindTools([new Calculator()]);
+  it('stream() + concat gives the invalid_tool_calls invoke() gives, with text before the broken call (unconstrained: tool_choice none)', async () => {
+    const withTools = chat.bindTools([new Calculator()], { tool_choice: 'none' });
     const invoked = await withTools.invoke(PROSE_THEN_BROKEN);
     let merged: AIMessageChunk | undefined;
     for await (const chunk of await withTools.stream(PROSE_THEN_BROKEN)) merged = merged ? merged.concat(chunk) : chunk;

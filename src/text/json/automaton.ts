@@ -1,13 +1,18 @@
 /**
- * A byte-level automaton for the JSON texts a compiled schema allows (schema.ts). A state is a
- * set of configurations (a union keeps several alive); each configuration is immutable, so
- * walking a token trie can branch from any of them without copying. Every configuration has a
- * `key` (equal keys: equal futures), used to cache token masks, and `rest`, the fewest bytes
- * that complete the text from it.
+ * A byte-level automaton for the texts a compiled grammar allows (schema.ts): JSON values, and
+ * the literals, sequences and free text of tool-call replies. A state is a set of
+ * configurations (a union keeps several alive); each configuration is immutable (configs.ts),
+ * so walking a token trie can branch from any of them without copying. Keys and shortest
+ * completions are measures.ts's.
  * @module
  */
-import { boundedExtension, MAX_FRACTION_DIGITS, prefixValue, type NumberPrefix } from './numbers.js';
-import { MAX_INTEGER_DIGITS, withinBounds, type GrammarNode } from './schema.js';
+import { bounded, DONE, numberComplete, numberFeasible, requiredFrom, type Config, type Frame, type ObjectNode, type StringNode } from './configs.js';
+import { dedupe } from './measures.js';
+import { MAX_FRACTION_DIGITS } from './numbers.js';
+import { MAX_INTEGER_DIGITS, type GrammarNode } from './schema.js';
+
+export type { Config } from './configs.js';
+export { configKey, dedupe, restBytes } from './measures.js';
 
 /**
  * Most whitespace bytes in a row between tokens of the JSON: one space or newline (`{"a": 1, "b": 2}`).
@@ -18,38 +23,10 @@ export const MAX_WHITESPACE_RUN = 1;
 /** Most exponent digits. */
 const MAX_EXPONENT_DIGITS = 3;
 
-type ObjectNode = Extract<GrammarNode, { kind: 'object' }>;
-type ArrayNode = Extract<GrammarNode, { kind: 'array' }>;
-type StringNode = Extract<GrammarNode, { kind: 'string' }>;
-type NumberNode = Extract<GrammarNode, { kind: 'number' }>;
-
-/** What follows a completed value. */
-type Frame =
-  | { t: 'done' }
-  | { t: 'objAfter'; node: ObjectNode; next: number; up: Frame; memo?: Memo }
-  | { t: 'keyColon'; node: ObjectNode; prop: number; up: Frame; memo?: Memo }
-  | { t: 'arrAfter'; node: ArrayNode; count: number; up: Frame; memo?: Memo };
-
-interface Memo {
-  key: string;
-  rest: number;
-}
-
-/** One configuration of the automaton. */
-export type Config =
-  | { t: 'value'; node: GrammarNode; up: Frame; ws: number }
-  | { t: 'after'; up: Frame; ws: number }
-  | { t: 'objOpen'; node: ObjectNode; up: Frame; ws: number; comma: boolean; next: number }
-  | { t: 'key'; node: ObjectNode; props: number[]; pos: number; up: Frame }
-  | { t: 'str'; node: StringNode; up: Frame; len: number; pending: number; escape: number }
-  | { t: 'num'; node: NumberNode; up: Frame; p: NumberPrefix; phase: 'sign' | 'int' | 'dot' | 'frac' | 'e' | 'esign' | 'exp'; exp: number }
-  | { t: 'lit'; options: Uint8Array[]; pos: number; up: Frame; id: number };
-
-const DONE: Frame = { t: 'done' };
-
 /** The configurations at the start of a text of `root`. */
 export function startConfigs(root: GrammarNode): Config[] {
-  return [{ t: 'value', node: root, up: DONE, ws: 0 }];
+  // A JSON text may open with a blank; a reply in a template's syntax starts as the syntax says (ws -1: none).
+  return [{ t: 'value', node: root, up: DONE, ws: root.kind === 'sequence' || root.kind === 'text' ? -1 : 0 }];
 }
 
 const isWs = (b: number) => b === 0x20 || b === 0x0a;
@@ -60,7 +37,7 @@ const isHex = (b: number) => isDigit(b) || (b >= 0x41 && b <= 0x46) || (b >= 0x6
 export function step(c: Config, byte: number, out: Config[]): void {
   switch (c.t) {
     case 'value':
-      if (isWs(byte)) {
+      if (isWs(byte) && c.ws >= 0) {
         if (c.ws < MAX_WHITESPACE_RUN) out.push({ ...c, ws: c.ws + 1 });
         return;
       }
@@ -86,6 +63,14 @@ export function step(c: Config, byte: number, out: Config[]): void {
       return stringByte(c, byte, out);
     case 'num':
       return numberByte(c, byte, out);
+    case 'free': {
+      const marker = c.node.marker;
+      // The markers of chat templates do not overlap themselves: a mismatch restarts the match.
+      const matched = byte === marker[c.matched] ? c.matched + 1 : byte === marker[0] ? 1 : 0;
+      if (matched === marker.length) out.push({ t: 'after', up: c.up, ws: 0 });
+      else out.push({ ...c, matched });
+      return;
+    }
     case 'lit': {
       let complete = false;
       const options: Uint8Array[] = [];
@@ -129,7 +114,17 @@ function begin(node: GrammarNode, up: Frame, byte: number, out: Config[]): void 
       step(lit, byte, out);
       return;
     }
+    case 'sequence':
+      return enter(node.parts[0]!, { t: 'seq', node, next: 1, up }, byte, out);
+    case 'text':
+      return step({ t: 'free', node, matched: 0, up }, byte, out);
   }
+}
+
+/** The first byte of a sequence's part: a JSON value in a sequence may follow a blank, as JSON values do. */
+function enter(part: GrammarNode, up: Frame, byte: number, out: Config[]): void {
+  if (part.kind === 'literal' || part.kind === 'text' || part.kind === 'sequence') begin(part, up, byte, out);
+  else step({ t: 'value', node: part, up, ws: 0 }, byte, out);
 }
 
 /**
@@ -139,6 +134,16 @@ function begin(node: GrammarNode, up: Frame, byte: number, out: Config[]): void 
 function afterValue(c: Extract<Config, { t: 'after' }>, byte: number, out: Config[]): void {
   const f = c.up;
   if (f.t === 'done') return;
+  // Sequences are written exactly: no whitespace between their parts.
+  if (f.t === 'seq' && f.next < f.node.parts.length) {
+    return enter(f.node.parts[f.next]!, { ...f, next: f.next + 1, memo: undefined }, byte, out);
+  }
+  if (f.t === 'seq' || f.t === 'rep') {
+    const count = f.t === 'rep' ? f.count : 1;
+    const repeat = f.node.repeat;
+    if (repeat && count < repeat.max) begin(repeat.next, { t: 'rep', node: f.node, count: count + 1, up: f.up }, byte, out);
+    return afterValue({ t: 'after', up: f.up, ws: 0 }, byte, out);
+  }
   if (isWs(byte)) {
     if (c.ws >= 0 && c.ws < MAX_WHITESPACE_RUN) out.push({ ...c, ws: c.ws + 1 });
     return;
@@ -159,12 +164,6 @@ function afterValue(c: Extract<Config, { t: 'after' }>, byte: number, out: Confi
       else if (byte === 0x5d && f.count >= f.node.minItems) out.push({ t: 'after', up: f.up, ws: 0 });
       return;
   }
-}
-
-/** Whether a property at or after `from` is required (the object cannot close yet). */
-function requiredFrom(node: ObjectNode, from: number): boolean {
-  for (let i = Math.max(0, from); i < node.properties.length; i++) if (node.properties[i]!.required) return true;
-  return false;
 }
 
 /** After `{` or a `,` in an object: whitespace, then a key (listed in order, optional ones skippable) or `}`. */
@@ -221,18 +220,6 @@ function stringByte(c: Extract<Config, { t: 'str' }>, byte: number, out: Config[
   else if (byte >= 0xc2 && byte <= 0xf4) out.push({ ...c, len: c.len + 1, pending: byte >= 0xf0 ? 3 : byte >= 0xe0 ? 2 : 1 });
 }
 
-const bounded = (node: NumberNode) => node.minimum !== null || node.maximum !== null;
-
-function numberFeasible(c: Extract<Config, { t: 'num' }>): boolean {
-  return !bounded(c.node) || boundedExtension(c.p, c.node.minimum, c.node.maximum, c.node.integer) < Infinity;
-}
-
-/** Whether the number written so far is a complete one the node allows. */
-function numberComplete(c: Extract<Config, { t: 'num' }>): boolean {
-  if (c.phase === 'int' || c.phase === 'frac' || c.phase === 'exp') return !bounded(c.node) || withinBounds(prefixValue(c.p), c.node.minimum, c.node.maximum);
-  return false;
-}
-
 function numberByte(c: Extract<Config, { t: 'num' }>, byte: number, out: Config[]): void {
   const { node, p } = c;
   let next: Extract<Config, { t: 'num' }> | null = null;
@@ -255,100 +242,26 @@ function numberByte(c: Extract<Config, { t: 'num' }>, byte: number, out: Config[
 
 /** Whether the text may end here. */
 export function accepts(c: Config): boolean {
-  if (c.t === 'after') return c.up.t === 'done';
-  if (c.t === 'num') return c.up.t === 'done' && numberComplete(c);
+  if (c.t === 'after') return frameAccepts(c.up);
+  if (c.t === 'num') return frameAccepts(c.up) && numberComplete(c);
+  if (c.t === 'free') return c.node.endable;
+  // Nothing written yet: a reply that may be free text may be empty.
+  if (c.t === 'value') return c.node.minBytes === 0 && startsWithEndableText(c.node);
   return false;
 }
 
-/** A string equal for configurations with equal futures. */
-export function configKey(c: Config): string {
-  switch (c.t) {
-    case 'value':
-      return `v${c.node.id},${c.ws}|${frameMemo(c.up).key}`;
-    case 'after':
-      return `a${c.ws}|${frameMemo(c.up).key}`;
-    case 'objOpen':
-      return `o${c.node.id},${c.ws},${c.comma ? 1 : 0},${c.next}|${frameMemo(c.up).key}`;
-    case 'key':
-      return `k${c.node.id},${c.pos},${c.props.join('.')}|${frameMemo(c.up).key}`;
-    case 'str': {
-      const counted = c.node.minLength > 0 || c.node.maxLength < Infinity ? c.len : 0;
-      return `s${c.node.id},${counted},${c.pending},${c.escape}|${frameMemo(c.up).key}`;
-    }
-    case 'num': {
-      const written = bounded(c.node) ? `${c.p.negative ? '-' : ''}${c.p.int}${c.p.dot ? '.' : ''}${c.p.frac}` : `${c.p.int === '0' ? '0' : c.p.int.length},${c.p.frac.length}`;
-      return `n${c.node.id},${c.phase},${written},${c.exp}|${frameMemo(c.up).key}`;
-    }
-    case 'lit':
-      // The options left are those that start with the bytes matched so far: those bytes name them.
-      return `l${c.id},${c.options[0]!.subarray(0, c.pos).join('.')}|${frameMemo(c.up).key}`;
-  }
+function startsWithEndableText(node: GrammarNode): boolean {
+  if (node.kind === 'text') return node.endable;
+  return node.kind === 'sequence' && startsWithEndableText(node.parts[0]!);
 }
 
-/** Fewest bytes that complete the text from `c`. */
-export function restBytes(c: Config): number {
-  switch (c.t) {
-    case 'value':
-      return c.node.minBytes + frameMemo(c.up).rest;
-    case 'after':
-      if (c.ws >= 0) return frameMemo(c.up).rest;
-      // Right after `[`: only `]`, where the array may be empty.
-      return (c.up as Extract<Frame, { t: 'arrAfter' }>).node.minItems > 0 ? Infinity : 1 + frameMemo((c.up as Extract<Frame, { t: 'arrAfter' }>).up).rest;
-    case 'objOpen': {
-      const node = c.node;
-      if (node.freeKeys) return (c.comma ? 2 + 1 + node.freeKeys.minBytes : 0) + 1 + frameMemo(c.up).rest;
-      let needed = requiredBytes(node, c.next);
-      if (c.comma && !requiredFrom(node, c.next)) needed = Math.min(...node.properties.slice(c.next).map((p) => p.key.length + 1 + p.value.minBytes));
-      else if (needed > 0) needed -= 1; // no comma before the first key
-      return needed + 1 + frameMemo(c.up).rest;
-    }
-    case 'key':
-      return Math.min(...c.props.map((i) => c.node.properties[i]!.key.length - c.pos + frameMemo({ t: 'keyColon', node: c.node, prop: i, up: c.up }).rest));
-    case 'str':
-      return (c.escape === 1 ? 1 : c.escape > 1 ? c.escape - 1 : 0) + c.pending + Math.max(0, c.node.minLength - c.len - (c.escape > 0 ? 1 : 0)) + 1 + frameMemo(c.up).rest;
-    case 'num': {
-      const extra = bounded(c.node) ? boundedExtension(c.p, c.node.minimum, c.node.maximum, c.node.integer) : numberComplete(c) ? 0 : 1;
-      return extra + frameMemo(c.up).rest;
-    }
-    case 'lit':
-      return Math.min(...c.options.map((o) => o.length - c.pos)) + frameMemo(c.up).rest;
-  }
+/** Whether the text may end where a value completes into `f`. */
+function frameAccepts(f: Frame): boolean {
+  if (f.t === 'done') return true;
+  if (f.t === 'seq') return f.next === f.node.parts.length && frameAccepts(f.up);
+  if (f.t === 'rep') return frameAccepts(f.up);
+  return false;
 }
-
-/** Bytes of `, "key": value` for every required property from `from` on, and the closing brace's comma-less start. */
-function requiredBytes(node: ObjectNode, from: number): number {
-  let total = 0;
-  for (let i = from; i < node.properties.length; i++) {
-    const p = node.properties[i]!;
-    if (p.required) total += 1 + p.key.length + 1 + p.value.minBytes;
-  }
-  return total;
-}
-
-function frameMemo(f: Frame): Memo {
-  if (f.t === 'done') return DONE_MEMO;
-  if (f.memo) return f.memo;
-  const up = frameMemo(f.up);
-  let memo: Memo;
-  switch (f.t) {
-    case 'objAfter':
-      memo = { key: `A${f.node.id},${f.next}|${up.key}`, rest: requiredBytes(f.node, f.next) + 1 + up.rest };
-      break;
-    case 'keyColon': {
-      const value = f.prop >= 0 ? f.node.properties[f.prop]!.value : f.node.freeKeys!;
-      const after = frameMemo({ t: 'objAfter', node: f.node, next: f.prop + 1, up: f.up });
-      memo = { key: `K${f.node.id},${f.prop}|${up.key}`, rest: 1 + value.minBytes + after.rest };
-      break;
-    }
-    case 'arrAfter':
-      memo = { key: `R${f.node.id},${Math.min(f.count, Math.max(f.node.minItems, f.node.maxItems === Infinity ? 0 : f.node.maxItems))}|${up.key}`, rest: Math.max(0, f.node.minItems - f.count) * (1 + f.node.items.minBytes) + 1 + up.rest };
-      break;
-  }
-  f.memo = memo;
-  return memo;
-}
-
-const DONE_MEMO: Memo = { key: '$', rest: 0 };
 
 /** The configurations after `bytes` from `configs` (empty: the bytes leave the grammar). */
 export function advance(configs: readonly Config[], bytes: Uint8Array, from = 0, to = bytes.length): Config[] {
@@ -359,15 +272,4 @@ export function advance(configs: readonly Config[], bytes: Uint8Array, from = 0,
     current = next.length > 1 ? dedupe(next) : next;
   }
   return current;
-}
-
-/** Drops configurations with equal keys (a union's options that have become alike). */
-export function dedupe(configs: Config[]): Config[] {
-  const seen = new Set<string>();
-  return configs.filter((c) => {
-    const k = configKey(c);
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  });
 }

@@ -14,7 +14,11 @@ export type GrammarNode =
   | { kind: 'string'; id: number; minLength: number; maxLength: number; minBytes: number }
   | { kind: 'number'; id: number; integer: boolean; minimum: Bound | null; maximum: Bound | null; minBytes: number }
   | { kind: 'literal'; id: number; options: Uint8Array[]; minBytes: number }
-  | { kind: 'union'; id: number; options: GrammarNode[]; minBytes: number };
+  | { kind: 'union'; id: number; options: GrammarNode[]; minBytes: number }
+  /** Parts written back to back (no whitespace between); `repeat`: then up to `max - 1` more of `next`, or the end. */
+  | { kind: 'sequence'; id: number; parts: GrammarNode[]; repeat: { next: GrammarNode; max: number } | null; minBytes: number }
+  /** Free text that ends where `marker` has been written in full (what follows the node then follows); `endable`: or with the response. */
+  | { kind: 'text'; id: number; marker: Uint8Array; endable: boolean; minBytes: number };
 
 /** An inclusive or exclusive numeric bound. */
 export interface Bound {
@@ -68,14 +72,108 @@ export function compileJsonSchema(schema: unknown, field = 'schema'): CompiledSc
   return { root, maxMinBytes: compiler.maxMinBytes };
 }
 
+/** How a chat template writes tool calls. */
+export interface ToolCallSyntax {
+  /** Text before a call (Qwen/Hermes: `<tool_call>\n`), or before the list of calls (Mistral: `[TOOL_CALLS]`). */
+  open: string;
+  /** The start of `open` that tells a call begins (`<tool_call>`): free text becomes a call there. */
+  marker: string;
+  /** Text after a call (`\n</tool_call>`); empty where the JSON ends it. */
+  close: string;
+  /** Between two calls written one after another (`\n`). */
+  separator: string;
+  /** The key of a call's arguments: `arguments` (Qwen, Mistral) or `parameters` (Llama 3). */
+  argumentsKey: 'arguments' | 'parameters';
+  /** The calls form one JSON array after `open` (Mistral). */
+  list: boolean;
+  /** Most calls in one reply (1: no parallel calls). */
+  maxCalls: number;
+}
+
+/** A tool the grammar may call: its name and its arguments' JSON Schema. */
+export interface GrammarTool {
+  name: string;
+  parameters: unknown;
+}
+
+/**
+ * The grammar of a reply that calls tools as `syntax` writes calls. `auto`: free text, in which
+ * `syntax.open` starts calls (from there on constrained); `required`: only calls.
+ */
+export function compileToolCallGrammar(tools: readonly GrammarTool[], syntax: ToolCallSyntax, mode: 'auto' | 'required', field = 'tools'): CompiledSchema {
+  if (tools.length === 0) throw new InvalidArgumentError(field, `${field}: a constrained tool call needs at least one tool.`);
+  const c = new Compiler(null, field);
+  const calls = tools.map((t, i) => {
+    const params = t.parameters ?? { type: 'object' };
+    const args = c.withRoot(params, () => c.node(params, `#/tools/${i}/parameters`, 0, 0));
+    return c.objectOf([
+      { key: utf8(JSON.stringify('name')), value: c.bytesLiteral([utf8(JSON.stringify(t.name))]), required: true },
+      { key: utf8(JSON.stringify(syntax.argumentsKey)), value: args, required: true },
+    ]);
+  });
+  const call = c.unionOf(calls);
+  const open = utf8(syntax.open);
+  const close = syntax.close ? [c.bytesLiteral([utf8(syntax.close)])] : [];
+  let body: GrammarNode;
+  if (syntax.list) {
+    body = c.arrayOf(call, 1, Math.max(1, syntax.maxCalls));
+  } else body = call;
+  // After `open` (written by free text in auto mode): the first call, then more calls.
+  const afterOpen = (first: GrammarNode[]) => {
+    const more = !syntax.list && syntax.maxCalls > 1 ? { next: c.sequenceOf([c.bytesLiteral([utf8(syntax.separator + syntax.open)]), body, ...close], null), max: syntax.maxCalls } : null;
+    return c.sequenceOf([...first, body, ...close], more);
+  };
+  const rest = open.subarray(utf8(syntax.marker).length);
+  const root = mode === 'required' ? afterOpen(open.length ? [c.bytesLiteral([open])] : []) : c.sequenceOf([c.textUntil(utf8(syntax.marker)), afterOpen(rest.length ? [c.bytesLiteral([rest])] : [])], null);
+  return { root, maxMinBytes: c.maxMinBytes };
+}
+
 class Compiler {
   private nextId = 0;
   maxMinBytes = 0;
 
   constructor(
-    private readonly rootSchema: unknown,
+    private rootSchema: unknown,
     private readonly field: string,
   ) {}
+
+  /** Runs `compile` with `root` as the document local $refs resolve in. */
+  withRoot<T>(root: unknown, compile: () => T): T {
+    const saved = this.rootSchema;
+    this.rootSchema = root;
+    try {
+      return compile();
+    } finally {
+      this.rootSchema = saved;
+    }
+  }
+
+  bytesLiteral(options: Uint8Array[]): GrammarNode {
+    return this.make({ kind: 'literal', options, minBytes: Math.min(...options.map((o) => o.length)) });
+  }
+
+  objectOf(properties: PropertyNode[]): GrammarNode {
+    const minBytes = 2 + properties.reduce((sum, p) => sum + p.key.length + 1 + p.value.minBytes, 0) + Math.max(0, properties.length - 1);
+    return this.make({ kind: 'object', properties, freeKeys: null, minBytes });
+  }
+
+  arrayOf(items: GrammarNode, minItems: number, maxItems: number): GrammarNode {
+    return this.make({ kind: 'array', items, minItems, maxItems, minBytes: 2 + minItems * items.minBytes + Math.max(0, minItems - 1) });
+  }
+
+  unionOf(options: GrammarNode[]): GrammarNode {
+    return this.union(options);
+  }
+
+  sequenceOf(parts: GrammarNode[], repeat: { next: GrammarNode; max: number } | null): GrammarNode {
+    // Free text first that may end the reply: the sequence may be empty.
+    const endsEarly = parts[0]?.kind === 'text' && parts[0].endable;
+    return this.make({ kind: 'sequence', parts, repeat, minBytes: endsEarly ? 0 : parts.reduce((sum, p) => sum + p.minBytes, 0) });
+  }
+
+  textUntil(marker: Uint8Array): GrammarNode {
+    return this.make({ kind: 'text', marker, endable: true, minBytes: 0 });
+  }
 
   private fail(path: string, message: string): never {
     throw new InvalidArgumentError(this.field, `${this.field} at ${path}: ${message}`);
