@@ -4,7 +4,9 @@
  */
 import { SafeEnsemble, type RemoteMemberSpec } from '../ensemble/safeEnsemble.js';
 import type { EnsembleOptions } from '../ensemble/options.js';
+import { responseFormatConstraint } from '../ensemble/jsonConstraint.js';
 import type { EnsembleResult, TraceRecord } from '../ensemble/types.js';
+import { readFileSync } from 'node:fs';
 import { bundledModels } from '../demo/models.js';
 import { KNOB_FLAGS, KNOB_HELP, knobsFromFlags, number, parse, positiveInteger, UsageError } from './flags.js';
 
@@ -26,6 +28,9 @@ Options:
   --allow-special-tokens      let special-token strings in the text act as control tokens
   --trace                     print every ensemble decision
   --json                      print one JSON object (text, finishReason, stats[, trace])
+  --json-schema FILE          answer with JSON valid against the JSON Schema in FILE
+                              (constrained decoding: the text always parses and validates)
+  --json-object               answer with a JSON object (any keys)
   --threads N                 onnxruntime threads per model
   -h, --help                  this help
 
@@ -42,6 +47,8 @@ const FLAGS = {
   'allow-special-tokens': { type: 'boolean' },
   trace: { type: 'boolean' },
   json: { type: 'boolean' },
+  'json-schema': { type: 'string' },
+  'json-object': { type: 'boolean' },
   threads: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -62,6 +69,24 @@ export function statsLine(r: EnsembleResult): string {
   const tps = s.generatedTokens / Math.max(1e-9, s.time.totalMs / 1000);
   const sampled = s.sampling ? `, sampled with seed ${s.sampling.seed}${s.strategy === 'safe' ? ` (${s.sampling.accepted} of ${s.sampling.tested} drafted tokens accepted)` : ''}` : '';
   return `[${s.strategy}] ${s.generatedTokens} tokens, ${s.ensembledTokens} ensembled (E/T ${s.ensembleRatePct.toFixed(1)}%)${sampled}, ${tps.toFixed(1)} tokens/s, finish: ${r.finishReason}`;
+}
+
+/** The JSON Schema in `file`, or a usage error that says what is wrong with it. */
+export function schemaFromFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--json-schema ${file}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let schema: unknown;
+  try {
+    schema = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--json-schema ${file}: not JSON (${(e as Error).message.slice(0, 80)})`);
+  }
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) throw new UsageError(`--json-schema ${file}: a JSON Schema is an object, e.g. {"type": "object", "properties": {"answer": {"type": "number"}}}`);
+  return schema as Record<string, unknown>;
 }
 
 const SERVED = /^(sglang|vllm):(https?:\/\/.+)$/;
@@ -103,6 +128,10 @@ export async function generate(args: string[], out: NodeJS.WritableStream = proc
   if (values['raw-prompt']) options.rawPrompt = true;
   if (values['allow-special-tokens']) options.allowSpecialTokens = true;
   if (values.trace || values.json) options.trace = Boolean(values.trace);
+  if (values['json-schema'] !== undefined && values['json-object']) throw new UsageError('give --json-schema FILE or --json-object, not both');
+  if (values['json-schema'] !== undefined) options.responseFormat = schemaFromFile(values['json-schema'] as string);
+  else if (values['json-object']) options.responseFormat = 'json';
+  responseFormatConstraint(options.responseFormat); // a schema the grammar cannot enforce fails before any model loads
   const threads = positiveInteger('threads', values.threads);
   const models = modelsFromFlags(values.model as string[] | undefined, values.tokenizer as string[] | undefined, (values['api-key'] as string | undefined) ?? process.env.SAFE_ENSEMBLE_API_KEY);
   const drafter = number('drafter', values.drafter);

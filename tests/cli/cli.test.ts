@@ -55,6 +55,34 @@ describe('the safe-ensemble command', () => {
     expect(JSON.parse(out).stats.strategy).toBe('every-token');
   });
 
+  it('answers in JSON valid against --json-schema FILE, or as a JSON object with --json-object; says what is wrong with a bad file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lse-schema-'));
+    try {
+      const schema = { type: 'object', properties: { answer: { type: 'integer' }, unit: { enum: ['apples', 'marbles'] } }, required: ['answer', 'unit'] };
+      writeFileSync(join(dir, 'answer.json'), JSON.stringify(schema));
+      const p = problemSet(1)[0]!;
+      const { code, out } = await cli(['--json-schema', join(dir, 'answer.json'), '--max-new-tokens', '40', p.question]);
+      expect(code).toBe(0);
+      const value = JSON.parse(out) as { answer: unknown; unit: unknown };
+      expect(Number.isInteger(value.answer) && ['apples', 'marbles'].includes(value.unit as string)).toBe(true);
+      const object = await cli(['--json-object', '--max-new-tokens', '30', p.question]);
+      expect(typeof JSON.parse(object.out)).toBe('object');
+      writeFileSync(join(dir, 'bad.json'), '{"type": ');
+      const bad = await cli(['--json-schema', join(dir, 'bad.json'), p.question]);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/--json-schema .*bad\.json: not JSON/);
+      const missing = await cli(['--json-schema', join(dir, 'none.json'), p.question]);
+      expect(missing.err).toMatch(/cannot read the file \(ENOENT\)/);
+      writeFileSync(join(dir, 'pattern.json'), JSON.stringify({ type: 'string', pattern: 'a+' }));
+      const unsupported = await cli(['--json-schema', join(dir, 'pattern.json'), p.question]);
+      expect(unsupported.code).toBe(2);
+      expect(unsupported.err).toMatch(/"pattern" is not supported/);
+      expect(unsupported.err).not.toMatch(/\[loaded\]/); // refused before any model loads
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('samples with --temperature, --top-k, --top-p, --seed and --rejection-rule: the same seed, the same output', async () => {
     const p = problemSet(1)[0]!;
     const args = ['generate', '--json', '--temperature', '0.8', '--top-k', '20', '--top-p', '0.95', '--seed', '5', '--rejection-rule', 'ensemble', '--max-new-tokens', '40', p.question];
