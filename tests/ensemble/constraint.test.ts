@@ -8,6 +8,7 @@ import { AllowedStrings } from '../../src/research';
 import { bundledModels } from '../../src/demo/models';
 import { problemSet } from '../../src/demo/wordProblems';
 import { EngineServer } from '../../tools/fixtures/engineServer';
+import { parseToolCalls } from '../../src/langchain/toolCalls';
 
 const [QWEN, MISTRAL] = bundledModels() as [string, string];
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -104,6 +105,14 @@ describe('a constraint with a served member (known through its top log-probabili
       const result = await ensemble.generate(problem.question, { ...options, maxNewTokens: 40, constraint: new AllowedStrings(allowed) });
       expect(allowed).toContain(result.text);
       expect(result.finishReason).toBe('eos');
+      // A JSON Schema and a forced tool call through the same path: valid whatever the server returns.
+      const schema = { type: 'object', properties: { answer: { type: 'integer' }, sure: { type: 'boolean' } }, required: ['answer', 'sure'] };
+      const json = await ensemble.generate(problem.question, { ...options, maxNewTokens: 48, responseFormat: schema });
+      const value = JSON.parse(json.text) as { answer: unknown; sure: unknown };
+      expect(Number.isInteger(value.answer) && typeof value.sure === 'boolean').toBe(true);
+      const tools = [{ type: 'function', function: { name: 'math_addition', parameters: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, required: ['a', 'b'] } } }];
+      const call = await ensemble.generate([{ role: 'user', content: 'What is 3 + 4?' }], { ...options, maxNewTokens: 64, tools, toolChoice: 'required' });
+      expect(parseToolCalls(call.text).toolCalls.map((c) => c.name)).toEqual(['math_addition']);
     } finally {
       await ensemble.dispose();
     }
