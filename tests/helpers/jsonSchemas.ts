@@ -4,18 +4,10 @@
  * unions, $refs) and random values valid against them, from a seeded generator.
  */
 import Ajv from 'ajv';
+import { seededRandom } from '../../src/demo/random';
 
-/** A small seeded generator (mulberry32). */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded generator the tests draw schemas and values from. */
+export const seeded = seededRandom;
 
 type Schema = Record<string, unknown>;
 const KEYS = ['answer', 'name', 'id', 'items', 'value', 'note', 'a b', 'quote"d', 'ünï', 'x', 'total', 'steps'];
