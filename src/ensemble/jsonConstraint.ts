@@ -15,8 +15,36 @@ import { InvalidArgumentError } from '../errors.js';
 import type { TextConstraint } from './constraint.js';
 import type { TokenTable } from './tokenTable.js';
 
-/** Masks kept per member vocabulary (each one byte per token). */
-const MASKS_KEPT = 96;
+/**
+ * Bytes of token masks kept over all grammars and vocabularies (a mask is a byte per token:
+ * 148 KiB at Qwen's 151,669 ids), least recently used first out.
+ */
+const MASK_BUDGET_BYTES = 64 * 2 ** 20;
+const maskCache = new Map<string, Uint8Array>();
+let maskBytes = 0;
+let nextGrammarId = 0;
+const tableIds = new WeakMap<TokenTable, number>();
+let nextTableId = 0;
+
+function cachedMask(key: string): Uint8Array | undefined {
+  const hit = maskCache.get(key);
+  if (hit) {
+    // Most recently used goes last.
+    maskCache.delete(key);
+    maskCache.set(key, hit);
+  }
+  return hit;
+}
+
+function keepMask(key: string, mask: Uint8Array): void {
+  maskCache.set(key, mask);
+  maskBytes += mask.byteLength;
+  for (const [k, m] of maskCache) {
+    if (maskBytes <= MASK_BUDGET_BYTES) break;
+    maskCache.delete(k);
+    maskBytes -= m.byteLength;
+  }
+}
 /** Extra tokens before the budget's end at which closing starts to be enforced. */
 const CLOSING_MARGIN = 16;
 
@@ -31,7 +59,7 @@ export class GrammarConstraint implements TextConstraint {
   private known = new Uint8Array(64);
   private knownLength = 0;
   private states: Config[][];
-  private readonly masks = new WeakMap<TokenTable, Map<string, Uint8Array>>();
+  private readonly id = nextGrammarId++;
   /** Counters, for benchmarks and tests: trie walks done and masks served from the cache. */
   readonly counts = { walks: 0, cached: 0 };
 
@@ -58,17 +86,16 @@ export class GrammarConstraint implements TextConstraint {
     // Far from the budget's end the mask depends on the state alone: cached.
     const closing = remainingTokens - 1 < minRest(states) + this.compiled.maxMinBytes + CLOSING_MARGIN;
     if (closing) return this.walk(states, table, remainingTokens);
-    let cache = this.masks.get(table);
-    if (!cache) this.masks.set(table, (cache = new Map()));
-    const key = states.length === 1 ? configKey(states[0]!) : states.map(configKey).sort().join('&');
-    const hit = cache.get(key);
+    let tableId = tableIds.get(table);
+    if (tableId === undefined) tableIds.set(table, (tableId = nextTableId++));
+    const key = `${this.id}/${tableId}/${states.length === 1 ? configKey(states[0]!) : states.map(configKey).sort().join('&')}`;
+    const hit = cachedMask(key);
     if (hit) {
       this.counts.cached++;
       return hit;
     }
     const mask = this.walk(states, table, Infinity);
-    if (cache.size >= MASKS_KEPT) cache.delete(cache.keys().next().value!);
-    cache.set(key, mask);
+    keepMask(key, mask);
     return mask;
   }
 
