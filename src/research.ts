@@ -30,7 +30,8 @@ export { resolveOptions, DEFAULT_OPTIONS, OPTION_KEYS, type ResolvedOptions, typ
 export type { EnsembleChunk, FinishReason, PhaseTimes, TraceRecord, TraceCandidate, TraceModelEntry, SamplingStats, TraceAcceptance, TraceDraw } from './ensemble/types.js';
 export type { EnsembleInput, ModelPrompt } from './ensemble/prompt.js';
 export { AllowedStrings } from './ensemble/constraint.js';
-export { TokenTable } from './ensemble/tokenTable.js';
+export { TokenTable, TokenTrie } from './ensemble/tokenTable.js';
+export type { ToolChoice } from './ensemble/toolChoice.js';
 export { JsonSchemaConstraint, type ResponseFormat } from './ensemble/jsonConstraint.js';
 export type { RemoteEngine, RemoteMemberStats } from './remote/remoteMember.js';
 export type { RemoteConnectionOptions } from './remote/http.js';

@@ -78,7 +78,7 @@ export interface EnsembleOptions {
   constraint?: TextConstraint;
   /** With `tools`: `'auto'` (default: text, or calls constrained to the tools' names and schemas once the call marker starts), `'required'` / `'any'` (a call is forced), a tool's name (that tool is called), or `'none'` (unconstrained, no call expected). */
   toolChoice?: ToolChoice;
-  /** What the response must be: `'json'` (any JSON object), a JSON Schema, or OpenAI's `{ type: 'json_schema', json_schema: { schema } }`; the response is then valid JSON by construction (see {@link JsonSchemaConstraint}). */
+  /** What the response must be: `'json'` (any JSON object), a JSON Schema, or OpenAI's `{ type: 'json_schema', json_schema: { schema } }`; the response is then valid JSON by construction (see JsonSchemaConstraint in langchain-safe-ensemble/research). */
   responseFormat?: ResponseFormat;
   /** Debug: re-tokenize every model's text and recompute every cache from scratch each cycle. */
   recomputeCaches?: boolean;

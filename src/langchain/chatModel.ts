@@ -200,7 +200,7 @@ export class SafeEnsembleChatModel extends BaseChatModel<SafeEnsembleChatModelCa
    * Structured output that always parses. `functionCalling` (default): a forced call of a tool
    * whose parameters are the schema; `jsonSchema`: the reply is JSON valid against the schema;
    * `jsonMode`: the reply is a JSON object. Every method is grammar-constrained (see
-   * {@link ResponseFormat}); zod schemas are also checked by their parser. Traces carry
+   * the `responseFormat` knob); zod schemas are also checked by their parser. Traces carry
    * `ls_structured_output_format`, as LangChain's providers do.
    *
    * @example
