@@ -15,8 +15,9 @@ import type { EnsembleOptions } from '../ensemble/options.js';
 import { bundledModels, packageRoot } from '../demo/models.js';
 import { extractAnswer, problemSet, type WordProblem } from '../demo/wordProblems.js';
 import { fullGc, namesSomeoneElse, speedRatio, timed, williamsOrders, type Measurement, type Ratio } from './benchMethod.js';
-import { number, parse, positiveInteger, UsageError } from './flags.js';
+import { nonNegativeInteger, number, parse, positiveInteger, UsageError } from './flags.js';
 import { plotSvg } from './benchPlot.js';
+import { runStructured, STRUCTURED_FORMATS, STRUCTURED_METHODS, structuredTable, type StructuredItem, type StructuredRow } from './benchStructured.js';
 
 /** The methods the benchmark compares, by id. */
 export const BENCH_METHODS: ReadonlyArray<{ id: string; method: string; options: EnsembleOptions }> = [
@@ -52,6 +53,11 @@ With --temperature T every method samples (default methods: ${SAMPLING_METHODS.j
 with the exact residual rule and with the paper's rule); --seeds N runs every problem with N
 seeds (the same seeds for every method) and averages over all of them.
 
+Structured output: afterwards, the single models and SAFE answer the first problems again with a
+JSON Schema as the response format (${STRUCTURED_FORMATS.map((f) => f.label).join(', then ')}); the table reports
+outputs that parse and validate, and their accuracy beside the same method's free-text accuracy
+on the same problems (accuracy only: these generations are not timed).
+
 Options:
   --problems N         held-out problems (default 300)
   --temperature T      sample at temperature T (default 0: greedy)
@@ -65,6 +71,7 @@ Options:
                        method in a process of its own per block of problems
   --blocks N           process isolation: blocks of problems, each block its own method order (default 4)
   --max-new-tokens N   per problem (default 160)
+  --structured-problems N   problems asked with a response format (default: all; 0: none)
   --json               print the rows as JSON instead of a table
   --save FILE          also write the JSON report to FILE
   --plot FILE          write an SVG of accuracy against relative speed
@@ -115,6 +122,7 @@ const FLAGS = {
   'top-p': { type: 'string' },
   'top-k': { type: 'string' },
   seeds: { type: 'string' },
+  'structured-problems': { type: 'string' },
   child: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -265,6 +273,26 @@ async function runIsolated(config: EnsembleConfig, methods: string[], count: num
   return out;
 }
 
+/** The structured-output rows of one ensemble: its methods asked again with each response format. */
+async function structuredRows(config: EnsembleConfig, measured: Map<string, Measurement[]>, items: BenchItem[], structuredCount: number, sampling: SamplingSetup | null, maxNewTokens: number, threads: number | undefined, tick: () => void): Promise<StructuredRow[]> {
+  const byMethod = new Map<string, StructuredItem[]>();
+  for (const id of STRUCTURED_METHODS) {
+    const freeText = measured.get(id);
+    if (!freeText) continue;
+    const correctAt = new Map(freeText.map((m) => [m.problem, m.correct]));
+    byMethod.set(
+      id,
+      items.flatMap((item, k) => (item.index < structuredCount ? [{ problem: item.problem, options: optionsFor(id, sampling, item.seed), freeTextCorrect: correctAt.get(k) === true }] : [])),
+    );
+  }
+  const ensemble = await SafeEnsemble.load({ models: config.models, drafter: config.drafter, loadOptions: threads ? { threads } : {} });
+  try {
+    return await runStructured(ensemble, nameOf(config.models[config.drafter]!), byMethod, (id) => methodById(id).method, maxNewTokens, tick);
+  } finally {
+    await ensemble.dispose();
+  }
+}
+
 function rowOf(config: EnsembleConfig, id: string, list: Measurement[], reference: Measurement[]): BenchRow {
   const tokens = list.reduce((n, m) => n + m.tokens, 0);
   const wall = speedRatio(list, reference, 'wallMs');
@@ -323,12 +351,16 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
   if (values.pairs) {
     for (let i = 0; i < dirs.length; i++) for (let j = i + 1; j < dirs.length; j++) for (const drafter of [0, 1]) configs.push({ models: [dirs[i]!, dirs[j]!], drafter });
   } else for (let d = 0; d < dirs.length; d++) configs.push({ models: dirs, drafter: d });
+  const structuredCount = Math.min(count, nonNegativeInteger('structured-problems', values['structured-problems']) ?? count);
   const problems = problemSet(count);
   const items = benchItems(problems, problems.map((_, i) => i), sampling);
-  const total = items.length * configs.length * methods.length;
+  const structuredMethods = STRUCTURED_METHODS.filter((id) => methods.includes(id));
+  const structuredTotal = structuredCount * (sampling?.seeds ?? 1) * structuredMethods.length * STRUCTURED_FORMATS.length;
+  const total = (items.length * methods.length + structuredTotal) * configs.length;
   const bar = new cliProgress.SingleBar({ stream: err as NodeJS.WriteStream, format: 'bench [{bar}] {percentage}% | {value}/{total} generations | {row}', hideCursor: true, noTTYOutput: true, notTTYSchedule: 5000 }, cliProgress.Presets.shades_classic);
   bar.start(total, 0, { row: '' });
   const rows: BenchRow[] = [];
+  const structured: StructuredRow[] = [];
   const started = new Date();
   try {
     for (const config of configs) {
@@ -339,6 +371,7 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
           : await runInProcess(config, methods, items, maxNewTokens, threads, sampling, () => bar.increment());
       const reference = measured.get('single')!;
       for (const id of methods) rows.push(rowOf(config, id, measured.get(id)!, reference));
+      if (structuredCount > 0) structured.push(...(await structuredRows(config, measured, items, structuredCount, sampling, maxNewTokens, threads, () => bar.increment())));
     }
   } finally {
     bar.stop();
@@ -346,7 +379,7 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
   const flagged = rows.filter((r) => r.flagged);
   const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, date: started.toISOString() };
   if (values.plot) writeFileSync(values.plot as string, plotSvg(rows));
-  const report = `${JSON.stringify({ problems: problems.length, maxNewTokens, sampling, isolation, order: 'williams', machine, selfCheck: flagged.length === 0 ? 'passed' : 'flagged', rows }, null, 2)}\n`;
+  const report = `${JSON.stringify({ problems: problems.length, maxNewTokens, sampling, isolation, order: 'williams', machine, selfCheck: flagged.length === 0 ? 'passed' : 'flagged', rows, structured }, null, 2)}\n`;
   if (values.save) writeFileSync(values.save as string, report);
   if (values.json) out.write(report);
   else {
@@ -361,6 +394,7 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
       out.write(`|${many ? ` ${r.models.join(' + ')} |` : ''} ${r.method} | ${r.drafter} | ${(r.accuracy * 100).toFixed(1)}% | ${r.etPct.toFixed(2)} | ${r.startsWithSpace} | ${r.namesNotInPrompt} | ${r.tokensPerSecond.toFixed(0)} | ${fmt(r.speedVsDrafter, r.speedInterval)} | ${fmt(r.cpuSpeedVsDrafter, r.cpuSpeedInterval)} | ${r.flagged ? 'FASTER THAN ITS DRAFTER' : r.method === 'single model' ? 'reference' : 'ok'} |\n`);
     }
     out.write(flagged.length === 0 ? '\nself-check passed: no ensemble is faster than its drafter alone beyond the 95% interval.\n' : `\nself-check FLAGGED ${flagged.length} row(s): faster than the drafter alone beyond the 95% interval (a measurement bias; rerun, or use --isolation process).\n`);
+    if (structured.length) out.write(`\nStructured output (the first ${structuredCount} problems again, a JSON Schema as the response format; valid = parses and has exactly the schema's keys and types):\n\n${structuredTable(structured)}`);
     if (values.plot) out.write(`\nplot: ${String(values.plot)}\n`);
   }
   return 0;

@@ -76,6 +76,13 @@ export function positiveInteger(flag: string, value: unknown): number | undefine
   return n;
 }
 
+/** An integer flag that may be 0; undefined when absent. */
+export function nonNegativeInteger(flag: string, value: unknown): number | undefined {
+  const n = number(flag, value);
+  if (n !== undefined && !(Number.isInteger(n) && n >= 0)) throw new UsageError(`--${flag} needs an integer >= 0, got "${String(value)}".`);
+  return n;
+}
+
 /** Converts parsed knob flags to engine options (the engine validates ranges). */
 export function knobsFromFlags(values: Record<string, unknown>): EnsembleOptions {
   const v = values as Record<string, string | boolean | undefined>;

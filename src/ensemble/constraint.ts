@@ -49,8 +49,9 @@ export interface TextConstraint {
   allowsEnd(written: Uint8Array): boolean;
   /**
    * Optional, for speed: which of `table`'s tokens may follow `written` (1: allowed; ids with
-   * empty bytes are never asked about), as `allows` would answer for each. The returned array
-   * may be shared: it is not written to.
+   * empty bytes are never asked about), as `allows` would answer for each — or fewer of them
+   * where `tokensLeft` is short (a grammar then keeps the tokens that close its text soonest).
+   * The returned array may be shared: it is not written to.
    */
   allowedTokens?(written: Uint8Array, table: TokenTable, tokensLeft?: number): Uint8Array;
 }

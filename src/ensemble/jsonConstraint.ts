@@ -139,6 +139,7 @@ export class GrammarConstraint implements TextConstraint {
         }
       }
     }
+    if (limited && restBefore > remaining) keepLongest(mask, table.lengths);
     return mask;
   }
 
@@ -202,6 +203,18 @@ export class JsonSchemaConstraint extends GrammarConstraint {
  */
 function fitsBudget(restAfter: number, length: number, tokensLeft: number, restBefore: number): boolean {
   return restAfter + length <= Math.max(tokensLeft, restBefore);
+}
+
+/**
+ * Past the point where even the shortest text fits a byte a token, only the longest of the
+ * tokens on a shortest path stay: the text then closes in the fewest tokens this walk can see
+ * (a budget under the shortest text's bytes still ends in complete JSON when the vocabulary's
+ * longer tokens spell it).
+ */
+function keepLongest(mask: Uint8Array, lengths: ArrayLike<number>): void {
+  let longest = 0;
+  for (let id = 0; id < mask.length; id++) if (mask[id] === 1 && lengths[id]! > longest) longest = lengths[id]!;
+  for (let id = 0; id < mask.length; id++) if (mask[id] === 1 && lengths[id]! < longest) mask[id] = 0;
 }
 
 function minRest(states: readonly Config[]): number {

@@ -7,6 +7,7 @@ import { main } from '../../src/cli/main';
 import { bundledModels } from '../../src/demo/models';
 import { extractAnswer, problemSet } from '../../src/demo/wordProblems';
 import { plotSvg } from '../../src/cli/benchPlot';
+import { checkStructured, STRUCTURED_FORMATS } from '../../src/cli/benchStructured';
 import { sink } from '../helpers/sink';
 import { fixtureModel } from '../helpers/fixtures';
 
@@ -164,13 +165,27 @@ describe('the safe-ensemble command', () => {
         expect(r).toMatchObject({ problems: 2, speedInterval: [expect.any(Number), expect.any(Number)], cpuSpeedInterval: [expect.any(Number), expect.any(Number)], startsWithSpace: expect.any(Number), namesNotInPrompt: expect.any(Number), flagged: expect.any(Boolean) });
         if (r.method === 'single model') expect([r.speedVsDrafter, r.cpuSpeedVsDrafter, r.flagged]).toEqual([1, 1, false]);
       }
+      // Structured output: the drafter alone and SAFE (every-token is not asked), each format, every output valid.
+      const structured = (report as unknown as { structured: Array<Record<string, unknown>> }).structured;
+      expect(structured.map((r) => [r.drafter, r.method, r.format])).toEqual(
+        ['qwen-adder', 'mistral-subtractor'].flatMap((d) =>
+          ['single model', 'SAFE + UniTE (heuristic λ 0.1)'].flatMap((m) => STRUCTURED_FORMATS.map((f) => [d, m, f.label])),
+        ),
+      );
+      for (const r of structured) expect(r).toMatchObject({ problems: 2, valid: 2 });
+      // The free-text column is the same method's accuracy on the same problems.
+      for (const r of structured) {
+        const free = report.rows.find((x) => x.drafter === r.drafter && x.method === r.method)!;
+        expect(r.freeTextCorrect).toBe(free.correct);
+      }
     }
   }, 240_000);
 
   it('benchmarks sampling: --temperature with --seeds N runs every problem with N seeds, in one process or one per method', async () => {
     for (const isolation of ['gc', 'process']) {
-      const { stdout } = await run('node', ['bin/safe-ensemble.cjs', 'bench', '--temperature', '0.7', '--seeds', '2', '--problems', '2', '--methods', 'safe,safe-ensemble-rule', '--max-new-tokens', '16', '--isolation', isolation, '--blocks', '1', '--json'], { cwd: root });
-      const report = JSON.parse(stdout) as { sampling: Record<string, number>; rows: Array<Record<string, unknown>> };
+      const { stdout } = await run('node', ['bin/safe-ensemble.cjs', 'bench', '--temperature', '0.7', '--seeds', '2', '--problems', '2', '--methods', 'safe,safe-ensemble-rule', '--max-new-tokens', '16', '--isolation', isolation, '--blocks', '1', '--structured-problems', '0', '--json'], { cwd: root });
+      const report = JSON.parse(stdout) as { sampling: Record<string, number>; rows: Array<Record<string, unknown>>; structured: unknown[] };
+      expect(report.structured).toEqual([]);
       expect(report.sampling).toEqual({ temperature: 0.7, topP: 1, topK: 0, seeds: 2 });
       expect(report.rows.map((r) => r.method)).toEqual(['single model', 'SAFE + UniTE (heuristic λ 0.1)', "SAFE + UniTE, paper's rejection rule", 'single model', 'SAFE + UniTE (heuristic λ 0.1)', "SAFE + UniTE, paper's rejection rule"]);
       // 2 problems × 2 seeds: four generations per method and drafter.
@@ -179,7 +194,19 @@ describe('the safe-ensemble command', () => {
     expect((await cli(['bench', '--seeds', '2'])).err).toMatch(/--seeds, --top-p and --top-k need --temperature above 0/);
   }, 240_000);
 
+  it('checks structured answers by hand: exact keys, JSON types, a finite answer', () => {
+    const [answerOnly, withReasoning] = STRUCTURED_FORMATS;
+    expect(checkStructured('{"answer": 12}', answerOnly!)).toEqual({ valid: true, answer: 12 });
+    expect(checkStructured('{"answer": "12"}', answerOnly!).valid).toBe(false);
+    expect(checkStructured('{"answer": 12, "x": 1}', answerOnly!).valid).toBe(false);
+    expect(checkStructured('{"answer": 1', answerOnly!).valid).toBe(false);
+    expect(checkStructured('[12]', answerOnly!).valid).toBe(false);
+    expect(checkStructured('{"reasoning": "3 + 4 = 7", "answer": 7}', withReasoning!)).toEqual({ valid: true, answer: 7 });
+    expect(checkStructured('{"answer": 7}', withReasoning!).valid).toBe(false);
+  });
+
   it('refuses bench flags it cannot honour', async () => {
+    expect((await cli(['bench', '--structured-problems=1.5'])).err).toMatch(/--structured-problems needs an integer >= 0, got "1.5"/);
     expect((await cli(['bench', '--methods', 'safe,bogus'])).err).toMatch(/--methods: unknown method "bogus"/);
     expect((await cli(['bench', '--isolation', 'threads'])).err).toMatch(/--isolation: use gc or process/);
     const [a, b] = bundledModels();

@@ -83,6 +83,16 @@ describe('JSON Schema grammar', () => {
     expect(acceptedMutants).toBeGreaterThan(100);
   });
 
+  it('allows at most one blank between tokens, none before the value and none after it', () => {
+    const start = startConfigs(compileJsonSchema({ type: 'object', properties: { a: { type: 'array', items: { type: 'integer' } } } }).root);
+    expect(acceptsText(start, '{ "a": [1, 2] }')).toBe(true);
+    expect(acceptsText(start, '{\n"a":\n[1,\n2]\n}')).toBe(true);
+    expect(acceptsText(start, '{  "a": [1]}')).toBe(false);
+    expect(advance(start, enc(' '))).toEqual([]);
+    expect(advance(start, enc('\n'))).toEqual([]);
+    expect(acceptsText(start, '{"a": [1]} ')).toBe(false);
+  });
+
   it('bounded numbers: complete exactly within the bounds, and every allowed prefix can still end', () => {
     const random = seeded(13);
     const alphabet = enc('-0123456789.');

@@ -25,8 +25,9 @@ const MAX_EXPONENT_DIGITS = 3;
 
 /** The configurations at the start of a text of `root`. */
 export function startConfigs(root: GrammarNode): Config[] {
-  // A JSON text may open with a blank; a reply in a template's syntax starts as the syntax says (ws -1: none).
-  return [{ t: 'value', node: root, up: DONE, ws: root.kind === 'sequence' || root.kind === 'text' ? -1 : 0 }];
+  // No blank before the value (ws -1): JSON would allow one, but it is a wasted token, and a tokenizer
+  // that prefixes words with a space (` {`) then starts every reply with whitespace.
+  return [{ t: 'value', node: root, up: DONE, ws: -1 }];
 }
 
 const isWs = (b: number) => b === 0x20 || b === 0x0a;
