@@ -3,7 +3,8 @@
  * calling, on the bundled models (trained on word problems, never on these tools): every
  * withStructuredOutput method, with and without includeRaw; tools they have never seen under
  * every tool_choice; streamed tool calls; a tool-use history; and SafeEnsembleLLM's
- * responseFormat knob. The replies parse and validate because decoding is constrained.
+ * responseFormat knob; a constrained stream left every way a consumer can leave it. The replies
+ * parse and validate because decoding is constrained.
  */
 import { AIMessage, AIMessageChunk, HumanMessage, ToolMessage } from '@langchain/core/messages';
 import { tool } from '@langchain/core/tools';
@@ -89,6 +90,39 @@ describe('structured output and tools on the bundled models', () => {
     expect(reply.invalid_tool_calls ?? []).toEqual([]);
     const forced = await chat.bindTools([mathAddition], { tool_choice: 'any' }).invoke(history);
     expect(forced.tool_calls![0]!.name).toBe('math_addition');
+  });
+
+  it.each(['signal', 'timeout', 'break', 'throw', 'abandon'] as const)('a streamed forced tool call left by %s: the next calls, constrained and free, equal fresh ones', async (how) => {
+    const bound = chat.bindTools([mathAddition, weather], { tool_choice: 'any' });
+    const reference = await bound.invoke(ASK);
+    const free = (await chat.invoke(ASK)).content;
+    const controller = new AbortController();
+    const options = how === 'timeout' ? { timeout: 40 } : how === 'signal' ? { signal: controller.signal } : {};
+    let outcome = 'finished';
+    let chunks = 0;
+    try {
+      const iterator = (await bound.stream(ASK, options))[Symbol.asyncIterator]();
+      if (how === 'abandon') {
+        await iterator.next();
+        outcome = 'abandoned';
+      } else
+        for await (const _chunk of { [Symbol.asyncIterator]: () => iterator }) {
+          void _chunk;
+          chunks++;
+          if (how === 'signal') controller.abort();
+          if (how === 'break') break;
+          if (how === 'throw') throw new Error('consumer failed');
+          if (how === 'timeout') await new Promise((r) => setTimeout(r, 50));
+        }
+    } catch (e) {
+      outcome = `${(e as Error).name}: ${(e as Error).message}`;
+    }
+    if (how === 'signal' || how === 'timeout') expect(outcome).toMatch(/Abort|Timeout/);
+    if (how === 'throw') expect(outcome).toBe('Error: consumer failed');
+    if (how === 'break') expect(chunks).toBe(1);
+    const again = await bound.invoke(ASK);
+    expect(again.tool_calls!.map((c) => [c.name, c.args])).toEqual(reference.tool_calls!.map((c) => [c.name, c.args]));
+    expect((await chat.invoke(ASK)).content).toBe(free);
   });
 
   it('SafeEnsembleLLM: responseFormat as a constructor knob, a call option and a configurable', async () => {

@@ -90,6 +90,33 @@ describe('leaving a stream while a served model stalls', () => {
     }
   });
 
+  it.each(WAYS)('a JSON-constrained SafeEnsembleLLM.stream() left by %s, then constrained and normal calls', async (way) => {
+    const schema = { type: 'object', properties: { reasoning: { type: 'string' }, answer: { type: 'number' } }, required: ['reasoning', 'answer'] };
+    const llm = new SafeEnsembleLLM({ models: [served(), QWEN], rawPrompt: true, maxNewTokens: way === 'abandon' ? 16 : 200, responseFormat: schema });
+    const controller = new AbortController();
+    try {
+      // The served model drafts: each of its tokens is drafted through the grammar, one request a token.
+      const constrained = await llm.invoke(PROMPT, { maxNewTokens: 16 });
+      expect(Object.keys(JSON.parse(constrained) as object)).toEqual(['reasoning', 'answer']);
+      const options = way === 'signal' ? { signal: controller.signal } : way === 'timeout' ? { timeout: 1500 } : {};
+      const outcome = await within(leave(await llm.stream(PROMPT, options), way, controller), 6000, `leaving by ${way}`);
+      expect(outcome).toMatch({ signal: /Abort/, timeout: /Abort|Timeout/, break: /^broke$/, throw: /^consumer failed$/, 'return-pending': /^returned$/, abandon: /^abandoned$/ }[way]);
+      server.fault = null;
+      const wait = way === 'abandon' ? STALL_MS + 8000 : 5000;
+      // Nothing of the left call's grammar state survives: the same constrained text, then free text.
+      expect(await within(llm.invoke(PROMPT, { maxNewTokens: 16 }), wait, 'the next constrained call')).toBe(constrained);
+      const free = await within(llm.invoke(PROMPT, { maxNewTokens: 16, responseFormat: 'text' }), 5000, 'the next free call');
+      const fresh = new SafeEnsembleLLM({ models: [served(), QWEN], rawPrompt: true, maxNewTokens: 16 });
+      try {
+        expect(free).toBe(await fresh.invoke(PROMPT));
+      } finally {
+        await fresh.dispose();
+      }
+    } finally {
+      await llm.dispose();
+    }
+  });
+
   it.each(WAYS.filter((w) => w !== 'timeout'))('SafeEnsemble.stream() left by %s, then a normal call', async (way) => {
     const ensemble = new SafeEnsemble([await loadModel(QWEN), await loadRemoteModel(served())]);
     const controller = new AbortController();
