@@ -17,6 +17,7 @@ import { extractAnswer, problemSet, type WordProblem } from '../demo/wordProblem
 import { fullGc, namesSomeoneElse, speedRatio, timed, williamsOrders, type Measurement, type Ratio } from './benchMethod.js';
 import { nonNegativeInteger, number, parse, positiveInteger, UsageError } from './flags.js';
 import { plotSvg } from './benchPlot.js';
+import { methodTable, type BenchRow } from './benchTable.js';
 import { runStructured, STRUCTURED_FORMATS, STRUCTURED_METHODS, structuredTable, type StructuredItem, type StructuredRow } from './benchStructured.js';
 
 /** The methods the benchmark compares, by id. */
@@ -77,34 +78,6 @@ Options:
   --plot FILE          write an SVG of accuracy against relative speed
   --threads N          onnxruntime threads per model
   -h, --help           this help`;
-
-/** One benchmark row: a method with one drafter in one model set. */
-export interface BenchRow {
-  /** The model set (folder names), drafter included. */
-  models: string[];
-  method: string;
-  drafter: string;
-  accuracy: number;
-  etPct: number;
-  /** Wall-clock tokens per second. */
-  tokensPerSecond: number;
-  /** Wall-clock speed relative to the drafter alone. */
-  speedVsDrafter: number;
-  /** 95% bootstrap interval of `speedVsDrafter`. */
-  speedInterval: [number, number];
-  /** CPU-time speed relative to the drafter alone. */
-  cpuSpeedVsDrafter: number;
-  /** 95% bootstrap interval of `cpuSpeedVsDrafter`. */
-  cpuSpeedInterval: [number, number];
-  /** Outputs that start with whitespace. */
-  startsWithSpace: number;
-  /** Outputs that name someone the question does not. */
-  namesNotInPrompt: number;
-  /** Self-check: faster than the drafter alone beyond the interval (wall or CPU). */
-  flagged: boolean;
-  correct: number;
-  problems: number;
-}
 
 const FLAGS = {
   problems: { type: 'string' },
@@ -387,12 +360,7 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
     out.write(`${problems.length} held-out problems, max ${maxNewTokens} new tokens, ${decoding}; ${machine.cpus} × ${machine.cpu}, Node ${machine.node}, ${machine.date.slice(0, 10)}\n`);
     out.write(`Speed: methods in Williams order per ${isolation === 'process' ? `block of problems, each method in its own process (${blocks} blocks)` : 'problem, one process, full GC before each generation'}, one warm-up each; ratios to the drafter alone with 95% bootstrap intervals.\n\n`);
     const many = configs.some((c) => c.models.length !== dirs.length);
-    out.write(`|${many ? ' models |' : ''} method | drafter | accuracy | E/T % | starts with space | names not in prompt | tokens/s | speed vs drafter alone (wall) | (CPU) | check |\n|${many ? '---|' : ''}---|---|---:|---:|---:|---:|---:|---:|---:|---|\n`);
-    const fmt = (r: number, [lo, hi]: [number, number]) => `${r.toFixed(2)}× (${lo.toFixed(2)}–${hi.toFixed(2)})`;
-    const ordered = many ? rows : [...rows.filter((r) => r.method === 'single model'), ...rows.filter((r) => r.method !== 'single model')];
-    for (const r of ordered) {
-      out.write(`|${many ? ` ${r.models.join(' + ')} |` : ''} ${r.method} | ${r.drafter} | ${(r.accuracy * 100).toFixed(1)}% | ${r.etPct.toFixed(2)} | ${r.startsWithSpace} | ${r.namesNotInPrompt} | ${r.tokensPerSecond.toFixed(0)} | ${fmt(r.speedVsDrafter, r.speedInterval)} | ${fmt(r.cpuSpeedVsDrafter, r.cpuSpeedInterval)} | ${r.flagged ? 'FASTER THAN ITS DRAFTER' : r.method === 'single model' ? 'reference' : 'ok'} |\n`);
-    }
+    out.write(methodTable(rows, many));
     out.write(flagged.length === 0 ? '\nself-check passed: no ensemble is faster than its drafter alone beyond the 95% interval.\n' : `\nself-check FLAGGED ${flagged.length} row(s): faster than the drafter alone beyond the 95% interval (a measurement bias; rerun, or use --isolation process).\n`);
     if (structured.length) out.write(`\nStructured output (the first ${structuredCount} problems again, a JSON Schema as the response format; valid = parses and has exactly the schema's keys and types):\n\n${structuredTable(structured)}`);
     if (values.plot) out.write(`\nplot: ${String(values.plot)}\n`);

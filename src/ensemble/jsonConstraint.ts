@@ -13,7 +13,7 @@ import { advance, accepts, configKey, dedupe, restBytes, startConfigs, step, typ
 import { compileJsonSchema, type CompiledSchema } from '../text/json/schema.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { TextConstraint } from './constraint.js';
-import type { TokenTable } from './tokenTable.js';
+import type { TokenTable, TokenTrie } from './tokenTable.js';
 
 /**
  * Bytes of token masks kept over all grammars and vocabularies (a mask is a byte per token:
@@ -122,6 +122,9 @@ export class GrammarConstraint implements TextConstraint {
     } else mask = new Uint8Array(table.size);
     const nodes: number[] = [0];
     const configs: Config[][] = [states];
+    // Past the point where even the shortest text fits a byte a token: the tokens on a shortest path, kept for a count below.
+    const short = limited && restBefore > remaining;
+    const onPath: Array<{ node: number; next: Config[] }> = [];
     const mark = (id: number) => (mask[id] = 1);
     while (nodes.length > 0) {
       const node = nodes.pop()!;
@@ -132,14 +135,17 @@ export class GrammarConstraint implements TextConstraint {
         for (const c of from) step(c, byte, next);
         if (next.length === 0) continue;
         if (next.length > 1) next = dedupe(next);
-        if (trie.tokenAt[child]! >= 0 && (!limited || fitsBudget(minRest(next), trie.depth[child]!, remaining, restBefore))) trie.forTokensAt(child, mark);
+        if (trie.tokenAt[child]! >= 0 && (!limited || fitsBudget(minRest(next), trie.depth[child]!, remaining, restBefore))) {
+          if (short) onPath.push({ node: child, next });
+          else trie.forTokensAt(child, mark);
+        }
         if (trie.firstChild[child]! >= 0) {
           nodes.push(child);
           configs.push(next);
         }
       }
     }
-    if (limited && restBefore > remaining) keepLongest(mask, table.lengths);
+    if (short) keepClosingInTime(onPath, trie, table.tokenTrie, remaining, mark);
     return mask;
   }
 
@@ -206,15 +212,54 @@ function fitsBudget(restAfter: number, length: number, tokensLeft: number, restB
 }
 
 /**
- * Past the point where even the shortest text fits a byte a token, only the longest of the
- * tokens on a shortest path stay: the text then closes in the fewest tokens this walk can see
- * (a budget under the shortest text's bytes still ends in complete JSON when the vocabulary's
- * longer tokens spell it).
+ * Of the tokens on a shortest path (`onPath`, found in `walkTrie`), those after which a greedy
+ * longest-token walk still closes the text within the tokens left; where none does, those that
+ * close it soonest. A budget under the shortest text's bytes then still ends in complete JSON
+ * when the vocabulary's longer tokens spell it, and a model's own path stays open while it fits.
  */
-function keepLongest(mask: Uint8Array, lengths: ArrayLike<number>): void {
-  let longest = 0;
-  for (let id = 0; id < mask.length; id++) if (mask[id] === 1 && lengths[id]! > longest) longest = lengths[id]!;
-  for (let id = 0; id < mask.length; id++) if (mask[id] === 1 && lengths[id]! < longest) mask[id] = 0;
+function keepClosingInTime(onPath: ReadonlyArray<{ node: number; next: Config[] }>, walkTrie: TokenTrie, trie: TokenTrie, remaining: number, mark: (id: number) => void): void {
+  const needs = onPath.map((p) => 1 + tokensToClose(p.next, trie));
+  const fewest = Math.min(...needs);
+  const limit = Math.max(remaining, fewest);
+  onPath.forEach((p, i) => {
+    if (needs[i]! <= limit) walkTrie.forTokensAt(p.node, mark);
+  });
+}
+
+/** Tokens a walk needs to close the text from `states`, taking the longest token on a shortest path each step (Infinity: none found). */
+function tokensToClose(states: Config[], trie: TokenTrie): number {
+  let current = states;
+  for (let count = 0; ; count++) {
+    const rest = minRest(current);
+    if (rest === 0) return count;
+    let best: Config[] | null = null;
+    let bestDepth = 0;
+    const nodes: number[] = [0];
+    const configs: Config[][] = [current];
+    while (nodes.length > 0) {
+      const node = nodes.pop()!;
+      const from = configs.pop()!;
+      for (let child = trie.firstChild[node]!; child >= 0; child = trie.nextSibling[child]!) {
+        let next: Config[] = [];
+        for (const c of from) step(c, trie.edge[child]!, next);
+        if (next.length === 0) continue;
+        if (next.length > 1) next = dedupe(next);
+        const depth = trie.depth[child]!;
+        // Off a shortest path here, off it below too: a byte lowers the rest by one at most.
+        if (minRest(next) + depth > rest) continue;
+        if (trie.tokenAt[child]! >= 0 && depth > bestDepth) {
+          best = next;
+          bestDepth = depth;
+        }
+        if (trie.firstChild[child]! >= 0) {
+          nodes.push(child);
+          configs.push(next);
+        }
+      }
+    }
+    if (best === null) return Infinity;
+    current = best;
+  }
 }
 
 function minRest(states: readonly Config[]): number {

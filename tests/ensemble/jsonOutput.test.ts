@@ -29,17 +29,19 @@ describe('token masks', () => {
         const written = bytes.subarray(0, at);
         const mask = c.allowedTokens(written, table);
         const close = c.allowedTokens(written, table, 6);
-        // Near the budget's end the mask may keep only the longest of the tokens allows() takes
-        // (where even the shortest text no longer fits a byte a token): never one it refuses.
-        let longestKept = 0;
-        for (let id = 0; id < table.size; id++) if (close[id] === 1) longestKept = Math.max(longestKept, table.lengths[id]!);
+        // Near the budget's end the mask may keep fewer of the tokens allows() takes (where even
+        // the shortest text no longer fits a byte a token: those that still close it in time),
+        // never one it refuses, and never none where allows() takes some.
+        let anyNear = false;
         for (let id = at % 7; id < table.size; id += 7) {
           const b = table.bytesOf(id);
           if (b.length === 0) continue;
           if (c.allows(written, b) !== (mask[id] === 1)) throw new Error(`${name} token ${id} ${JSON.stringify(new TextDecoder().decode(b))} after ${at} bytes: mask ${mask[id]}`);
           const near = c.allows(written, b, 6);
-          if (close[id] === 1 ? !near : near && b.length >= longestKept) throw new Error(`${name} token ${id} near the budget's end after ${at} bytes: mask ${close[id]}`);
+          anyNear ||= near;
+          if (close[id] === 1 && !near) throw new Error(`${name} token ${id} near the budget's end after ${at} bytes: mask ${close[id]}`);
         }
+        if (anyNear && !close.includes(1)) throw new Error(`${name}: nothing allowed near the budget's end after ${at} bytes`);
       }
     }
     // The same state again: the mask comes from the cache, not from another walk.
@@ -48,6 +50,24 @@ describe('token masks', () => {
     expect(c.allowedTokens(bytes.subarray(0, 3), TokenTable.of(tok))).toBe(again);
     expect(c.counts.walks).toBeLessThanOrEqual(walks + 1);
     expect(c.counts.cached).toBeGreaterThan(0);
+  });
+
+  it('below the shortest text\'s bytes, keeps every token after which the text still closes in the tokens left', async () => {
+    const table = TokenTable.of(await realTokenizer('qwen3'));
+    const c = new JsonSchemaConstraint({ type: 'object', properties: { answer: { type: 'integer' } }, required: ['answer'] });
+    const id = (s: string) => {
+      const want = Buffer.from(enc(s));
+      const ids: number[] = [];
+      for (let i = 0; i < table.size; i++) if (want.equals(Buffer.from(table.bytesOf(i)))) ids.push(i);
+      return ids;
+    };
+    // {"answer":0} has 12 bytes, Qwen3 spells it in 4 tokens: with 10 left, `{` and `{"` both still close.
+    const mask = c.allowedTokens(new Uint8Array(0), table, 10);
+    for (const t of ['{', '{"']) expect(id(t).some((i) => mask[i] === 1)).toBe(true);
+    // With 4 left only a start that spells it in 4 does.
+    const tight = c.allowedTokens(new Uint8Array(0), table, 4);
+    expect(id('{"').some((i) => tight[i] === 1)).toBe(true);
+    expect(id('{').some((i) => tight[i] === 1)).toBe(false);
   });
 
   it('refuses bad response formats with a typed error', () => {
