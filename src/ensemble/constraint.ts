@@ -11,13 +11,13 @@ import { logSumExp, topK as topKOf, type TopK } from '../member/distribution.js'
 import { RowScore, type RowAnswer, type RowQuery, type ScorePayload } from '../member/scores.js';
 import { truncateTop } from '../member/truncation.js';
 import { bytesEqual, utf8 } from '../text/bytes.js';
-import type { EnsembleMember } from '../member/member.js';
+import type { SequenceModel } from '../member/member.js';
 import { TokenTable } from './tokenTable.js';
 import type { Vocabulary } from './vocabulary.js';
 
 /** What constrainRow needs of a member. */
 export interface ConstrainedMember {
-  lm: EnsembleMember;
+  lm: SequenceModel;
   vocab: Vocabulary;
   /** Whether its response encoding starts with a dummy-prefix space. */
   addsSpace: boolean;

@@ -8,7 +8,7 @@
  * A constraint (constraint.ts), when set, masks every row the pieces read.
  * @module
  */
-import type { EnsembleMember } from '../member/member.js';
+import type { SequenceModel } from '../member/member.js';
 import { keptProbability } from '../member/truncation.js';
 import { ResponseTokenization } from '../text/continuation.js';
 import type { GacUnion } from './aggregate.js';
@@ -25,7 +25,7 @@ import type { EnsembleResult } from './types.js';
 import { Vocabulary } from './vocabulary.js';
 
 /** The shared state of a generation over `models` holding `prompts` (drafter at `drafterIndex`). */
-export function generationState(models: readonly EnsembleMember[], prompts: readonly ModelPrompt[], drafterIndex: number, options: ResolvedOptions): GenerationState {
+export function generationState(models: readonly SequenceModel[], prompts: readonly ModelPrompt[], drafterIndex: number, options: ResolvedOptions): GenerationState {
   const weights = options.weights ?? models.map(() => 1 / models.length);
   const members: Member[] = models.map((lm, i) => ({
     lm,
@@ -62,7 +62,7 @@ export class Generation {
   /** Most drafter tokens this generation may commit. */
   private readonly budget: number;
 
-  constructor(models: readonly EnsembleMember[], prompts: readonly ModelPrompt[], drafterIndex: number, options: ResolvedOptions, gacUnion: () => GacUnion) {
+  constructor(models: readonly SequenceModel[], prompts: readonly ModelPrompt[], drafterIndex: number, options: ResolvedOptions, gacUnion: () => GacUnion) {
     const state = (this.state = generationState(models, prompts, drafterIndex, options));
     this.recorder = new Recorder(state);
     this.proposer = new DraftProposer(state);

@@ -3,7 +3,7 @@
  * @module
  */
 import { ContextOverflowError, InvalidArgumentError, TokenizerError } from '../errors.js';
-import type { EnsembleMember } from '../member/member.js';
+import type { SequenceModel } from '../member/member.js';
 import type { EncodingContext } from '../text/continuation.js';
 import type { ChatMessage, TextTokenizer } from '../text/tokenizer.js';
 
@@ -55,7 +55,7 @@ export function validateInput(input: unknown): asserts input is EnsembleInput {
  * (or is used as it is with `rawPrompt`, or when the model has no chat template); messages
  * need a chat template.
  */
-export function renderPrompt(lm: EnsembleMember, input: EnsembleInput, options: RenderOptions & { reserve: number }): ModelPrompt {
+export function renderPrompt(lm: SequenceModel, input: EnsembleInput, options: RenderOptions & { reserve: number }): ModelPrompt {
   const prompt = renderPromptWith(lm.tokenizer, input, options, lm.name);
   if (prompt.ids.length === 0) throw new InvalidArgumentError('input', `input: the prompt renders to no tokens for model "${lm.name}".`);
   if (prompt.ids.length + options.reserve > lm.maxPositions) {

@@ -71,7 +71,7 @@ export class DraftProposer {
   }
 
   /**
-   * draftInto for a member that drafts several tokens per call ({@link EnsembleMember.draft}):
+   * draftInto for a member that drafts several tokens per call ({@link SequenceModel.draft}):
    * the same tokens and counts as drafting one by one (each token counts as a pass).
    */
   private async draftChunks(list: Drafted[], until: number, ahead: boolean, stop: () => boolean): Promise<boolean> {

@@ -10,7 +10,8 @@ import { utf8 } from '../text/bytes.js';
 import { CausalLM } from '../runtime/causalLM.js';
 import { defaultExecution, loadModel, type LoadModelOptions } from '../runtime/loadModel.js';
 import { isRemoteSpec, loadRemoteModel, type RemoteModelSpec } from '../remote/loadRemote.js';
-import type { EnsembleMember } from '../member/member.js';
+import type { EnsembleMember, SequenceModel } from '../member/member.js';
+import { FifoGate } from '../member/fifoGate.js';
 import { GacUnion } from './aggregate.js';
 import { Generation } from './generation.js';
 import { resolveOptions, type EnsembleOptions, type ResolvedOptions } from './options.js';
@@ -32,7 +33,16 @@ export interface ModelSpec extends LoadModelOptions {
 export interface SafeEnsembleConfig extends EnsembleOptions {
   /** Which model drafts: index in `models` or its source; default the first. */
   drafter?: number | string;
+  /**
+   * Most generations running at once (default {@link DEFAULT_MAX_CONCURRENT_GENERATIONS});
+   * later calls wait their turn in call order. Each running generation holds its own KV cache
+   * per local model (see the README's "Many generations at once").
+   */
+  maxConcurrentGenerations?: number;
 }
+
+/** Generations an ensemble runs at once unless `maxConcurrentGenerations` says otherwise. */
+export const DEFAULT_MAX_CONCURRENT_GENERATIONS = 8;
 
 /** A model served by SGLang or vLLM, with its ensemble weight. */
 export interface RemoteMemberSpec extends RemoteModelSpec {
@@ -67,10 +77,15 @@ export class SafeEnsemble {
   readonly models: readonly EnsembleMember[];
   /** Index of the drafter in {@link models}. */
   readonly drafterIndex: number;
+  /** Most generations running at once. */
+  readonly maxConcurrentGenerations: number;
   private readonly defaults: SafeEnsembleConfig;
-  private queue: Promise<unknown> = Promise.resolve();
-  /** Stop switches of the generation holding the models (at most one at a time). */
-  private readonly running = new Set<AbortController>();
+  /** Admits generations in call order, at most {@link maxConcurrentGenerations} at once. */
+  private readonly admission: FifoGate;
+  /** Members without {@link EnsembleMember.openSequence}: one generation at a time each. */
+  private readonly exclusive = new Map<EnsembleMember, FifoGate>();
+  /** Stop switches of the generations admitted or waiting, and their runs. */
+  private readonly running = new Map<AbortController, Promise<void>>();
   private union: GacUnion | null = null;
   private disposed = false;
 
@@ -94,8 +109,15 @@ export class SafeEnsemble {
     }
     this.models = [...models];
     this.drafterIndex = resolveDrafter(config.drafter, this.models);
-    const { drafter: _drafter, ...defaults } = config;
+    const { drafter: _drafter, maxConcurrentGenerations, ...defaults } = config;
     void _drafter;
+    const limit = maxConcurrentGenerations ?? DEFAULT_MAX_CONCURRENT_GENERATIONS;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 4096) {
+      throw new InvalidArgumentError('maxConcurrentGenerations', `maxConcurrentGenerations: expected an integer from 1 to 4096, got ${String(maxConcurrentGenerations)}.`);
+    }
+    this.maxConcurrentGenerations = limit;
+    this.admission = new FifoGate(limit);
+    for (const m of this.models) if (typeof m.openSequence !== 'function') this.exclusive.set(m, new FifoGate(1));
     // Validate the defaults now, so a bad constructor option fails before any generation.
     this.checkWholeRows(resolveOptions(this.models.length, defaults));
     this.defaults = defaults;
@@ -130,7 +152,9 @@ export class SafeEnsemble {
     const { models: _m, loadOptions, ...config } = options;
     void _m;
     const weights = specs.some((s) => s.weight !== undefined) ? specs.map((s) => s.weight ?? 1) : config.weights;
-    resolveOptions(specs.length, { ...config, drafter: undefined, weights } as EnsembleOptions);
+    const { maxConcurrentGenerations: _limit, ...perCall } = config;
+    void _limit;
+    resolveOptions(specs.length, { ...perCall, drafter: undefined, weights } as EnsembleOptions);
     // Members load concurrently (each worker opens its session while the next tokenizer loads).
     // Worker members run at the same time, so by default they share the cores instead of each
     // starting a thread per core.
@@ -181,13 +205,15 @@ export class SafeEnsemble {
 
   /**
    * Streams committed text (never half a character, never a piece of a stop string) and ends
-   * with the result. Calls on one ensemble run one at a time, in call order.
+   * with the result. Calls on one ensemble run at once, up to `maxConcurrentGenerations`
+   * (later ones start in call order as earlier ones end); what a call generates does not depend
+   * on what else runs.
    *
-   * The generation runs on its own once the first chunk is asked for: it holds the models
-   * until it ends, whatever the reader does. Leaving the loop (`break`, a throw, `return()`)
+   * The generation runs on its own once the first chunk is asked for, until it ends, whatever
+   * the reader does. Leaving the loop (`break`, a throw, `return()`)
    * stops it at the next forward-pass boundary; an iterator dropped without `return()` lets
    * it run to its own end (`maxNewTokens`, EOS or a stop string; earlier when the signal
-   * fires or the iterator is garbage-collected), and then the models are free again.
+   * fires or the iterator is garbage-collected), and then its place is free again.
    */
   stream(input: EnsembleInput, options?: EnsembleOptions): AsyncGenerator<EnsembleChunk, void> {
     const leave = new AbortController();
@@ -198,7 +224,8 @@ export class SafeEnsemble {
         validateInput(input);
         const resolved = this.resolveOptions(options);
         const feed = new ChunkFeed<EnsembleChunk>();
-        void this.runGeneration(input, resolved, feed, leave);
+        const run = this.runGeneration(input, resolved, feed, leave).finally(() => this.running.delete(leave));
+        this.running.set(leave, run);
         return feed;
       },
       // The reader left (or finished): a generation still running stops at its next pass, and
@@ -209,19 +236,26 @@ export class SafeEnsemble {
     return iterator;
   }
 
-  /** One generation from lock to release; never rejects (errors go to the feed). */
+  /** One generation from admission to release; never rejects (errors go to the feed). */
   private async runGeneration(input: EnsembleInput, resolved: ResolvedOptions, feed: ChunkFeed<EnsembleChunk>, leave: AbortController): Promise<void> {
-    const release = await this.acquire();
-    this.running.add(leave);
+    const releases: Array<() => void> = [];
     try {
-      if (leave.signal.aborted) return feed.end(); // the reader left while the call was queued
-      this.assertUsable();
-      const signal = resolved.signal ? AbortSignal.any([resolved.signal, leave.signal]) : leave.signal;
+      // A caller's signal that fires while the call waits ends it there, like the reader leaving.
+      const waiting = resolved.signal ? AbortSignal.any([resolved.signal, leave.signal]) : leave.signal;
+      const taken = await this.takeModels(waiting, releases);
+      if (!taken) {
+        if (leave.signal.reason === DISPOSING) throw new DisposedError('SafeEnsemble');
+        if (leave.signal.aborted) return feed.end(); // the reader left while the call was queued
+      }
+      // Not admitted because the caller's signal fired: the generation below ends at once with
+      // finish 'abort', before any pass, so reading the members themselves is safe.
+      const models = taken ?? this.models;
+      const signal = waiting;
       // Every model needs room for at least one more token; longer prompts fail before any forward pass.
       const prompts = this.models.map((m) => renderPrompt(m, input, { rawPrompt: resolved.rawPrompt, tools: resolved.tools, allowSpecialTokens: resolved.allowSpecialTokens, reserve: 1 }));
       // Offered tools: calls constrained to them, as the drafter's template writes calls.
       const constraint = resolved.constraint ?? (resolved.tools?.length ? toolCallConstraint(resolved.tools, resolved.toolChoice, this.models[this.drafterIndex]!.tokenizer.chatTemplate) ?? undefined : undefined);
-      const generation = new Generation(this.models, prompts, this.drafterIndex, { ...resolved, signal, constraint }, () => this.gacUnion());
+      const generation = new Generation(models, prompts, this.drafterIndex, { ...resolved, signal, constraint }, () => this.gacUnion());
       const run = generation.run();
       for (;;) {
         const step = await run.next();
@@ -236,9 +270,36 @@ export class SafeEnsemble {
     } catch (error) {
       feed.fail(error);
     } finally {
-      this.running.delete(leave);
-      release();
+      for (const release of releases.reverse()) release();
     }
+  }
+
+  /**
+   * Waits for this generation's turn and gives it its view of every model: a sequence of its
+   * own where the member opens them, else the member itself, held for this generation alone
+   * (gates taken in model order, so generations never deadlock). Null when `signal` fired first.
+   * What `releases` collects undoes it all, whatever happens.
+   */
+  private async takeModels(signal: AbortSignal, releases: Array<() => void>): Promise<SequenceModel[] | null> {
+    try {
+      releases.push(await this.admission.enter(signal));
+      for (const m of this.models) {
+        const gate = this.exclusive.get(m);
+        if (gate) releases.push(await gate.enter(signal));
+      }
+    } catch (error) {
+      if (signal.aborted) return null;
+      throw error;
+    }
+    this.assertUsable();
+    return this.models.map((m) => {
+      if (!this.exclusive.has(m)) {
+        const sequence = m.openSequence!();
+        releases.push(() => sequence.close());
+        return sequence;
+      }
+      return m;
+    });
   }
 
   /**
@@ -248,8 +309,8 @@ export class SafeEnsemble {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    for (const leave of this.running) leave.abort(DISPOSING);
-    await this.queue.catch(() => undefined);
+    for (const leave of this.running.keys()) leave.abort(DISPOSING);
+    await Promise.all(this.running.values());
     await Promise.all(this.models.map((m) => m.dispose()));
   }
 
@@ -260,15 +321,6 @@ export class SafeEnsemble {
 
   private assertUsable(): void {
     if (this.disposed) throw new DisposedError('SafeEnsemble');
-  }
-
-  /** A FIFO lock: KV caches are shared state, so generations never interleave. */
-  private acquire(): Promise<() => void> {
-    let release!: () => void;
-    const turn = new Promise<void>((r) => (release = r));
-    const ready = this.queue.then(() => release);
-    this.queue = this.queue.then(() => turn);
-    return ready;
   }
 }
 

@@ -5,7 +5,7 @@
  * generation.ts drives them.
  * @module
  */
-import type { EnsembleMember } from '../member/member.js';
+import type { SequenceModel } from '../member/member.js';
 import type { RowScore, Scores } from '../member/scores.js';
 import type { Truncation } from '../member/truncation.js';
 import { isCharBoundary } from '../text/bytes.js';
@@ -20,7 +20,7 @@ import type { Vocabulary } from './vocabulary.js';
 
 /** A model taking part in one generation. */
 export interface Member {
-  lm: EnsembleMember;
+  lm: SequenceModel;
   vocab: Vocabulary;
   prompt: ModelPrompt;
   weight: number;
@@ -93,7 +93,7 @@ export function tokensLeftAt(state: GenerationState, offset: number): number {
 }
 
 /** Whether a tokenizer writes a dummy-prefix space before a response in this prompt context. */
-export function responseAddsSpace(lm: EnsembleMember, prompt: ModelPrompt): boolean {
+export function responseAddsSpace(lm: SequenceModel, prompt: ModelPrompt): boolean {
   const tok = lm.tokenizer;
   const probe = encodeContinuation(tok, prompt.context, 'x') ?? encodeContinuation(tok, { text: '', special: null }, 'x');
   return !!probe && probe.ids.length > 0 && tok.tokenBytes(probe.ids[0]!)[0] === 0x20;

@@ -12,8 +12,11 @@
 import type { Scores } from './scores.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 
-/** A model as the engine sees it: a tokenizer and a croppable scored sequence. */
-export interface EnsembleMember {
+/**
+ * A model as one generation sees it: the model's facts and one croppable scored sequence.
+ * A member is one (its own default sequence); {@link EnsembleMember.openSequence} gives more.
+ */
+export interface SequenceModel {
   /** A short label for messages and traces. */
   readonly name: string;
   /** The member's tokenizer (local: it renders prompts and maps tokens to bytes). */
@@ -28,8 +31,6 @@ export interface EnsembleMember {
   readonly length: number;
   /** Whether whole rows can be read ({@link research!RowScore.row}); GaC needs them. */
   readonly wholeRows: boolean;
-  /** Whether {@link dispose} has run. */
-  readonly disposed: boolean;
   /**
    * Appends `ids` and scores the rows asked for; on error the sequence is as it was. A member
    * that waits on I/O stops waiting when `signal` fires (and rejects).
@@ -43,10 +44,31 @@ export interface EnsembleMember {
   draft?(ids: readonly number[], n: number, options: { topK?: number; signal?: AbortSignal }): Promise<Scores>;
   /** Rolls the sequence back to its first `length` ids. */
   crop(length: number): void;
-  /** Frees what the member holds. Idempotent. */
-  dispose(): Promise<void>;
   /** Running totals of a remote member's requests (absent for local members). */
   readonly stats?: MemberNetworkStats;
+}
+
+/**
+ * One more sequence of a member, independent of its others: generations running at once each
+ * hold their own, and the member runs their passes together (a batched onnxruntime run, or
+ * requests in flight at once). {@link close} frees what it holds; its statistics start at 0.
+ */
+export interface MemberSequence extends SequenceModel {
+  /** Frees the sequence (its cache rows, held rows). Idempotent; the member stays usable. */
+  close(): void;
+}
+
+/** A model as the engine sees it: a tokenizer and a croppable scored sequence. */
+export interface EnsembleMember extends SequenceModel {
+  /** Whether {@link dispose} has run. */
+  readonly disposed: boolean;
+  /** Frees what the member holds. Idempotent. */
+  dispose(): Promise<void>;
+  /**
+   * Optional: opens an independent sequence, so that several generations use the member at
+   * once. Members without it take part in one generation at a time (the others wait).
+   */
+  openSequence?(): MemberSequence;
 }
 
 export interface ScoreOptions {
