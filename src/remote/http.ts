@@ -10,6 +10,7 @@
  * @module
  */
 import { InvalidArgumentError, RemoteEngineError } from '../errors.js';
+import { FifoGate } from '../member/fifoGate.js';
 
 /** How to reach a server. */
 export interface RemoteConnectionOptions {
@@ -25,7 +26,12 @@ export interface RemoteConnectionOptions {
   retryDelayMs?: number;
   /** Most bytes one answer may have (default: 512 bytes per log-probability the request asks for, at least 8 MiB). */
   maxResponseBytes?: number;
+  /** Most requests in flight to this server at once, from all generations together; the rest wait in order (default 32). */
+  maxInFlight?: number;
 }
+
+/** Requests in flight to one server at once unless `maxInFlight` says otherwise. */
+export const DEFAULT_MAX_IN_FLIGHT = 32;
 
 /** What one member's requests cost, for the ensemble's statistics. */
 export interface RemoteTraffic {
@@ -87,7 +93,7 @@ export function checkServerUrl(url: unknown, label: string): URL {
 }
 
 /** The timing and size options of a connection, checked, with their defaults. */
-export function checkConnectionOptions(options: Pick<RemoteConnectionOptions, 'timeoutMs' | 'retries' | 'retryDelayMs' | 'maxResponseBytes'>, label: string): { timeoutMs: number; retries: number; retryDelayMs: number; maxResponseBytes: number | null } {
+export function checkConnectionOptions(options: Pick<RemoteConnectionOptions, 'timeoutMs' | 'retries' | 'retryDelayMs' | 'maxResponseBytes' | 'maxInFlight'>, label: string): { timeoutMs: number; retries: number; retryDelayMs: number; maxResponseBytes: number | null; maxInFlight: number } {
   const number = (name: string, v: unknown, fallback: number, min: number) => {
     if (v === undefined) return fallback;
     if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw new InvalidArgumentError(name, `${label}: ${name} must be a number >= ${min}, got ${typeof v === 'number' ? v : typeof v}.`);
@@ -98,6 +104,7 @@ export function checkConnectionOptions(options: Pick<RemoteConnectionOptions, 't
     retries: Math.floor(number('retries', options.retries, 2, 0)),
     retryDelayMs: number('retryDelayMs', options.retryDelayMs, 200, 0),
     maxResponseBytes: options.maxResponseBytes === undefined ? null : Math.floor(number('maxResponseBytes', options.maxResponseBytes, 0, 1024)),
+    maxInFlight: Math.floor(number('maxInFlight', options.maxInFlight, DEFAULT_MAX_IN_FLIGHT, 1)),
   };
 }
 
@@ -136,6 +143,8 @@ export class RemoteClient {
   private readonly retries: number;
   private readonly retryDelayMs: number;
   private readonly maxResponseBytes: number | null;
+  /** Bounds the requests in flight (see RemoteConnectionOptions.maxInFlight). */
+  private readonly inFlight: FifoGate;
   /** Kept out of every enumerable field: the client must not serialize or print its key. */
   readonly #apiKey: string | null;
 
@@ -150,6 +159,7 @@ export class RemoteClient {
     this.retries = checked.retries;
     this.retryDelayMs = checked.retryDelayMs;
     this.maxResponseBytes = checked.maxResponseBytes;
+    this.inFlight = new FifoGate(checked.maxInFlight);
     checkApiKey(options.apiKey, member);
     this.#apiKey = options.apiKey ?? null;
   }
@@ -166,15 +176,16 @@ export class RemoteClient {
 
   /**
    * POSTs `body` as JSON and returns the parsed JSON answer. `entries`: how many
-   * log-probabilities the request asks for, which bounds the answer's size.
+   * log-probabilities the request asks for, which bounds the answer's size; `sink` also
+   * counts the request's traffic (the generation it belongs to), besides {@link traffic}.
    */
-  post(path: string, body: unknown, signal?: AbortSignal, entries = 0): Promise<unknown> {
-    return this.request('POST', path, JSON.stringify(body), signal, entries);
+  post(path: string, body: unknown, signal?: AbortSignal, entries = 0, sink?: RemoteTraffic): Promise<unknown> {
+    return this.request('POST', path, JSON.stringify(body), signal, entries, sink);
   }
 
   /** GETs `path` and returns the parsed JSON answer. */
   get(path: string, signal?: AbortSignal): Promise<unknown> {
-    return this.request('GET', path, undefined, signal, 0);
+    return this.request('GET', path, undefined, signal, 0, undefined);
   }
 
   /** The most bytes an answer to a request for `entries` log-probabilities may have. */
@@ -188,17 +199,28 @@ export class RemoteClient {
     return headers;
   }
 
-  private async request(method: string, path: string, body: string | undefined, signal: AbortSignal | undefined, entries: number): Promise<unknown> {
+  private async request(method: string, path: string, body: string | undefined, signal: AbortSignal | undefined, entries: number, sink: RemoteTraffic | undefined): Promise<unknown> {
     const url = this.urlOf(path);
     const limit = this.limitFor(entries);
+    const count = (field: keyof RemoteTraffic, n: number) => {
+      this.traffic[field] += n;
+      if (sink) sink[field] += n;
+    };
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw new RequestAborted(signal.reason);
+      // A turn among the requests in flight; waiting for it ends when the caller's signal fires.
+      let leave: () => void;
+      try {
+        leave = await this.inFlight.enter(signal);
+      } catch {
+        throw new RequestAborted(signal?.reason);
+      }
       const timeout = AbortSignal.timeout(this.timeoutMs);
       const own = new AbortController(); // cuts the connection when the answer is too large
       const combined = AbortSignal.any(signal ? [signal, timeout, own.signal] : [timeout, own.signal]);
       const t0 = performance.now();
-      this.traffic.requests++;
-      if (body) this.traffic.bytesSent += Buffer.byteLength(body);
+      count('requests', 1);
+      if (body) count('bytesSent', Buffer.byteLength(body));
       let response: Response;
       let answer: BodyRead;
       try {
@@ -208,7 +230,7 @@ export class RemoteClient {
           if (signal?.aborted) throw new RequestAborted(signal.reason);
           if (timeout.aborted) throw this.timedOut(url, cause);
           if (attempt < this.retries && refused(cause)) {
-            await this.backoff(attempt, signal);
+            await this.backoff(attempt, signal, sink);
             continue;
           }
           throw new RemoteEngineError('unreachable', url, `${this.member}: cannot reach ${url} (${this.quote(describe(cause), 80)}). Start the server or fix the url.`, { cause });
@@ -227,16 +249,17 @@ export class RemoteClient {
           throw new RemoteEngineError('interrupted', url, `${this.member}: ${url} closed the connection in the middle of its answer (HTTP ${status}, ${this.quote(describe(cause), 80)}). The server may have crashed or a proxy cut the answer; check the server's log.`, { cause, status });
         }
       } finally {
-        this.traffic.waitMs += performance.now() - t0;
+        count('waitMs', performance.now() - t0);
+        leave();
       }
-      this.traffic.bytesReceived += answer.bytes;
+      count('bytesReceived', answer.bytes);
       const status = response.status;
       if (answer.over) {
         throw new RemoteEngineError('malformed', url, `${this.member}: ${url} sent an answer larger than ${limit} bytes for a request that asks for ${entries} log-probabilities; the connection was cut. If the server is right, raise maxResponseBytes.`, { status });
       }
       if (status < 200 || status >= 300) {
         if (attempt < this.retries && RETRY_STATUS.has(status)) {
-          await this.backoff(attempt, signal);
+          await this.backoff(attempt, signal, sink);
           continue;
         }
         throw new RemoteEngineError('http', url, `${this.member}: ${url} answered HTTP ${status}: ${this.serverMessage(answer.text)}`, { status });
@@ -277,8 +300,9 @@ export class RemoteClient {
     return this.quote(message ?? text) || '(empty body)';
   }
 
-  private async backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
+  private async backoff(attempt: number, signal: AbortSignal | undefined, sink: RemoteTraffic | undefined): Promise<void> {
     this.traffic.retries++;
+    if (sink) sink.retries++;
     const ms = this.retryDelayMs * 2 ** attempt;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);

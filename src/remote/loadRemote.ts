@@ -41,7 +41,7 @@ export interface RemoteModelSpec extends RemoteConnectionOptions {
 const PROBE = 'Hello, world! 12 + 30 = 42. Café, naïve, 日本語 🎉';
 
 const ENGINES: readonly RemoteEngine[] = ['sglang', 'vllm'];
-const SPEC_KEYS = new Set(['engine', 'url', 'tokenizer', 'apiKey', 'timeoutMs', 'retries', 'retryDelayMs', 'maxResponseBytes', 'model', 'vllmScoring', 'maxPositions', 'allowBoundedLogprobs', 'name', 'weight']);
+const SPEC_KEYS = new Set(['engine', 'url', 'tokenizer', 'apiKey', 'timeoutMs', 'retries', 'retryDelayMs', 'maxResponseBytes', 'maxInFlight', 'model', 'vllmScoring', 'maxPositions', 'allowBoundedLogprobs', 'name', 'weight']);
 
 /** Whether a model entry declares a remote member. */
 export function isRemoteSpec(spec: unknown): spec is RemoteModelSpec {

@@ -20,7 +20,7 @@
  */
 import { RemoteEngineError } from '../errors.js';
 import type { RemoteClient } from './http.js';
-import type { RemoteMemberStats, RemoteProtocol, RemoteRow } from './remoteMember.js';
+import type { RemoteMemberStats, RemoteProtocol, RemoteRow, RequestScope } from './protocol.js';
 
 type Entry = [logprob: number | null, id: number, text?: string | null];
 
@@ -82,11 +82,11 @@ export class SGLangProtocol implements RemoteProtocol {
     return Array.isArray(echoed) ? echoed.map((e) => (Array.isArray(e) ? e[1] : undefined)) : [];
   }
 
-  async score(seq: readonly number[], first: number, k: number, asked: readonly number[], signal?: AbortSignal): Promise<RemoteRow[]> {
+  async score(seq: readonly number[], first: number, k: number, asked: readonly number[], scope: RequestScope = {}): Promise<RemoteRow[]> {
     const start = first - 1;
     const lastAsked = asked[asked.length - 1]!;
     const askLast = lastAsked >= 0 && this.arbitraryIds;
-    const meta = await this.request(seq, start, 1, { top_logprobs_num: k, ...(askLast ? { token_ids_logprob: [lastAsked] } : {}) }, signal, (seq.length - start + 1) * (k + 3));
+    const meta = await this.request(seq, start, 1, { top_logprobs_num: k, ...(askLast ? { token_ids_logprob: [lastAsked] } : {}) }, scope, (seq.length - start + 1) * (k + 3));
     const rows: RemoteRow[] = [];
     const inputTop = meta.input_top_logprobs;
     const inputTokens = meta.input_token_logprobs;
@@ -112,18 +112,18 @@ export class SGLangProtocol implements RemoteProtocol {
     return rows;
   }
 
-  async logprobsOf(prefix: readonly number[], ids: readonly number[], signal?: AbortSignal): Promise<Float64Array> {
+  async logprobsOf(prefix: readonly number[], ids: readonly number[], scope: RequestScope = {}): Promise<Float64Array> {
     // A server without token_ids_logprob (accepted with allowBoundedLogprobs): the caller bounds them.
     if (!this.arbitraryIds) return new Float64Array(ids.length).fill(NaN);
-    const meta = await this.request(prefix, prefix.length - 1, 1, { token_ids_logprob: [...ids] }, signal, 2 * ids.length + 4);
+    const meta = await this.request(prefix, prefix.length - 1, 1, { token_ids_logprob: [...ids] }, scope, 2 * ids.length + 4);
     const answer = meta.output_token_ids_logprobs?.[0] ?? [];
     const byId = new Map<number, number>();
     for (const e of Array.isArray(answer) ? answer : []) if (Array.isArray(e) && (typeof e[0] === 'number' || e[0] === null)) byId.set(e[1], logprobOf(e[0]));
     return Float64Array.from(ids, (id) => byId.get(id) ?? NaN);
   }
 
-  async generate(seq: readonly number[], n: number, k: number, signal?: AbortSignal): Promise<Array<{ id: number; row: RemoteRow }>> {
-    const meta = await this.request(seq, seq.length - 1, n, { top_logprobs_num: k }, signal, (n + 1) * (k + 3));
+  async generate(seq: readonly number[], n: number, k: number, scope: RequestScope = {}): Promise<Array<{ id: number; row: RemoteRow }>> {
+    const meta = await this.request(seq, seq.length - 1, n, { top_logprobs_num: k }, scope, (n + 1) * (k + 3));
     const tokens = meta.output_token_logprobs;
     const tops = meta.output_top_logprobs;
     if (!Array.isArray(tokens) || !Array.isArray(tops) || tokens.length !== tops.length || tokens.length === 0 || tokens.length > n) {
@@ -135,7 +135,7 @@ export class SGLangProtocol implements RemoteProtocol {
     });
   }
 
-  private async request(inputIds: readonly number[], start: number, newTokens: number, logprobs: Record<string, unknown>, signal: AbortSignal | undefined, entries: number): Promise<MetaInfo> {
+  private async request(inputIds: readonly number[], start: number, newTokens: number, logprobs: Record<string, unknown>, scope: RequestScope, entries: number): Promise<MetaInfo> {
     const body = {
       input_ids: inputIds,
       sampling_params: { max_new_tokens: newTokens, temperature: 0 },
@@ -144,12 +144,15 @@ export class SGLangProtocol implements RemoteProtocol {
       logprob_start_len: Math.max(0, start),
       ...logprobs,
     };
-    const answer = (await this.client.post('generate', body, signal, entries)) as { meta_info?: MetaInfo } | Array<{ meta_info?: MetaInfo }>;
+    const answer = (await this.client.post('generate', body, scope.signal, entries, scope.stats)) as { meta_info?: MetaInfo } | Array<{ meta_info?: MetaInfo }>;
     const one = Array.isArray(answer) ? answer[0] : answer;
     const meta = one?.meta_info;
     if (!meta || typeof meta !== 'object') throw this.malformed('answered without meta_info');
     const cached = meta.cached_tokens;
-    if (typeof cached === 'number' && Number.isInteger(cached) && cached >= 0 && cached <= inputIds.length) this.stats.cachedTokens += cached;
+    if (typeof cached === 'number' && Number.isInteger(cached) && cached >= 0 && cached <= inputIds.length) {
+      this.stats.cachedTokens += cached;
+      if (scope.stats) scope.stats.cachedTokens += cached;
+    }
     return meta;
   }
 

@@ -24,7 +24,7 @@
  */
 import { RemoteEngineError } from '../errors.js';
 import type { RemoteClient } from './http.js';
-import type { RemoteMemberStats, RemoteProtocol, RemoteRow } from './remoteMember.js';
+import type { RemoteMemberStats, RemoteProtocol, RemoteRow, RequestScope } from './protocol.js';
 
 /** How a vLLM member scores a pass (see the module notes). */
 export type VllmScoring = 'prompt-logprobs' | 'prefix-cache';
@@ -51,21 +51,21 @@ export class VllmProtocol implements RemoteProtocol {
 
   /** Checks at load that generated tokens come back keyed by id (`token_id:<id>`). */
   async probe(signal?: AbortSignal): Promise<void> {
-    const [choice] = await this.complete({ prompt: [0], max_tokens: 1, logprobs: 1 }, 1, signal, 4);
+    const [choice] = await this.complete({ prompt: [0], max_tokens: 1, logprobs: 1 }, 1, { signal }, 4);
     generatedTop(choice!, 'choices[0]', this);
   }
 
-  async score(seq: readonly number[], first: number, k: number, asked: readonly number[], signal?: AbortSignal): Promise<RemoteRow[]> {
+  async score(seq: readonly number[], first: number, k: number, asked: readonly number[], scope: RequestScope = {}): Promise<RemoteRow[]> {
     if (this.scoring === 'prefix-cache') {
       const prompts = Array.from({ length: seq.length - first + 1 }, (_, i) => seq.slice(0, first + i));
-      const choices = await this.complete({ prompt: prompts, max_tokens: 1, logprobs: k }, prompts.length, signal, prompts.length * (k + 2));
+      const choices = await this.complete({ prompt: prompts, max_tokens: 1, logprobs: k }, prompts.length, scope, prompts.length * (k + 2));
       return choices.map((c, i) => {
         const top = generatedTop(c, `choices[${i}]`, this);
         const own = asked[i]!;
         return { top, asked: own >= 0 ? (top.find(([id]) => id === own)?.[1] ?? NaN) : NaN };
       });
     }
-    const [choice] = await this.complete({ prompt: [...seq], max_tokens: 1, logprobs: k, prompt_logprobs: k }, 1, signal, (seq.length + 1) * (k + 2));
+    const [choice] = await this.complete({ prompt: [...seq], max_tokens: 1, logprobs: k, prompt_logprobs: k }, 1, scope, (seq.length + 1) * (k + 2));
     const prompt = choice!.prompt_logprobs;
     if (!Array.isArray(prompt) || prompt.length !== seq.length) {
       throw this.malformed(`returned ${Array.isArray(prompt) ? prompt.length : 'no'} prompt_logprobs for a prompt of ${seq.length} ids (is prompt_logprobs supported by this server?)`);
@@ -87,8 +87,8 @@ export class VllmProtocol implements RemoteProtocol {
     return rows;
   }
 
-  async generate(seq: readonly number[], n: number, k: number, signal?: AbortSignal): Promise<Array<{ id: number; row: RemoteRow }>> {
-    const [choice] = await this.complete({ prompt: [...seq], max_tokens: n, logprobs: k }, 1, signal, n * (k + 2));
+  async generate(seq: readonly number[], n: number, k: number, scope: RequestScope = {}): Promise<Array<{ id: number; row: RemoteRow }>> {
+    const [choice] = await this.complete({ prompt: [...seq], max_tokens: n, logprobs: k }, 1, scope, n * (k + 2));
     const lp = choice!.logprobs;
     const tokens = lp?.tokens;
     const tops = lp?.top_logprobs;
@@ -105,11 +105,11 @@ export class VllmProtocol implements RemoteProtocol {
     });
   }
 
-  async logprobsOf(prefix: readonly number[], ids: readonly number[], signal?: AbortSignal): Promise<Float64Array> {
+  async logprobsOf(prefix: readonly number[], ids: readonly number[], scope: RequestScope = {}): Promise<Float64Array> {
     const prompts = ids.map((id) => [...prefix, id]);
     let choices: Choice[];
     try {
-      choices = await this.complete({ prompt: prompts, max_tokens: 1, prompt_logprobs: 1 }, prompts.length, signal, prompts.length * 2 * (prefix.length + 2));
+      choices = await this.complete({ prompt: prompts, max_tokens: 1, prompt_logprobs: 1 }, prompts.length, scope, prompts.length * 2 * (prefix.length + 2));
     } catch (error) {
       // Only a server that cannot give prompt log-probabilities (or caps them) may leave the
       // ids to a bound; any other refusal (context length, validation) is an error.
@@ -125,11 +125,11 @@ export class VllmProtocol implements RemoteProtocol {
     });
   }
 
-  private async complete(fields: Record<string, unknown>, expected: number, signal: AbortSignal | undefined, entries: number): Promise<Choice[]> {
+  private async complete(fields: Record<string, unknown>, expected: number, scope: RequestScope, entries: number): Promise<Choice[]> {
     const body = { model: this.model, temperature: 0, return_tokens_as_token_ids: true, ...fields };
     let answer: { choices?: Choice[] };
     try {
-      answer = (await this.client.post('v1/completions', body, signal, entries)) as { choices?: Choice[] };
+      answer = (await this.client.post('v1/completions', body, scope.signal, entries, scope.stats)) as { choices?: Choice[] };
     } catch (error) {
       // V1: "Requested … logprobs of N, which is greater than max allowed: M"; V0: "Cannot request more than M logprobs."
       if (error instanceof RemoteEngineError && error.status === 400 && /logprob/i.test(error.message) && /(max allowed|more than \d+)/i.test(error.message)) {
