@@ -34,6 +34,8 @@ export interface GraphContract {
   declaredCacheDims: { heads: number | null; headDim: number | null };
   /** Declared type of `input_ids` (int64 for Optimum exports). */
   idsDType: 'int64' | 'int32';
+  /** Whether `input_ids` declares a batch axis that is not fixed (so several sequences can run in one pass). */
+  batchAxis: boolean;
 }
 
 interface TensorMeta {
@@ -128,7 +130,9 @@ export function discoverGraph(session: InferenceSession, file: string): GraphCon
   }
   const logitsShape = logits.shape ?? [];
   const lastDim = logitsShape[logitsShape.length - 1];
-  const idsType = inputByName.get('input_ids')!.type;
+  const idsMeta = inputByName.get('input_ids')!;
+  const idsType = idsMeta.type;
+  const batchDim = idsMeta.shape?.[0];
   return {
     hasAttentionMask: inputByName.has('attention_mask'),
     hasPositionIds: inputByName.has('position_ids'),
@@ -142,5 +146,6 @@ export function discoverGraph(session: InferenceSession, file: string): GraphCon
     logitsVocabSize: typeof lastDim === 'number' ? lastDim : null,
     declaredCacheDims: { heads, headDim },
     idsDType: idsType === 'int32' ? 'int32' : 'int64',
+    batchAxis: idsMeta.shape !== undefined && idsMeta.shape.length === 2 && (typeof batchDim !== 'number' || batchDim < 0),
   };
 }

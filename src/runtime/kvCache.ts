@@ -5,7 +5,8 @@
  */
 import { ort, type Tensor } from './ort.js';
 
-type CacheData = Float32Array | Uint16Array;
+/** Elements of a cache tensor (float16 as raw bits). */
+export type CacheData = Float32Array | Uint16Array;
 
 /** Per-layer past key/value tensors of one sequence (batch 1). */
 export class KVCache {
@@ -93,6 +94,11 @@ export class IncrementalKVCache {
 
   /** Appends the new rows of a run (each `[1, new, heads, head_dim]`, in [key0, value0, ...] order). */
   append(rows: Tensor[], length: number): void {
+    this.appendRows(rows.map((t) => t.data as CacheData), length);
+  }
+
+  /** Appends new rows given as data (each `new × heads × head_dim`, in [key0, value0, ...] order). */
+  appendRows(rows: readonly CacheData[], length: number): void {
     if (length > this.capacity) {
       // Grow by doubling: amortized O(1) per position, and old buffers stay valid for any
       // tensor still viewing them.
@@ -105,7 +111,7 @@ export class IncrementalKVCache {
       this.capacity = capacity;
     }
     const at = this.length * this.heads * this.headDim;
-    rows.forEach((t, i) => this.buffers[i]!.set(t.data as CacheData, at));
+    rows.forEach((data, i) => this.buffers[i]!.set(data, at));
     this.length = length;
   }
 

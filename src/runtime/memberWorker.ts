@@ -16,8 +16,8 @@ if (!port) throw new Error('memberWorker runs only as a worker thread (started b
 let runner: SessionRunner | null = null;
 /** [RUNNING, STOPPING], shared with the main thread (see quiesce in workerBackend.ts). */
 const state = (workerData as { state: Int32Array }).state;
-// Requests run one at a time in arrival order, so a crop always lands between the passes it
-// was sent between.
+// Opens and releases run one at a time in arrival order; other requests start in arrival order
+// behind them without waiting for each other.
 let chain: Promise<void> = Promise.resolve();
 /** The tokenizer's facts, for an `open` sent before they were known (they follow it). */
 let tokenizerFacts: { promise: Promise<TokenizerFacts>; resolve: (facts: TokenizerFacts) => void } | null = null;
@@ -40,9 +40,30 @@ function transferable(buffers: Array<ArrayBufferLike | undefined>): ArrayBuffer[
   return buffers.filter((b, i, all): b is ArrayBuffer => b instanceof ArrayBuffer && all.indexOf(b) === i);
 }
 
+/** Marks each onnxruntime run in the shared state, and starts none once the process is exiting. */
+const guard = {
+  before(): void {
+    if (Atomics.load(state, STOPPING) === 1) throw new WorkerError('the process is exiting: no new forward pass starts.');
+    Atomics.store(state, RUNNING, 1);
+  },
+  after(): void {
+    Atomics.store(state, RUNNING, 0);
+    Atomics.notify(state, RUNNING);
+  },
+};
+
+/**
+ * Passes, reads, crops and closes act on one sequence each and are handled as they arrive (the
+ * caller sends a sequence's next request only after its last one was answered), so passes of
+ * different sequences wait in the runner together and run batched; `open` and `release` queue.
+ */
 async function handle(message: WorkerRequest): Promise<void> {
   if (message.op === 'crop') {
-    runner?.crop(message.length);
+    runner?.crop(message.length, message.seq);
+    return;
+  }
+  if (message.op === 'close') {
+    runner?.closeSequence(message.seq);
     return;
   }
   if (message.op === 'tokenizer') return;
@@ -51,24 +72,17 @@ async function handle(message: WorkerRequest): Promise<void> {
       if (runner) throw new InferenceError(`${message.request.name}: the worker already holds a session.`);
       const { runner: opened, opened: info } = await openSession(message.request, (warning) => reply({ op: 'warning', message: warning }), factsArriving());
       runner = opened;
+      runner.guard = guard;
       reply({ op: 'done', id: message.id, value: info });
     } else if (message.op === 'forward' || message.op === 'score') {
       if (!runner) throw new InferenceError('the worker holds no session (it was released).');
-      if (Atomics.load(state, STOPPING) === 1) throw new WorkerError('the process is exiting: no new forward pass starts.');
-      Atomics.store(state, RUNNING, 1);
-      let out;
-      try {
-        out = message.op === 'forward' ? await runner.forward(message.ids, message.wanted) : await runner.score(message.ids, message.request);
-      } finally {
-        Atomics.store(state, RUNNING, 0);
-        Atomics.notify(state, RUNNING);
-      }
+      const out = message.op === 'forward' ? await runner.forward(message.ids, message.wanted, message.seq) : await runner.score(message.ids, message.request, message.seq);
       const buffers = 'best' in out ? [out.data.buffer, out.best.buffer] : [out.topIds.buffer, out.topLogits.buffer, out.asked.buffer, out.logNormalizers.buffer, out.data?.buffer];
       reply({ op: 'done', id: message.id, value: out }, transferable(buffers));
     } else if (message.op === 'read') {
       if (!runner) throw new InferenceError('the worker holds no session (it was released).');
       // Held rows are views into pass outputs other held rows share: send copies, never the buffers.
-      const answers = (await runner.read(message.queries)).map((a) => (a.row ? { ...a, row: a.row.slice() } : a));
+      const answers = (await runner.read(message.queries, message.seq)).map((a) => (a.row ? { ...a, row: a.row.slice() } : a));
       reply({ op: 'done', id: message.id, value: answers }, transferable(answers.flatMap((a) => [a.logits.buffer, a.row?.buffer])));
     } else {
       const held = runner;
@@ -86,5 +100,7 @@ port.on('message', (message: WorkerRequest) => {
   if (message.op === 'tokenizer') {
     void factsArriving();
     tokenizerFacts!.resolve(message.facts);
-  } else chain = chain.then(() => handle(message));
+  } else if (message.op === 'open' || message.op === 'release') chain = chain.then(() => handle(message));
+  // Behind an open or release still under way; else at once.
+  else chain = chain.then(() => void handle(message));
 });

@@ -87,6 +87,7 @@ export class WorkerBackend implements ModelBackend {
   private starting: Promise<void> | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  private nextSeq = 1;
   private released = false;
   private holdsSession = false;
   /** Set when the worker died: the next forward restarts it first. */
@@ -133,19 +134,28 @@ export class WorkerBackend implements ModelBackend {
     await this.worker?.terminate();
   }
 
-  async forward(ids: readonly number[], wanted: number): Promise<LogitsPayload> {
+  async forward(ids: readonly number[], wanted: number, seq = 0): Promise<LogitsPayload> {
     await this.ready();
-    return (await this.call({ op: 'forward', id: 0, ids: [...ids], wanted })) as LogitsPayload;
+    return (await this.call({ op: 'forward', id: 0, seq, ids: [...ids], wanted })) as LogitsPayload;
   }
 
-  async score(ids: readonly number[], request: ScoreRequest): Promise<ScorePayload> {
+  async score(ids: readonly number[], request: ScoreRequest, seq = 0): Promise<ScorePayload> {
     await this.ready();
-    return (await this.call({ op: 'score', id: 0, ids: [...ids], request })) as ScorePayload;
+    return (await this.call({ op: 'score', id: 0, seq, ids: [...ids], request })) as ScorePayload;
   }
 
-  async read(queries: readonly RowQuery[]): Promise<RowAnswer[]> {
+  async read(queries: readonly RowQuery[], seq = 0): Promise<RowAnswer[]> {
     if (this.released) throw new InferenceError(`${this.request.name}: the model was released.`);
-    return (await this.call({ op: 'read', id: 0, queries: [...queries] })) as RowAnswer[];
+    return (await this.call({ op: 'read', id: 0, seq, queries: [...queries] })) as RowAnswer[];
+  }
+
+  /** Numbers are given here; the worker makes a sequence's slot on its first pass (a restarted worker too). */
+  openSequence(): number {
+    return this.nextSeq++;
+  }
+
+  closeSequence(seq: number): void {
+    if (this.worker && !this.dead) this.worker.postMessage({ op: 'close', seq } satisfies WorkerRequest);
   }
 
   /** Before a pass: fails once released, restarts a worker that died. */
@@ -158,8 +168,8 @@ export class WorkerBackend implements ModelBackend {
     if (this.starting) await this.starting;
   }
 
-  crop(length: number): void {
-    if (this.worker && !this.dead) this.worker.postMessage({ op: 'crop', length } satisfies WorkerRequest);
+  crop(length: number, seq = 0): void {
+    if (this.worker && !this.dead) this.worker.postMessage({ op: 'crop', seq, length } satisfies WorkerRequest);
   }
 
   async release(): Promise<void> {

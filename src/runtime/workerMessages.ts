@@ -13,15 +13,17 @@ export const RUNNING = 0;
 export const STOPPING = 1;
 
 /**
- * Requests to the worker; `crop` has no reply (it takes effect before the next request);
+ * Requests to the worker; `seq` names the sequence (0: the model's own). `crop` and `close`
+ * have no reply (they take effect before the sequence's next request);
  * `tokenizer` has none either: it completes an `open` sent while the tokenizer was loading.
  */
 export type WorkerRequest =
   | { op: 'open'; id: number; request: OpenRequest }
-  | { op: 'forward'; id: number; ids: number[]; wanted: number }
-  | { op: 'score'; id: number; ids: number[]; request: ScoreRequest }
-  | { op: 'read'; id: number; queries: RowQuery[] }
-  | { op: 'crop'; length: number }
+  | { op: 'forward'; id: number; seq: number; ids: number[]; wanted: number }
+  | { op: 'score'; id: number; seq: number; ids: number[]; request: ScoreRequest }
+  | { op: 'read'; id: number; seq: number; queries: RowQuery[] }
+  | { op: 'crop'; seq: number; length: number }
+  | { op: 'close'; seq: number }
   | { op: 'tokenizer'; facts: TokenizerFacts }
   | { op: 'release'; id: number };
 
