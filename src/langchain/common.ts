@@ -51,6 +51,8 @@ export interface SafeEnsembleFields extends SafeEnsembleKnobs {
   drafter?: number | string;
   /** Load options for every model (threads, executionProviders, dtype...). */
   loadOptions?: LoadModelOptions;
+  /** Most generations the loaded ensemble runs at once (default 8); later calls wait in order. */
+  maxConcurrentGenerations?: number;
   /** Wrap an already loaded ensemble instead of loading `models` (not serializable). */
   ensemble?: SafeEnsemble;
   /** Stop strings used on every call (merged with the call's `stop`). */
@@ -259,6 +261,10 @@ export class EnsembleHandle {
     this.modelCount = fields.models.length;
     // Bad declarations and load options fail here, at construction, not at the first call.
     validateLoadOptions(fields.loadOptions, () => undefined);
+    const limit = fields.maxConcurrentGenerations;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 4096)) {
+      throw new InvalidArgumentError('maxConcurrentGenerations', `maxConcurrentGenerations: expected an integer from 1 to 4096, got ${String(limit)}.`);
+    }
     fields.models.forEach((m, i) => {
       if (typeof m === 'string') {
         if (m.trim() === '') throw new InvalidArgumentError('models', `models[${i}]: an empty string is not a model folder or Hub id.`);
@@ -273,7 +279,7 @@ export class EnsembleHandle {
     });
     this.modelNames = fields.models.map((m) => (typeof m === 'string' ? modelDisplayName(m) : isRemoteSpec(m) ? remoteDisplayName(m) : modelDisplayName(m.source)));
     const specs = fields.models.map((m) => (typeof m === 'string' ? { source: resolve(m) } : isRemoteSpec(m) ? { ...m, tokenizer: resolve(m.tokenizer) } : { ...m, source: resolve(m.source) }));
-    this.key = JSON.stringify({ specs, drafter: fields.drafter ?? 0, load: fields.loadOptions ?? {} });
+    this.key = JSON.stringify({ specs, drafter: fields.drafter ?? 0, load: fields.loadOptions ?? {}, concurrency: fields.maxConcurrentGenerations ?? null });
   }
 
   /** The ensemble, loading it on first use. */
@@ -282,7 +288,7 @@ export class EnsembleHandle {
     if (!this.shared) {
       let entry = registry.get(this.key!);
       if (!entry) {
-        const loading = SafeEnsemble.load({ models: this.fields.models!, drafter: this.fields.drafter, loadOptions: this.fields.loadOptions });
+        const loading = SafeEnsemble.load({ models: this.fields.models!, drafter: this.fields.drafter, loadOptions: this.fields.loadOptions, maxConcurrentGenerations: this.fields.maxConcurrentGenerations });
         entry = { ensemble: loading, users: 0 };
         registry.set(this.key!, entry);
         loading.catch(() => registry.delete(this.key!)); // a failed load may be retried

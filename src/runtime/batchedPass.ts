@@ -18,7 +18,7 @@ import type { IncrementalCacheNames } from './cacheRewrite.js';
 import { IncrementalKVCache, type CacheData } from './kvCache.js';
 import { ort, type Tensor } from './ort.js';
 import type { InGraphScoreNames } from './topKRewrite.js';
-import type { RowsPiece, RunnerSlot } from './sessionRunner.js';
+import type { RowsPiece, RunnerSlot } from './runRows.js';
 
 /** One sequence's pass in a batch. */
 export interface BatchJob {

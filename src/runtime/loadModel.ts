@@ -65,6 +65,12 @@ export interface LoadModelOptions extends ExecutionOptions, HubOptions {
    * at most this many rows' worth; bounds peak memory at prefill.
    */
   logitsBudgetBytes?: number;
+  /**
+   * Let passes of generations running at once share one batched onnxruntime run (default
+   * true; graphs without a free batch axis, an attention mask or position ids take turns, with
+   * one warning). Off: every pass runs alone, as when one generation runs.
+   */
+  batchPasses?: boolean;
 }
 
 const BASE_NAMES = ['model', 'decoder_model_merged', 'decoder_with_past_model', 'decoder_model'];
@@ -155,9 +161,9 @@ export async function loadModel(source: string, options: LoadModelOptions = {}):
     throw new ModelFileInvalidError(onnxFile, `${onnxFile} is empty. Re-export or re-download the model file.`);
   }
   const execution = options.execution ?? defaultExecution();
-  const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
+  const { onWarning, execution: _mode, dtype: _d, modelFileName: _f, subfolder: _s, checkLogits, maxPositions: _m, logitsBudgetBytes, batchPasses, incrementalCache, logitsToKeep, inGraphTopK, revision: _r, cacheDir: _c, localFilesOnly: _l, ...executionOptions } = options;
   void [_mode, _d, _f, _s, _m, _r, _c, _l];
-  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, checkLogits: checkLogits ?? true, logitsBudgetBytes, incrementalCache, logitsToKeep, inGraphTopK };
+  const request: OpenRequest = { name: source, onnxFile, config, execution: executionOptions, checkLogits: checkLogits ?? true, logitsBudgetBytes, batchPasses, incrementalCache, logitsToKeep, inGraphTopK };
   const warn = onWarning ?? console.warn;
   const loadTokenizer = () => TextTokenizer.fromFolder(dir, { generationConfig, modelConfig: config });
   const factsOf = (t: TextTokenizer) => ({ tokenizerIds: t.ordinaryIds, tokenCount: t.vocabSize });

@@ -14,7 +14,7 @@ export const EXECUTION_PROVIDERS: readonly ExecutionProviderName[] = ['cpu', 'cu
 
 const LOAD_OPTION_KEYS = new Set([
   'executionProviders', 'deviceId', 'fallbackToCpu', 'threads', 'graphOptimizationLevel', 'spinWait', 'sessionOptions', 'onWarning',
-  'execution', 'dtype', 'modelFileName', 'subfolder', 'checkLogits', 'incrementalCache', 'logitsToKeep', 'inGraphTopK', 'maxPositions', 'revision', 'cacheDir', 'localFilesOnly', 'logitsBudgetBytes',
+  'execution', 'dtype', 'modelFileName', 'subfolder', 'checkLogits', 'incrementalCache', 'logitsToKeep', 'inGraphTopK', 'maxPositions', 'revision', 'cacheDir', 'localFilesOnly', 'logitsBudgetBytes', 'batchPasses',
 ]);
 
 /** Largest context length accepted (guards against typos such as 1e12). */
@@ -81,7 +81,7 @@ export function validateLoadOptions<T extends object>(options: T | undefined, wa
   }
   positiveIntegerOption('maxPositions', o.maxPositions, MAX_CONTEXT);
   positiveIntegerOption('logitsBudgetBytes', o.logitsBudgetBytes);
-  for (const k of ['fallbackToCpu', 'spinWait', 'checkLogits', 'incrementalCache', 'logitsToKeep', 'inGraphTopK', 'localFilesOnly'] as const) optionalType(k, o[k], 'boolean');
+  for (const k of ['fallbackToCpu', 'spinWait', 'checkLogits', 'incrementalCache', 'logitsToKeep', 'inGraphTopK', 'localFilesOnly', 'batchPasses'] as const) optionalType(k, o[k], 'boolean');
   for (const k of ['modelFileName', 'subfolder', 'revision', 'cacheDir'] as const) optionalType(k, o[k], 'string');
   optionalType('onWarning', o.onWarning, 'function');
   optionalType('sessionOptions', o.sessionOptions, 'object');

@@ -35,6 +35,8 @@ export interface OpenRequest {
   checkLogits: boolean;
   /** Most bytes of logits one onnxruntime run may return. */
   logitsBudgetBytes?: number;
+  /** Whether passes of concurrent sequences may share a run (default true). */
+  batchPasses?: boolean;
   /** Rewrite the graph at load so KV-cache work does not grow with the context (default true). */
   incrementalCache?: boolean;
   /** Give a graph without a logits_to_keep input one at load (default true). */
@@ -286,6 +288,7 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
       tokenCount,
       checkLogits: request.checkLogits,
       logitsBudgetBytes: request.logitsBudgetBytes ?? DEFAULT_LOGITS_BUDGET_BYTES,
+      batchPasses: request.batchPasses ?? true,
     };
     // The logits width: declared by the graph, else measured with one token (the probe must not
     // reject a narrow width itself: that is what is measured).
@@ -294,7 +297,7 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
       const probe = new SessionRunner(session, graph, { ...settings, tokenizerIds: 1, tokenCount: Number.MAX_SAFE_INTEGER, checkLogits: false }, async () => undefined, names, scores);
       vocabSize = (await probe.forward([0], 1)).width;
     }
-    const runner = new SessionRunner(session, graph, settings, releaseSession, names, scores);
+    const runner = new SessionRunner(session, graph, settings, releaseSession, names, scores, onWarning);
     return { runner, opened: { graph, providers: resolved, ...sizes, vocabSize, incrementalCache: names !== null, inGraphTopK: scores !== null, logitsToKeepAdded: source.logitsToKeepAdded } };
   } catch (error) {
     await releaseSession(session as InferenceSession);

@@ -9,7 +9,7 @@
  * @module
  */
 import type { BatchJob } from './batchedPass.js';
-import type { RowsPiece } from './sessionRunner.js';
+import type { RowsPiece } from './runRows.js';
 
 /** A pass waiting for its run; `solo` passes (pieces of a long prefill) never batch. */
 export interface PassJob extends BatchJob {

@@ -8,15 +8,18 @@
  * @module
  */
 import { InferenceError } from '../errors.js';
-import { argmaxIfFinite, float16ToFloat32 } from '../member/distribution.js';
+import { argmaxIfFinite } from '../member/distribution.js';
 import type { GraphContract } from './graph.js';
 import type { IncrementalCacheNames } from './cacheRewrite.js';
 import { ort, type InferenceSession, type Tensor } from './ort.js';
-import { HeldRows, summarizeRows, type InGraphTop, type RowAnswer, type RowQuery, type ScorePayload, type ScoreRequest } from '../member/scores.js';
+import { HeldRows, summarizeRows, type RowAnswer, type RowQuery, type ScorePayload, type ScoreRequest } from '../member/scores.js';
 import { IN_GRAPH_SCORES_PREFIX, type InGraphScoreNames } from './topKRewrite.js';
 import { IncrementalKVCache, KVCache } from './kvCache.js';
 import { batchRefusal, runBatched, type BatchJob } from './batchedPass.js';
 import { PassScheduler } from './passScheduler.js';
+import { rowsPiece, type RowsPiece, type RunnerSlot } from './runRows.js';
+
+export { PADDING_LOGIT, type RowsPiece, type RunnerSlot } from './runRows.js';
 
 /** Logits rows of one forward, as they cross a thread boundary (the buffers are transferable). */
 export interface LogitsPayload {
@@ -75,26 +78,8 @@ export interface ModelBackend {
   onCacheLost?: () => void;
 }
 
-/** Rows of one onnxruntime run (a view into its output where possible). */
-export interface RowsPiece {
-  data: Float32Array;
-  rows: number;
-  width: number;
-  /** The in-graph summary of the same rows, when the pass asked for one (see topKRewrite.ts). */
-  top: InGraphTop | null;
-}
-
 /** Default most bytes of logits per onnxruntime run: 64 MiB (about 110 rows of a 152k vocabulary). */
 export const DEFAULT_LOGITS_BUDGET_BYTES = 64 * 1024 * 1024;
-
-/** One sequence a runner holds: its ids, KV cache and the rows its scoring passes hold. */
-export interface RunnerSlot {
-  readonly seq: number;
-  readonly history: number[];
-  readonly cache: KVCache | IncrementalKVCache | null;
-  readonly held: HeldRows;
-  passes: number;
-}
 
 /** Runs one onnxruntime session over croppable sequences, batching their passes where it can. */
 export class SessionRunner implements ModelBackend {
@@ -340,7 +325,7 @@ export class SessionRunner implements ModelBackend {
     const out = await this.runSession(session, feeds, inGraph !== null, total);
     const logitsTensor = out.logits!;
     const rowsReturned = logitsTensor.dims[logitsTensor.dims.length - 2]!;
-    const piece = this.piece(out, 0, rowsReturned, wanted, inGraph, topK);
+    const piece = rowsPiece(out, 0, rowsReturned, wanted, inGraph, topK, this.settings);
     if (slot.cache instanceof IncrementalKVCache) slot.cache.append(this.incremental!.newOutputs.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
     else if (slot.cache) slot.cache.replace(g.presentNames.flatMap(([k, v]) => [out[k]!, out[v]!]), total);
     slot.history.push(...ids);
@@ -359,7 +344,7 @@ export class SessionRunner implements ModelBackend {
       heads: this.settings.numKeyValueHeads,
       headDim: this.settings.headDim,
       run: (feeds, withScores, total) => this.runSession(session, feeds, withScores, total),
-      piece: (out, batchRow, rowsReturned, wanted, topK) => this.piece(out, batchRow, rowsReturned, wanted, topK > 0 ? this.inGraph : null, topK),
+      piece: (out, batchRow, rowsReturned, wanted, topK) => rowsPiece(out, batchRow, rowsReturned, wanted, topK > 0 ? this.inGraph : null, topK, this.settings),
     });
     for (const job of jobs) job.slot.history.push(...job.ids);
     this.steps++;
@@ -373,35 +358,6 @@ export class SessionRunner implements ModelBackend {
     } catch (cause) {
       throw new InferenceError(`${this.settings.name}: onnxruntime failed at step ${this.steps} (sequence length ${total}): ${(cause as Error).message}`, { cause });
     }
-  }
-
-  /** The last `wanted` of the `rowsReturned` rows of batch row `batchRow` of a run's output. */
-  private piece(out: Record<string, Tensor>, batchRow: number, rowsReturned: number, wanted: number, inGraph: InGraphScoreNames | null, topK: number): RowsPiece {
-    const logitsTensor = out.logits!;
-    const width = logitsTensor.dims[logitsTensor.dims.length - 1]!;
-    if (width < this.settings.tokenizerIds) {
-      throw new InferenceError(`${this.settings.name}: logits have ${width} columns but the tokenizer has ${this.settings.tokenizerIds} ids; the model and tokenizer do not belong together.`);
-    }
-    const raw = logitsTensor.data as Float32Array | Uint16Array;
-    const base = batchRow * rowsReturned;
-    const first = base + rowsReturned - wanted;
-    const end = base + rowsReturned;
-    // Much fewer rows than the run returned (a prefill without logits_to_keep): copy them, so a
-    // view does not keep the whole buffer alive. A few dropped rows stay a view: no per-pass copy.
-    let data: Float32Array;
-    if (logitsTensor.type === 'float16') data = float16ToFloat32(raw.subarray(first * width, end * width) as Uint16Array);
-    else data = rowsReturned - wanted > wanted ? (raw as Float32Array).slice(first * width, end * width) : (raw as Float32Array).subarray(first * width, end * width);
-    if (width > this.settings.tokenCount) maskPadding(data, wanted, width, this.settings.tokenCount);
-    let top: InGraphTop | null = null;
-    if (inGraph) {
-      top = {
-        k: topK,
-        logits: (out[inGraph.topLogits]!.data as Float32Array).subarray(first * topK, end * topK),
-        ids: (out[inGraph.topIds]!.data as BigInt64Array).subarray(first * topK, end * topK),
-        sums: (out[inGraph.rowSums]!.data as Float32Array).subarray(first, end),
-      };
-    }
-    return { data, rows: wanted, width, top };
   }
 
   crop(length: number, seq = 0): void {
@@ -425,16 +381,4 @@ export class SessionRunner implements ModelBackend {
     if (this.ones.length < n) this.ones = new BigInt64Array(Math.max(n, this.ones.length * 2, 64)).fill(1n);
     return this.ones.subarray(0, n);
   }
-}
-
-/**
- * The logit padding columns get: columns past the tokenizer's ids (a vocabulary padded to a
- * multiple of 64 or 128, as Qwen and Phi-3 exports are) have no token, so they must never be
- * drafted, drawn or ranked. Finite, so that the finiteness checks still catch broken rows, and
- * far below any real logit (exp underflows to 0 whatever the temperature); exact in float32.
- */
-export const PADDING_LOGIT = -(2 ** 100);
-
-function maskPadding(data: Float32Array, rows: number, width: number, columns: number): void {
-  for (let r = 0; r < rows; r++) data.fill(PADDING_LOGIT, r * width + columns, (r + 1) * width);
 }

@@ -6,6 +6,7 @@ import { renderPromptWith } from '../../src/ensemble/prompt';
 import { fixtureModel, scratchDir } from '../helpers/fixtures';
 import { scriptedModel } from '../helpers/scripted';
 import { comparable } from '../helpers/results';
+import { wrapPasses } from '../helpers/passes';
 
 const PROMPT = 'Q: Mia has 37 marbles. She finds 25 more. How many does she have?\nA:';
 const RAW: EnsembleOptions = { rawPrompt: true };
@@ -112,13 +113,12 @@ describe('SafeEnsemble on random tiny decoders (Qwen3 and Mistral tokenizers)', 
     const controller = new AbortController();
     let calls = 0;
     let callsAtAbort = -1;
-    const originals = [qwen, mistral].map((m) => m.score.bind(m));
-    [qwen, mistral].forEach((m, i) => {
-      m.score = (...args) => {
+    const undo = [qwen, mistral].map((m) =>
+      wrapPasses(m, (score) => (...args) => {
         calls++;
-        return originals[i]!(...args);
-      };
-    });
+        return score(...args);
+      }),
+    );
     try {
       let result: EnsembleResult | undefined;
       for await (const chunk of ensemble.stream(PROMPT, { ...RAW, maxNewTokens: 200, signal: controller.signal })) {
@@ -131,7 +131,7 @@ describe('SafeEnsemble on random tiny decoders (Qwen3 and Mistral tokenizers)', 
       expect(result!.finishReason).toBe('abort');
       expect(calls).toBe(callsAtAbort); // no forward pass started after the abort
     } finally {
-      [qwen, mistral].forEach((m, i) => (m.score = originals[i]!));
+      undo.forEach((u) => u());
     }
     const after = await ensemble.generate(PROMPT, { ...RAW, maxNewTokens: 30 });
     const fresh = new SafeEnsemble([await loadModel(qwen.info.dir), await loadModel(mistral.info.dir)]);

@@ -9,6 +9,7 @@ import { SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM, type CausalLM } f
 import { seededRandom } from '../../src/demo/random';
 import { MISTRAL_TOOLS_TEMPLATE } from '../../tools/fixtures/chatTemplates';
 import { fixtureModel } from '../helpers/fixtures';
+import { wrapPasses } from '../helpers/passes';
 
 // Two small-vocabulary models keep 400+ generations fast; cross-tokenizer runs are covered elsewhere.
 const MODELS = [7, 6].map((seed) => fixtureModel({ tokenizer: 'llama2', seed, logitScale: 2, chatTemplate: MISTRAL_TOOLS_TEMPLATE }));
@@ -26,13 +27,12 @@ class PassCounter {
 
   constructor(models: readonly CausalLM[]) {
     for (const m of models) {
-      const forward = m.score.bind(m);
-      m.score = async (...args) => {
+      wrapPasses(m, (forward) => async (...args) => {
         this.started++;
         const result = forward(...args);
         if (this.abortAt && this.started === this.abortAt.at) this.abortAt.abort();
         return result;
-      };
+      });
     }
   }
 

@@ -1,88 +1,176 @@
 /**
- * Concurrent calls on one model set are queued, never interleaved on a KV cache: 8 concurrent
- * invokes, `batch` with maxConcurrency, and two LangChain instances sharing the same models all
- * give exactly the sequential results.
+ * Many generations at once: calls on one ensemble run concurrently (each with its own sequence
+ * per member; local members batch the passes that wait together), and every request gets
+ * exactly the text it gets alone — across strategies, seeded sampling, JSON output and aborts
+ * at random points. LangChain's batch({ maxConcurrency }) and concurrent invokes overlap for
+ * real (measured, not timed); maxConcurrentGenerations bounds them, first come first served;
+ * nothing leaks.
  */
 import { HumanMessage } from '@langchain/core/messages';
-import { SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM, type CausalLM } from '../../src/index';
-import { liveSessionCount } from '../../src/research';
-import { MISTRAL_TOOLS_TEMPLATE } from '../../tools/fixtures/chatTemplates';
-import { fixtureModel } from '../helpers/fixtures';
+import { SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM, type EnsembleMember, type EnsembleOptions } from '../../src/index';
+import { liveSessionCount, liveWorkerCount } from '../../src/research';
+import { bundledModels } from '../../src/demo/models';
+import { problemSet } from '../../src/demo/wordProblems';
+import { seededRandom } from '../../src/demo/random';
+import { wrapPasses } from '../helpers/passes';
 
-const MODELS = [fixtureModel({ tokenizer: 'qwen3', hiddenSize: 16, seed: 5, logitScale: 2 }), fixtureModel({ tokenizer: 'llama2', seed: 6, logitScale: 2, chatTemplate: MISTRAL_TOOLS_TEMPLATE })];
-const QUESTIONS = ['Mia has 37 marbles.', 'Nora sells 5 apples.', 'Omar finds 12 coins.', 'Liam buys 3 pencils.', 'Priya uses 9 stickers.', 'Yusuf has 80 acorns.', 'Ingrid gets 7 more.', 'Kwame loses 2 buttons.'].map(
-  (q) => `Q: ${q} What now?\nA:`,
-);
+const QUESTIONS = problemSet(16).map((p) => p.question);
 
-/**
- * Counts how many forward passes ever ran at once on one model (a generation runs its members
- * concurrently; two generations must never share a model's cache).
- */
-function guardOverlap(models: readonly CausalLM[]): { maxInFlight: number } {
-  const state = { maxInFlight: 0 };
+/** Generations holding sequences at once, and passes in flight at once on one member (peaks). */
+function watchOverlap(models: readonly EnsembleMember[]): { generations: number; passes: number; open: number } {
+  const state = { generations: 0, passes: 0, open: 0 };
   for (const m of models) {
     let inFlight = 0;
-    const forward = m.score.bind(m);
-    m.score = async (...args) => {
+    let open = 0;
+    wrapPasses(m, (score) => async (...args) => {
       inFlight++;
-      state.maxInFlight = Math.max(state.maxInFlight, inFlight);
+      state.passes = Math.max(state.passes, inFlight);
       try {
-        return await forward(...args);
+        return await score(...args);
       } finally {
         inFlight--;
       }
+    });
+    const openSequence = m.openSequence!.bind(m);
+    m.openSequence = () => {
+      const sequence = openSequence();
+      const close = sequence.close.bind(sequence);
+      open++;
+      state.open = open;
+      if (m === models[0]) state.generations = Math.max(state.generations, open);
+      sequence.close = () => {
+        close();
+        open--;
+        state.open = open;
+      };
+      return sequence;
     };
   }
   return state;
 }
 
-describe('concurrency', () => {
+/** The options of request `i`: a mix of strategies, seeded sampling and JSON output. */
+function optionsOf(i: number): EnsembleOptions {
+  const maxNewTokens = 24;
+  switch (i % 8) {
+    case 0: return { maxNewTokens };
+    case 1: return { maxNewTokens, strategy: 'every-token' };
+    case 2: return { maxNewTokens, temperature: 0.8, seed: 100 + i };
+    case 3: return { maxNewTokens, strategy: 'gac-threshold' };
+    case 4: return { maxNewTokens: 40, responseFormat: { type: 'object', properties: { answer: { type: 'integer' } }, required: ['answer'] } };
+    case 5: return { maxNewTokens, strategy: 'single' };
+    case 6: return { maxNewTokens, temperature: 1, topK: 20, seed: 7 * i, consensusThreshold: 0.8 };
+    default: return { maxNewTokens, draftLength: 3 };
+  }
+}
+
+describe('many generations at once', () => {
   let ensemble: SafeEnsemble;
-  let overlap: { maxInFlight: number };
+  let overlap: ReturnType<typeof watchOverlap>;
+  const sessionsBefore = liveSessionCount();
+  const workersBefore = liveWorkerCount();
   beforeAll(async () => {
-    ensemble = await SafeEnsemble.load({ models: MODELS, maxNewTokens: 12 });
-    overlap = guardOverlap(ensemble.models as CausalLM[]);
+    ensemble = await SafeEnsemble.load({ models: bundledModels(), maxConcurrentGenerations: 16 });
+    overlap = watchOverlap(ensemble.models);
   });
-  afterAll(() => ensemble.dispose());
-
-  it('8 concurrent engine generations equal the sequential ones', async () => {
-    const sequential: string[] = [];
-    for (const q of QUESTIONS) sequential.push((await ensemble.generate(q, { rawPrompt: true })).text);
-    const concurrent = await Promise.all(QUESTIONS.map((q) => ensemble.generate(q, { rawPrompt: true })));
-    expect(concurrent.map((r) => r.text)).toEqual(sequential);
-    expect(new Set(sequential).size).toBeGreaterThan(1); // the prompts really differ
-    expect(overlap.maxInFlight).toBe(1);
+  afterAll(async () => {
+    await ensemble.dispose();
+    expect(liveSessionCount()).toBe(sessionsBefore);
+    expect(liveWorkerCount()).toBe(workersBefore);
   });
 
-  it('8 concurrent SafeEnsembleLLM invokes and batch({ maxConcurrency: 3 }) equal the sequential results', async () => {
-    const llm = new SafeEnsembleLLM({ ensemble, rawPrompt: true, maxNewTokens: 12 });
-    const sequential: string[] = [];
-    for (const q of QUESTIONS) sequential.push(await llm.invoke(q));
-    expect(await Promise.all(QUESTIONS.map((q) => llm.invoke(q)))).toEqual(sequential);
-    expect(await llm.batch(QUESTIONS, { maxConcurrency: 3 })).toEqual(sequential);
-    expect(overlap.maxInFlight).toBe(1);
+  it('16 concurrent generations (mixed strategies, seeded sampling, JSON, random aborts) each give the text they give alone', async () => {
+    const alone: string[] = [];
+    for (let i = 0; i < QUESTIONS.length; i++) alone.push((await ensemble.generate(QUESTIONS[i]!, optionsOf(i))).text);
+    expect(new Set(alone).size).toBeGreaterThan(8); // the requests really differ
+    overlap.generations = 0;
+    overlap.passes = 0;
+    const random = seededRandom(26);
+    const results = await Promise.all(
+      QUESTIONS.map(async (q, i) => {
+        const options = optionsOf(i);
+        // Every fourth request is aborted after a random number of its chunks.
+        const abortAfter = i % 4 === 3 ? 1 + Math.floor(random() * 4) : -1;
+        const controller = new AbortController();
+        let text = '';
+        let finish = '';
+        let chunks = 0;
+        for await (const chunk of ensemble.stream(q, { ...options, signal: controller.signal })) {
+          if (chunk.type === 'text') {
+            text += chunk.text;
+            if (++chunks === abortAfter) controller.abort();
+          } else finish = chunk.result.finishReason;
+        }
+        return { text, finish, aborted: abortAfter > 0 && finish === 'abort' };
+      }),
+    );
+    results.forEach((r, i) => {
+      if (r.aborted) expect(alone[i]!.startsWith(r.text)).toBe(true);
+      else expect(r.text).toBe(alone[i]);
+    });
+    expect(results.filter((r) => r.aborted).length).toBeGreaterThan(0);
+    // They ran together: generations held sequences at once, and passes were in flight together.
+    expect(overlap.generations).toBeGreaterThanOrEqual(8);
+    expect(overlap.passes).toBeGreaterThan(1);
+    expect(overlap.open).toBe(0); // every generation closed its sequences
   });
 
-  it('8 concurrent SafeEnsembleChatModel invokes and batch equal the sequential results', async () => {
-    const chat = new SafeEnsembleChatModel({ ensemble, maxNewTokens: 12 });
-    const inputs = QUESTIONS.map((q) => [new HumanMessage(q)]);
-    const sequential: string[] = [];
-    for (const m of inputs) sequential.push((await chat.invoke(m)).content as string);
-    expect((await Promise.all(inputs.map((m) => chat.invoke(m)))).map((r) => r.content)).toEqual(sequential);
-    expect((await chat.batch(inputs, { maxConcurrency: 3 })).map((r) => r.content)).toEqual(sequential);
-    expect(overlap.maxInFlight).toBe(1);
+  it('LangChain batch({ maxConcurrency: 4 }) and concurrent invokes overlap, with the texts they give alone', async () => {
+    const llm = new SafeEnsembleLLM({ ensemble, maxNewTokens: 16 });
+    const chat = new SafeEnsembleChatModel({ ensemble, maxNewTokens: 16 });
+    const inputs = QUESTIONS.slice(0, 8);
+    const alone: string[] = [];
+    for (const q of inputs) alone.push(await llm.invoke(q));
+    overlap.generations = 0;
+    expect(await llm.batch(inputs, { maxConcurrency: 4 })).toEqual(alone);
+    expect(overlap.generations).toBe(4);
+    const chatAlone: string[] = [];
+    for (const q of inputs.slice(0, 4)) chatAlone.push((await chat.invoke([new HumanMessage(q)])).content as string);
+    overlap.generations = 0;
+    const together = await Promise.all(inputs.slice(0, 4).map((q) => chat.invoke([new HumanMessage(q)])));
+    expect(together.map((m) => m.content)).toEqual(chatAlone);
+    expect(overlap.generations).toBe(4);
+  });
+});
+
+describe('maxConcurrentGenerations', () => {
+  it('bounds the generations running at once and admits the rest in call order', async () => {
+    const ensemble = await SafeEnsemble.load({ models: bundledModels(), maxConcurrentGenerations: 2, maxNewTokens: 6 });
+    try {
+      const overlap = watchOverlap(ensemble.models);
+      const started: number[] = [];
+      const first = ensemble.models[0]!;
+      const open = first.openSequence!.bind(first);
+      let next = 0;
+      const order = QUESTIONS.slice(0, 6).map((_, i) => i);
+      first.openSequence = () => {
+        started.push(order[next++]!);
+        return open();
+      };
+      await Promise.all(QUESTIONS.slice(0, 6).map((q) => ensemble.generate(q)));
+      expect(overlap.generations).toBe(2);
+      expect(started).toEqual(order);
+      expect(() => new SafeEnsemble(ensemble.models, { maxConcurrentGenerations: 0 })).toThrow(/maxConcurrentGenerations/);
+    } finally {
+      await ensemble.dispose();
+    }
   });
 
-  it('two LangChain instances over the same model folders share one queue', async () => {
-    const a = new SafeEnsembleLLM({ models: MODELS, rawPrompt: true, maxNewTokens: 12 });
-    const b = new SafeEnsembleLLM({ models: MODELS, rawPrompt: true, maxNewTokens: 12, consensusThreshold: 0.9 });
-    const before = liveSessionCount();
-    const sequential: string[] = [];
-    for (const q of QUESTIONS.slice(0, 4)) sequential.push(await a.invoke(q), await b.invoke(q));
-    expect(liveSessionCount() - before).toBe(MODELS.length); // one loaded model set, hence one queue
-    const concurrent = await Promise.all(QUESTIONS.slice(0, 4).flatMap((q) => [a.invoke(q), b.invoke(q)]));
-    expect(concurrent).toEqual(sequential);
-    await Promise.all([a.dispose(), b.dispose()]);
-    expect(liveSessionCount()).toBe(before);
+  it('a call whose signal fires while it waits ends at once with finish abort; a disposed ensemble refuses waiting calls', async () => {
+    const ensemble = await SafeEnsemble.load({ models: bundledModels(), maxConcurrentGenerations: 1, maxNewTokens: 8 });
+    const running = ensemble.generate(QUESTIONS[0]!);
+    const controller = new AbortController();
+    const waiting = ensemble.generate(QUESTIONS[1]!, { signal: controller.signal });
+    controller.abort();
+    const aborted = await waiting;
+    expect(aborted.finishReason).toBe('abort');
+    expect(aborted.text).toBe('');
+    expect((await running).finishReason).not.toBe('abort');
+    const long = ensemble.generate(QUESTIONS[2]!, { maxNewTokens: 64 }).then(() => null, (e: Error) => e);
+    const queued = ensemble.generate(QUESTIONS[3]!).then(() => null, (e: Error) => e);
+    await new Promise((r) => setTimeout(r, 20));
+    await ensemble.dispose();
+    expect((await queued)?.message).toMatch(/dispose/);
+    expect((await long)?.message).toMatch(/dispose/);
   });
 });

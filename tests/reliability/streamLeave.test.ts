@@ -9,6 +9,7 @@ import { DisposedError, SafeEnsemble, SafeEnsembleChatModel, SafeEnsembleLLM } f
 import { liveSessionCount } from '../../src/research';
 import { MISTRAL_TOOLS_TEMPLATE } from '../../tools/fixtures/chatTemplates';
 import { fixtureModel } from '../helpers/fixtures';
+import { wrapPasses } from '../helpers/passes';
 
 const MODELS = [11, 12].map((seed) => fixtureModel({ tokenizer: 'llama2', seed, logitScale: 2, chatTemplate: MISTRAL_TOOLS_TEMPLATE }));
 const PROMPT = 'Q: Mia has 37 marbles. She finds 25 more. How many does she have?\nA:';
@@ -107,11 +108,10 @@ describe('leaving a stream frees the models', () => {
     beforeAll(async () => {
       ensemble = await SafeEnsemble.load({ models: MODELS });
       for (const m of ensemble.models) {
-        const forward = m.score.bind(m);
-        m.score = (...args) => {
+        wrapPasses(m, (forward) => (...args) => {
           passes++;
           return forward(...args);
-        };
+        });
       }
     });
     afterAll(async () => {
