@@ -50,6 +50,8 @@ export interface ScorePayload {
   data: Float32Array | null;
   /** Identifies the pass: reads of its held rows name it, so a row recomputed since is never mixed up. */
   pass: number;
+  /** Sequences in the onnxruntime run that computed the pass (1: alone; absent for remote members). */
+  batch?: number;
   /** Whether `topIds` holds every entry a row can offer (a constrained row: the rest are disallowed), so a larger top-k returns just these. */
   exhaustive?: boolean;
 }

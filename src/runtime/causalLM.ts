@@ -33,7 +33,7 @@ export class CausalLM {
   private readonly own: ModelSequence;
   private readonly open = new Set<ModelSequence>();
   /** What came back through the seam so far (see {@link SeamTraffic}); counters only grow. */
-  readonly traffic: SeamTraffic = { passes: 0, passBytes: 0, reads: 0, readBytes: 0 };
+  readonly traffic: SeamTraffic = { passes: 0, passBytes: 0, reads: 0, readBytes: 0, batchedPasses: 0 };
 
   /** Use {@link loadModel}; this wraps a backend that already holds an open session. */
   constructor(

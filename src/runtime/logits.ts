@@ -93,6 +93,8 @@ export interface SeamTraffic {
   reads: number;
   /** Bytes the reads returned (logits of asked ids, whole rows). */
   readBytes: number;
+  /** Passes computed in one onnxruntime run together with other sequences' passes. */
+  batchedPasses: number;
 }
 
 /** Where a model's onnxruntime session runs. */

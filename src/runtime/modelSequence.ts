@@ -80,6 +80,7 @@ export class ModelSequence implements MemberSequence {
     const wanted = this.checkPass(ids, options.logits);
     const out = await this.pass((backend) => backend.forward(ids, wanted, this.seq), ids);
     this.owner.traffic.passBytes += out.data.byteLength + out.best.byteLength;
+    if (out.batch > 1) this.owner.traffic.batchedPasses++;
     // Views of this realm's types over the buffers (no copy): onnxruntime's outputs and worker
     // messages may come in another V8 realm's types (e.g. under Jest's stock environment).
     const data = new Float32Array(out.data.buffer, out.data.byteOffset, out.data.length);
@@ -108,6 +109,7 @@ export class ModelSequence implements MemberSequence {
     if (!Number.isInteger(topK) || topK < 1) throw new InvalidArgumentError('topK', `${this.owner.name}: score() needs topK >= 1, got ${String(options.topK)}.`);
     const request: ScoreRequest = { rows: wanted, topK, asked: asked ? [...asked] : null, holdFrom: options.holdFrom ?? 0, full: options.full ?? false };
     const out = await this.pass((backend) => backend.score(ids, request, this.seq), ids);
+    if ((out.batch ?? 1) > 1) this.owner.traffic.batchedPasses++;
     this.owner.traffic.passBytes += out.topIds.byteLength + out.topLogits.byteLength + out.asked.byteLength + out.logNormalizers.byteLength + (out.data?.byteLength ?? 0);
     const payload: ScorePayload = {
       ...out,

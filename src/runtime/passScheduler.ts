@@ -3,9 +3,10 @@
  * join one batched run (continuous batching: sequences join and leave between runs); the
  * oldest waiting pass is always in the next run, so none starves. A pass that arrives while
  * others are still coming (sequences are open whose passes have not arrived) waits at most
- * {@link COALESCE_MS} for them. The first batched run of a session is checked against the same
- * pass run alone: a graph that does not honour the mask gives other numbers, and then batching
- * is switched off with one warning (as it is when onnxruntime refuses a batched shape).
+ * {@link COALESCE_MS} for them. The first batched runs of a session are checked against the same
+ * passes run alone (which then stand): a graph that does not keep the rows of a batch apart
+ * gives other numbers, and then batching is switched off with one warning (as it is when
+ * onnxruntime refuses a batched shape).
  * @module
  */
 import type { BatchJob } from './batchedPass.js';
@@ -44,6 +45,8 @@ export interface SchedulerHooks {
 export const COALESCE_MS = 1;
 /** Most passes in one batched run. */
 export const MAX_BATCH = 32;
+/** Batched runs of a session checked against the same passes alone. */
+const CHECKED_RUNS = 4;
 /** Largest difference of a logit between the first batched run and the same pass alone, relative to the row's scale, that counts as batching working. */
 const CHECK_TOLERANCE = 1e-2;
 
@@ -52,7 +55,8 @@ export class PassScheduler {
   private readonly queue: Waiting[] = [];
   private draining: Promise<void> | null = null;
   private batching: boolean;
-  private checked = false;
+  /** Batched runs checked against their passes run alone so far. */
+  private checked = 0;
   private concurrencySeen = false;
 
   constructor(private readonly hooks: SchedulerHooks) {
@@ -141,27 +145,28 @@ export class PassScheduler {
     this.stats.batchedRuns++;
     this.stats.batchedPasses += group.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, group.length);
-    if (!this.checked) {
-      this.checked = true;
-      const job = group[0]!;
-      this.hooks.crop(job, lengths[0]!);
-      let alone: RowsPiece;
-      try {
-        alone = await this.hooks.runOne(job);
-      } catch (error) {
-        for (const j of group) j.reject(error);
-        return;
-      }
-      const difference = largestDifference(pieces[0]!.data, alone.data);
-      pieces[0] = alone;
-      if (!(difference <= CHECK_TOLERANCE)) {
-        this.disable(`a batched run's logits differ from the same pass run alone by ${difference.toPrecision(3)} (relative), so the graph does not honour the attention mask across a batch`);
-        job.resolve(alone);
-        for (let i = 1; i < group.length; i++) {
-          this.hooks.crop(group[i]!, lengths[i]!);
-          await this.runAlone(group[i]!);
+    if (this.checked < CHECKED_RUNS) {
+      // The first batched runs of the session are checked: every pass of them runs again alone.
+      this.checked++;
+      let difference = 0;
+      for (let i = 0; i < group.length; i++) {
+        const job = group[i]!;
+        this.hooks.crop(job, lengths[i]!);
+        try {
+          const alone = await this.hooks.runOne(job);
+          difference = Math.max(difference, largestDifference(pieces[i]!.data, alone.data));
+          pieces[i] = alone;
+        } catch (error) {
+          job.reject(error);
+          for (let j = 0; j < i; j++) group[j]!.resolve(pieces[j]!);
+          // The later passes still hold the batched run's rows: roll them back and run them alone.
+          for (let j = i + 1; j < group.length; j++) this.hooks.crop(group[j]!, lengths[j]!);
+          for (let j = i + 1; j < group.length; j++) await this.runAlone(group[j]!);
+          return;
         }
-        return;
+      }
+      if (!(difference <= CHECK_TOLERANCE)) {
+        this.disable(`a batched run's logits differ from the same passes run alone by ${difference.toPrecision(3)} (relative), so the graph does not keep the sequences of a batch apart`);
       }
     }
     group.forEach((job, i) => job.resolve(pieces[i]!));

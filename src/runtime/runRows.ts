@@ -17,6 +17,8 @@ export interface RowsPiece {
   width: number;
   /** The in-graph summary of the same rows, when the pass asked for one (see topKRewrite.ts). */
   top: InGraphTop | null;
+  /** Sequences in the run that computed the rows. */
+  batch: number;
 }
 
 /** One sequence a runner holds: its ids, KV cache and the rows its scoring passes hold. */
@@ -54,7 +56,7 @@ export function rowsPiece(out: Record<string, Tensor>, batchRow: number, rowsRet
       sums: (out[inGraph.rowSums]!.data as Float32Array).subarray(first, end),
     };
   }
-  return { data, rows: wanted, width, top };
+  return { data, rows: wanted, width, top, batch: Number(out.logits!.dims[0] ?? 1) };
 }
 
 /**

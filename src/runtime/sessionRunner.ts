@@ -31,6 +31,8 @@ export interface LogitsPayload {
   width: number;
   /** Greedy choice of each row, or -1 where it was not computed (logits checking off). */
   best: Int32Array;
+  /** Sequences in the onnxruntime run that computed the rows (1: alone). */
+  batch: number;
 }
 
 /** What a runner needs beyond the session and its graph contract. */
@@ -201,7 +203,7 @@ export class SessionRunner implements ModelBackend {
         }
       }
     }
-    return { data, rows: wanted, width, best };
+    return { data, rows: wanted, width, best, batch: Math.max(...pieces.map((p) => p.batch)) };
   }
 
   /**
@@ -238,7 +240,7 @@ export class SessionRunner implements ModelBackend {
       for (const p of pieces) for (let i = 0; i < p.rows; i++, r++) slot.held.hold(first + r, p.data.subarray(i * width, (i + 1) * width), pass);
     }
     const { topIds, topLogits, asked } = into;
-    return { first, rows: wanted, width, k, topIds, topLogits, asked, logNormalizers: new Float64Array(wanted).fill(NaN), data, pass };
+    return { first, rows: wanted, width, k, topIds, topLogits, asked, logNormalizers: new Float64Array(wanted).fill(NaN), data, pass, batch: Math.max(...pieces.map((p) => p.batch)) };
   }
 
   /** Reads rows held by earlier {@link score} passes. */

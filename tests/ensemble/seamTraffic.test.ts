@@ -30,7 +30,7 @@ describe('member seam traffic on the bundled models', () => {
     const traffic: SeamTraffic[] = (ensemble.models as CausalLM[]).map((m, i) => {
       const b = before[i]!;
       const t = m.traffic;
-      return { passes: t.passes - b.passes, passBytes: t.passBytes - b.passBytes, reads: t.reads - b.reads, readBytes: t.readBytes - b.readBytes };
+      return { passes: t.passes - b.passes, passBytes: t.passBytes - b.passBytes, reads: t.reads - b.reads, readBytes: t.readBytes - b.readBytes, batchedPasses: t.batchedPasses - b.batchedPasses };
     });
     return { traffic, tokens, ensembled };
   }

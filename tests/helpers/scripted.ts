@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeScriptedModel, type ScriptedModelOptions } from '../../tools/fixtures/scriptedDecoder';
 
-const ROOT = join(tmpdir(), 'lse-scripted-v2');
+const ROOT = join(tmpdir(), 'lse-scripted-v3');
 
 /** Folder of a scripted fixture model, written once per machine (keyed by its options). */
 export async function scriptedModel(options: ScriptedModelOptions): Promise<string> {
