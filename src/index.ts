@@ -34,5 +34,5 @@ export { loadModel, type LoadModelOptions } from './runtime/loadModel.js';
 export { CausalLM } from './runtime/causalLM.js';
 export { loadRemoteModel, type RemoteModelSpec } from './remote/loadRemote.js';
 export { RemoteMember } from './remote/remoteMember.js';
-export type { EnsembleMember, MemberSequence } from './member/member.js';
+export type { EnsembleMember } from './member/member.js';
 export { bundledModels } from './demo/models.js';

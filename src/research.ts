@@ -12,7 +12,7 @@ export type { SafeEnsembleErrorCode, RemoteFailure } from './errors.js';
 export { selectOnnxFile } from './runtime/loadModel.js';
 export { DTYPE_SUFFIX, type ModelDType } from './runtime/dtypes.js';
 export { Logits, type ModelInfo, type ForwardOptions, type SeamTraffic, type ExecutionMode } from './runtime/causalLM.js';
-export type { ScoreOptions, MemberNetworkStats } from './member/member.js';
+export type { ScoreOptions, MemberNetworkStats, MemberSequence, SequenceModel } from './member/member.js';
 export { Scores, RowScore, type ScoreRequest, type ScorePayload, type RowQuery, type RowAnswer } from './member/scores.js';
 export type { ModelBackend, LogitsPayload } from './runtime/sessionRunner.js';
 export { discoverGraph, type GraphContract, type CacheDType } from './runtime/graph.js';

@@ -1,4 +1,5 @@
-import type { EnsembleMember, MemberSequence } from '../../src/index';
+import type { EnsembleMember } from '../../src/index';
+import type { MemberSequence } from '../../src/research';
 
 type Score = EnsembleMember['score'];
 

@@ -5,7 +5,8 @@
  * rows read back alike. Graphs that cannot batch take turns, with one warning, and give the
  * same; `batchPasses: false` keeps every pass alone.
  */
-import { loadModel, type CausalLM, type MemberSequence } from '../../src/index';
+import { loadModel, type CausalLM } from '../../src/index';
+import type { MemberSequence } from '../../src/research';
 import type { FixtureModelOptions } from '../../tools/fixtures/tinyDecoder';
 import { fixtureModel } from '../helpers/fixtures';
 import { scriptedModel } from '../helpers/scripted';
