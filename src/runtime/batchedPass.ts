@@ -5,11 +5,11 @@
  *
  *     [ past_b | zeros up to the longest past | pad up to the longest pass | the pass's ids ]
  *
- * with `attention_mask` 1 exactly on the real past and the real ids, and `position_ids`
- * counting on from each sequence's own length, so every real token sees what it would see
- * alone. The ids are right-aligned, so `logits_to_keep` (the most rows any pass wants) still
- * returns each pass's last rows, and each sequence appends the last rows of its own new cache
- * rows. Needs the incremental-cache rewrite (sequence-major caches), an attention mask,
+ * (a first pass, with no past, is padded after its ids instead: see {@link padding}) with
+ * `attention_mask` 1 exactly on the real past and the real ids, and `position_ids` counting on
+ * from each sequence's own length, so every real token sees what it would see alone.
+ * `logits_to_keep` is the most rows any pass wants (plus its right padding), each pass takes
+ * its own rows, and each sequence appends the rows of its own ids to its cache. Needs the incremental-cache rewrite (sequence-major caches), an attention mask,
  * position ids and a batch axis; {@link batchRefusal} says why not otherwise.
  * @module
  */
@@ -38,7 +38,19 @@ export interface BatchContext {
   heads: number;
   headDim: number;
   run(feeds: Record<string, Tensor>, withScores: boolean, total: number): Promise<Record<string, Tensor>>;
-  piece(out: Record<string, Tensor>, batchRow: number, rowsReturned: number, wanted: number, topK: number): RowsPiece;
+  /** The last `wanted` rows of batch row `batchRow` before its last `skip` (right padding). */
+  piece(out: Record<string, Tensor>, batchRow: number, rowsReturned: number, wanted: number, topK: number, skip: number): RowsPiece;
+}
+
+/**
+ * Where a pass shorter than the batch's longest is padded: on the left (before its ids, after
+ * its past), so its rows are the last ones — except a pass with no past, padded on the right:
+ * a padded position must see some real key (a row that attends to nothing has no defined
+ * softmax), and with no past only the pass's own ids are there to see.
+ */
+export function padding(job: Pick<BatchJob, 'slot' | 'ids'>, longest: number): { left: number; right: number } {
+  const pad = longest - job.ids.length;
+  return job.slot.history.length === 0 ? { left: 0, right: pad } : { left: pad, right: 0 };
 }
 
 /** Why passes of this graph cannot share a run, or null when they can. */
@@ -65,14 +77,15 @@ export async function runBatched(jobs: readonly BatchJob[], ctx: BatchContext): 
   const ids = g.idsDType === 'int32' ? new Int32Array(batch * newLength) : new BigInt64Array(batch * newLength);
   const mask = new BigInt64Array(batch * width);
   const positions = new BigInt64Array(batch * newLength);
+  const pads = jobs.map((job) => padding(job, newLength));
   jobs.forEach((job, b) => {
     const past = job.slot.history.length;
-    const pad = newLength - job.ids.length;
+    const { left, right } = pads[b]!;
     mask.fill(1n, b * width, b * width + past);
-    mask.fill(1n, b * width + pastLength + pad, (b + 1) * width);
+    mask.fill(1n, b * width + pastLength + left, (b + 1) * width - right);
     for (let i = 0; i < newLength; i++) {
-      const real = i - pad;
-      if (real >= 0) {
+      const real = i - left;
+      if (real >= 0 && real < job.ids.length) {
         if (ids instanceof Int32Array) ids[b * newLength + i] = job.ids[real]!;
         else ids[b * newLength + i] = BigInt(job.ids[real]!);
       }
@@ -84,7 +97,7 @@ export async function runBatched(jobs: readonly BatchJob[], ctx: BatchContext): 
     attention_mask: new ort.Tensor('int64', mask, [batch, width]),
     position_ids: new ort.Tensor('int64', positions, [batch, newLength]),
   };
-  const keep = Math.max(...jobs.map((j) => j.wanted));
+  const keep = Math.max(...jobs.map((j, b) => j.wanted + pads[b]!.right));
   if (g.logitsToKeepInput) feeds[g.logitsToKeepInput] = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
   const topK = jobs[0]!.topK;
   if (ctx.inGraph) feeds[ctx.inGraph.k] = new ort.Tensor('int64', BigInt64Array.of(BigInt(Math.max(1, topK))), [1]);
@@ -102,11 +115,11 @@ export async function runBatched(jobs: readonly BatchJob[], ctx: BatchContext): 
   const out = await ctx.run(feeds, topK > 0 && ctx.inGraph !== null, width);
   const logits = out.logits!;
   const rowsReturned = logits.dims[logits.dims.length - 2]!;
-  const pieces = jobs.map((job, b) => ctx.piece(out, b, rowsReturned, job.wanted, topK));
+  const pieces = jobs.map((job, b) => ctx.piece(out, b, rowsReturned, job.wanted, topK, pads[b]!.right));
   // Only now, with every piece checked, do the caches change.
   const newRows = ctx.incremental.newOutputs.flatMap(([k, v]) => [out[k]!.data as CacheData, out[v]!.data as CacheData]);
   jobs.forEach((job, b) => {
-    const end = (b + 1) * newLength * row;
+    const end = ((b + 1) * newLength - pads[b]!.right) * row;
     const rows = newRows.map((data) => data.subarray(end - job.ids.length * row, end));
     (job.slot.cache as IncrementalKVCache).appendRows(rows, job.slot.history.length + job.ids.length);
   });

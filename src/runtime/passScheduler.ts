@@ -9,7 +9,7 @@
  * onnxruntime refuses a batched shape).
  * @module
  */
-import type { BatchJob } from './batchedPass.js';
+import { padding, type BatchJob } from './batchedPass.js';
 import type { RowsPiece } from './runRows.js';
 
 /** A pass waiting for its run; `solo` passes (pieces of a long prefill) never batch. */
@@ -113,9 +113,8 @@ export class PassScheduler {
       const fed = candidate.reduce((n, j) => n + j.ids.length, 0);
       // Padding costs compute: a short pass joins long ones only while most of what runs is real.
       if (candidate.length * longest > 2 * fed + 8) continue;
-      // A padded position must see some real key: a pass shorter than the longest needs a past.
-      if (candidate.some((j) => j.ids.length < longest && j.slot.history.length === 0)) continue;
-      const rows = Math.max(...candidate.map((j) => j.wanted));
+      // Rows returned per sequence: the most any pass wants, plus right padding (see padding()).
+      const rows = Math.max(...candidate.map((j) => j.wanted + padding(j, longest).right));
       if (candidate.length * rows * width * 4 > this.hooks.maxRowsBytes) continue;
       group.push(job);
     }

@@ -30,8 +30,8 @@ export interface RunnerSlot {
   passes: number;
 }
 
-/** The last `wanted` of the `rowsReturned` rows of batch row `batchRow` of a run's output. */
-export function rowsPiece(out: Record<string, Tensor>, batchRow: number, rowsReturned: number, wanted: number, inGraph: InGraphScoreNames | null, topK: number, settings: { name: string; tokenizerIds: number; tokenCount: number }): RowsPiece {
+/** The last `wanted` of the `rowsReturned` rows of batch row `batchRow` of a run's output, before its last `skip` (right padding). */
+export function rowsPiece(out: Record<string, Tensor>, batchRow: number, rowsReturned: number, wanted: number, inGraph: InGraphScoreNames | null, topK: number, settings: { name: string; tokenizerIds: number; tokenCount: number }, skip = 0): RowsPiece {
   const logitsTensor = out.logits!;
   const width = logitsTensor.dims[logitsTensor.dims.length - 1]!;
   if (width < settings.tokenizerIds) {
@@ -39,13 +39,13 @@ export function rowsPiece(out: Record<string, Tensor>, batchRow: number, rowsRet
   }
   const raw = logitsTensor.data as Float32Array | Uint16Array;
   const base = batchRow * rowsReturned;
-  const first = base + rowsReturned - wanted;
-  const end = base + rowsReturned;
+  const end = base + rowsReturned - skip;
+  const first = end - wanted;
   // Much fewer rows than the run returned (a prefill without logits_to_keep): copy them, so a
   // view does not keep the whole buffer alive. A few dropped rows stay a view: no per-pass copy.
   let data: Float32Array;
   if (logitsTensor.type === 'float16') data = float16ToFloat32(raw.subarray(first * width, end * width) as Uint16Array);
-  else data = rowsReturned - wanted > wanted ? (raw as Float32Array).slice(first * width, end * width) : (raw as Float32Array).subarray(first * width, end * width);
+  else data = rowsReturned - wanted - skip > wanted ? (raw as Float32Array).slice(first * width, end * width) : (raw as Float32Array).subarray(first * width, end * width);
   if (width > settings.tokenCount) maskPadding(data, wanted, width, settings.tokenCount);
   let top: InGraphTop | null = null;
   if (inGraph) {

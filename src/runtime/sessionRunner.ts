@@ -346,7 +346,7 @@ export class SessionRunner implements ModelBackend {
       heads: this.settings.numKeyValueHeads,
       headDim: this.settings.headDim,
       run: (feeds, withScores, total) => this.runSession(session, feeds, withScores, total),
-      piece: (out, batchRow, rowsReturned, wanted, topK) => rowsPiece(out, batchRow, rowsReturned, wanted, topK > 0 ? this.inGraph : null, topK, this.settings),
+      piece: (out, batchRow, rowsReturned, wanted, topK, skip) => rowsPiece(out, batchRow, rowsReturned, wanted, topK > 0 ? this.inGraph : null, topK, this.settings, skip),
     });
     for (const job of jobs) job.slot.history.push(...job.ids);
     this.steps++;
