@@ -44,3 +44,5 @@ export type { SafeEnsembleKnobs, SafeEnsembleFields } from './langchain/common.j
 export { parseToolCalls, toolCallStart, type ParsedToolCall, type ParsedInvalidToolCall, type ParsedOutput } from './langchain/toolCalls.js';
 export { packageRoot, DEMO_MODEL_NAMES, ALL_DEMO_MODEL_NAMES } from './demo/models.js';
 export { wordProblems, problemSet, extractAnswer, type WordProblem, type ProblemOptions } from './demo/wordProblems.js';
+export type { ModelSequence } from './runtime/modelSequence.js';
+export type { RemoteSequence } from './remote/remoteSequence.js';

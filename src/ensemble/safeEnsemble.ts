@@ -34,7 +34,7 @@ export interface SafeEnsembleConfig extends EnsembleOptions {
   /** Which model drafts: index in `models` or its source; default the first. */
   drafter?: number | string;
   /**
-   * Most generations running at once (default {@link DEFAULT_MAX_CONCURRENT_GENERATIONS});
+   * Most generations running at once (default 8);
    * later calls wait their turn in call order. Each running generation holds its own KV cache
    * per local model (see the README's "Many generations at once").
    */

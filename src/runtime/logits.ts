@@ -42,7 +42,7 @@ export interface ModelInfo {
   logitsToKeepAdded: boolean;
 }
 
-/** Options of {@link CausalLM.forward}. */
+/** Options of `CausalLM.forward`. */
 export interface ForwardOptions {
   /**
    * Which logits rows to return: `'all'` new positions (default), `'last'`, or the last N.
@@ -51,7 +51,7 @@ export interface ForwardOptions {
   logits?: 'all' | 'last' | number;
 }
 
-/** Logits rows returned by {@link CausalLM.forward}; rows are views, not copies. */
+/** Logits rows returned by `CausalLM.forward`; rows are views, not copies. */
 export class Logits {
   private readonly best: Int32Array;
 
@@ -85,7 +85,7 @@ export class Logits {
 
 /** What crossed the member seam from where the session runs (a worker: the bytes it sent). */
 export interface SeamTraffic {
-  /** Passes run ({@link CausalLM.forward} and {@link CausalLM.score}). */
+  /** Passes run (`CausalLM.forward` and `CausalLM.score`). */
   passes: number;
   /** Bytes the passes returned (logits rows, or top-k and asked logits). */
   passBytes: number;
