@@ -22,6 +22,7 @@ import { loadModel, loadRemoteModel, SafeEnsemble, type CausalLM, type EnsembleM
 import { bundledModels } from '../src/demo/models.js';
 import { problemSet } from '../src/demo/wordProblems.js';
 import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
 import type { EngineServerOptions } from '../tools/fixtures/engineServer.js';
 import { writeFixtureModel } from '../tools/fixtures/tinyDecoder.js';
 
@@ -85,24 +86,41 @@ function batchedPasses(models: readonly EnsembleMember[]): { batched: number; pa
   return { batched: local.reduce((n, m) => n + m.traffic.batchedPasses, 0), passes: local.reduce((n, m) => n + m.traffic.passes, 0) };
 }
 
-async function benchSetup(title: string, members: EnsembleMember[]): Promise<void> {
+/** CPU cores this process kept busy (all its threads), and the busy share of the event loops that do the work: the ensemble's, and each server's. */
+function busyProbe(servers: readonly Worker[]): () => string {
+  const cpu0 = process.cpuUsage();
+  const wall0 = performance.now();
+  const main = performance.eventLoopUtilization();
+  const others = servers.map((w) => w.performance.eventLoopUtilization());
+  return () => {
+    const share = (u: { utilization: number }) => `${(100 * u.utilization).toFixed(0)}%`;
+    const parts = [share(performance.eventLoopUtilization(main)), ...servers.map((w, i) => share(w.performance.eventLoopUtilization(others[i])))];
+    const cpu = process.cpuUsage(cpu0);
+    const cores = (cpu.user + cpu.system) / 1000 / (performance.now() - wall0);
+    return `${cores.toFixed(2)} | ${parts.join(' / ')}`;
+  };
+}
+
+async function benchSetup(title: string, members: EnsembleMember[], servers: readonly Worker[] = []): Promise<void> {
   const ensemble = new SafeEnsemble(members, { maxConcurrentGenerations: most });
   try {
     await ensemble.generate(questions[0]!, { maxNewTokens: 4 }); // warm-up
     console.log(`\n## ${title}\n`);
-    console.log('| generations at once | tokens | tokens/s | × one at a time | mean latency (ms) | first token (ms) | first token ÷ one at a time | passes batched | text as alone |');
-    console.log('|---:|---:|---:|---:|---:|---:|---:|---:|:---:|');
+    console.log(`| generations at once | tokens | tokens/s | × one at a time | mean latency (ms) | first token (ms) | first token ÷ one at a time | passes batched | cores used | event loop busy: ensemble${servers.map((_, i) => ` / server ${i + 1}`).join('')} | text as alone |`);
+    console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|');
     for (const n of levels) {
       // The same n requests one after another (the reference), then all n at once.
       const alone = await runLevel(ensemble, n, 1, null);
       const before = batchedPasses(members);
+      const busy = busyProbe(servers);
       const together = await runLevel(ensemble, n, n, alone.texts);
+      const busyShares = busy();
       const after = batchedPasses(members);
       const share = before && after ? (after.batched - before.batched) / Math.max(1, after.passes - before.passes) : null;
       const rate = (l: typeof together.level) => (1000 * l.tokens) / l.wallMs;
       const t = together.level;
       console.log(
-        `| ${n} | ${t.tokens} | ${rate(t).toFixed(1)} | ${(rate(t) / rate(alone.level)).toFixed(2)} | ${t.meanLatencyMs.toFixed(0)} | ${t.meanFirstTokenMs.toFixed(0)} | ${(t.meanFirstTokenMs / alone.level.meanFirstTokenMs).toFixed(2)} | ${share === null ? '–' : `${(100 * share).toFixed(0)}%`} | ${t.sameText ? 'yes' : '**no**'} |`,
+        `| ${n} | ${t.tokens} | ${rate(t).toFixed(1)} | ${(rate(t) / rate(alone.level)).toFixed(2)} | ${t.meanLatencyMs.toFixed(0)} | ${t.meanFirstTokenMs.toFixed(0)} | ${(t.meanFirstTokenMs / alone.level.meanFirstTokenMs).toFixed(2)} | ${share === null ? '–' : `${(100 * share).toFixed(0)}%`} | ${busyShares} | ${t.sameText ? 'yes' : '**no**'} |`,
       );
     }
   } finally {
@@ -111,15 +129,17 @@ async function benchSetup(title: string, members: EnsembleMember[]): Promise<voi
 }
 
 const setups = new Set(values.setups!.split(','));
+// Local members share the cores, as SafeEnsemble.load sets them up (each worker runs at the same time as the other).
+const loadLocal = (paths: readonly string[]) => Promise.all(paths.map((p) => loadModel(p, { threads: Math.max(1, Math.floor(availableParallelism() / paths.length)) })));
 const pair = bundledModels();
 console.log(`# bench:concurrency — SAFE, greedy, ${maxNewTokens} new tokens per request; levels ${levels.join(', ')}`);
-if (setups.has('bundled')) await benchSetup('(a) bundled pair, local (worker threads)', await Promise.all(pair.map((p) => loadModel(p))));
+if (setups.has('bundled')) await benchSetup('(a) bundled pair, local (worker threads)', await loadLocal(pair));
 if (setups.has('smol')) {
   const dir = mkdtempSync(join(tmpdir(), 'lse-bench-concurrency-'));
   try {
     const a = writeFixtureModel(join(dir, 'qwen'), { tokenizer: 'qwen3', ...SMOL, seed: 1, logitScale: 3 });
     const b = writeFixtureModel(join(dir, 'mistral'), { tokenizer: 'llama2', ...SMOL, seed: 2, logitScale: 3 });
-    await benchSetup('(b) smol shape (30 layers, hidden 576), local (worker threads)', await Promise.all([a, b].map((p) => loadModel(p))));
+    await benchSetup('(b) smol shape (30 layers, hidden 576), local (worker threads)', await loadLocal([a, b]));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -140,13 +160,13 @@ if (setups.has('served')) {
         worker.once('message', (m: { peakBatch: number }) => resolve(m.peakBatch));
         worker.postMessage('close');
       });
-      return { url, close };
+      return { url, close, worker };
     }),
   );
   let peaks: number[] = [];
   try {
     const members = await Promise.all(servers.map((s, i) => loadRemoteModel({ engine: 'sglang', url: s.url, tokenizer: pair[i]! })));
-    await benchSetup(`(c) bundled pair served by loopback SGLang servers, each in its own thread (modelled: ${stepMs} ms per step, 16 batch slots)`, members);
+    await benchSetup(`(c) bundled pair served by loopback SGLang servers, each in its own thread (modelled: ${stepMs} ms per step, 16 batch slots)`, members, servers.map((s) => s.worker));
   } finally {
     peaks = await Promise.all(servers.map((s) => s.close()));
   }

@@ -62,7 +62,11 @@ export class Generation {
   /** Most drafter tokens this generation may commit. */
   private readonly budget: number;
 
-  constructor(models: readonly SequenceModel[], prompts: readonly ModelPrompt[], drafterIndex: number, options: ResolvedOptions, gacUnion: () => GacUnion) {
+  /**
+   * `othersRunning` tells whether other generations share the members now: then the drafter has
+   * their passes to run while the verifiers score, and drafting ahead would only add passes.
+   */
+  constructor(models: readonly SequenceModel[], prompts: readonly ModelPrompt[], drafterIndex: number, options: ResolvedOptions, gacUnion: () => GacUnion, private readonly othersRunning: () => boolean = () => false) {
     const state = (this.state = generationState(models, prompts, drafterIndex, options));
     this.recorder = new Recorder(state);
     this.proposer = new DraftProposer(state);
@@ -133,10 +137,10 @@ export class Generation {
     const response = candidate.subarray(state.lead);
 
     // While the verifiers score this chunk, the drafter drafts the next one as if this one will
-    // be accepted whole (it stops when they are done).
+    // be accepted whole (it stops when they are done) — unless other generations keep it busy.
     const chain = [...drafted];
     let verifying = true;
-    const ahead = stats.pipeline && !drafter.vocab.isEos(drafted[drafted.length - 1]!.id)
+    const ahead = stats.pipeline && !this.othersRunning() && !drafter.vocab.isEos(drafted[drafted.length - 1]!.id)
       ? proposer.draftInto(chain, drafted.length + Math.min(draftLength, budget - drafted.length), true, () => !verifying)
       : Promise.resolve(true);
 

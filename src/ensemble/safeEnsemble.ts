@@ -86,6 +86,8 @@ export class SafeEnsemble {
   private readonly exclusive = new Map<EnsembleMember, FifoGate>();
   /** Stop switches of the generations admitted or waiting, and their runs. */
   private readonly running = new Map<AbortController, Promise<void>>();
+  /** Generations past admission, running on the members now. */
+  private admitted = 0;
   private union: GacUnion | null = null;
   private disposed = false;
 
@@ -250,12 +252,14 @@ export class SafeEnsemble {
       // Not admitted because the caller's signal fired: the generation below ends at once with
       // finish 'abort', before any pass, so reading the members themselves is safe.
       const models = taken ?? this.models;
+      this.admitted++;
+      releases.push(() => this.admitted--);
       const signal = waiting;
       // Every model needs room for at least one more token; longer prompts fail before any forward pass.
       const prompts = this.models.map((m) => renderPrompt(m, input, { rawPrompt: resolved.rawPrompt, tools: resolved.tools, allowSpecialTokens: resolved.allowSpecialTokens, reserve: 1 }));
       // Offered tools: calls constrained to them, as the drafter's template writes calls.
       const constraint = resolved.constraint ?? (resolved.tools?.length ? toolCallConstraint(resolved.tools, resolved.toolChoice, this.models[this.drafterIndex]!.tokenizer.chatTemplate) ?? undefined : undefined);
-      const generation = new Generation(models, prompts, this.drafterIndex, { ...resolved, signal, constraint }, () => this.gacUnion());
+      const generation = new Generation(models, prompts, this.drafterIndex, { ...resolved, signal, constraint }, () => this.gacUnion(), () => this.admitted > 1);
       const run = generation.run();
       for (;;) {
         const step = await run.next();

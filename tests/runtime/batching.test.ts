@@ -105,14 +105,12 @@ describe.each(BATCHABLE)('batched passes on %s', (_name, options) => {
 });
 
 describe('graphs that cannot batch take turns', () => {
-  it.each([
-    ['no position_ids', { tokenizer: 'llama2', positionIds: false, seed: 8 } as FixtureModelOptions, /position_ids/],
-    ['a merged decoder', { tokenizer: 'llama2', cache: 'merged', fileName: 'decoder_model_merged.onnx', seed: 9 } as FixtureModelOptions, /merged decoder/],
-  ])('%s: one warning, the same results', async (_name, options, reason) => {
+  /** Loads `dir`, runs `count` sequences alone and together: the same results, no batched pass, one warning naming `reason`. */
+  async function takesTurns(dir: string, count: number, reason: RegExp): Promise<void> {
     const warnings: string[] = [];
-    const lm = await loadModel(fixtureModel(options), { onWarning: (w) => warnings.push(w) });
+    const lm = await loadModel(dir, { onWarning: (w) => warnings.push(w) });
     try {
-      const { alone, together } = await aloneAndTogether(lm, 8);
+      const { alone, together } = await aloneAndTogether(lm, count);
       expect(together).toEqual(alone);
       expect(lm.traffic.batchedPasses).toBe(0);
       const turns = warnings.filter((w) => /take turns/.test(w));
@@ -121,36 +119,23 @@ describe('graphs that cannot batch take turns', () => {
     } finally {
       await lm.dispose();
     }
+  }
+
+  it.each([
+    ['no position_ids', { tokenizer: 'llama2', positionIds: false, seed: 8 } as FixtureModelOptions, /position_ids/],
+    ['a merged decoder', { tokenizer: 'llama2', cache: 'merged', fileName: 'decoder_model_merged.onnx', seed: 9 } as FixtureModelOptions, /merged decoder/],
+  ])('%s: one warning, the same results', async (_name, options, reason) => {
+    await takesTurns(fixtureModel(options), 8, reason);
   });
 
   it('a graph with a batch size of 1 (a scripted fixture) takes turns with the same results', async () => {
     const dir = await scriptedModel({ tokenizer: 'qwen3', scripts: [{ prompt: 'Hi', completion: ' there, friend.', rawPrompt: true }] });
-    const warnings: string[] = [];
-    const lm = await loadModel(dir, { onWarning: (w) => warnings.push(w) });
-    try {
-      const { alone, together } = await aloneAndTogether(lm, 6);
-      expect(together).toEqual(alone);
-      expect(lm.traffic.batchedPasses).toBe(0);
-      expect(warnings.filter((w) => /take turns/.test(w) && /batch axis/.test(w))).toHaveLength(1);
-    } finally {
-      await lm.dispose();
-    }
+    await takesTurns(dir, 6, /batch axis/);
   });
 
   it('a graph that claims a batch axis it cannot serve is caught by the first batched run, which is redone alone', async () => {
     const dir = await scriptedModel({ tokenizer: 'qwen3', scripts: [{ prompt: 'Hi', completion: ' there, friend.', rawPrompt: true }], claimBatchAxis: true });
-    const warnings: string[] = [];
-    const lm = await loadModel(dir, { onWarning: (w) => warnings.push(w) });
-    try {
-      const { alone, together } = await aloneAndTogether(lm, 6);
-      expect(together).toEqual(alone);
-      expect(lm.traffic.batchedPasses).toBe(0);
-      const turns = warnings.filter((w) => /take turns/.test(w));
-      expect(turns).toHaveLength(1);
-      expect(turns[0]).toMatch(/differ from the same passes run alone|refused a batched run/);
-    } finally {
-      await lm.dispose();
-    }
+    await takesTurns(dir, 6, /differ from the same passes run alone|refused a batched run/);
   });
 
   it('batchPasses: false runs every pass alone, silently', async () => {
