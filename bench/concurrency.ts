@@ -4,6 +4,8 @@
  *  (a) the bundled pair (local, worker threads),
  *  (b) two random-weight models of a real small-LLM shape (SmolLM2-135M-like: 30 layers, hidden
  *      576, 9 heads / 3 KV heads, SwiGLU 1536; the Qwen3 and Mistral vocabularies), local,
+ *  (b′) the same shape as a pair that mostly agrees (a model and a slightly perturbed copy, one
+ *      vocabulary): E/T as trained models have it, where (b) is SAFE's worst case,
  *  (c) the bundled pair served by loopback SGLang servers (tools/fixtures/engineServer.ts) that
  *      model a GPU engine's continuous batching: every request holds one of 16 batch slots for
  *      `--step-ms` per forward step it needs, requests in the batch overlapping (real inference
@@ -12,7 +14,7 @@
  * same process; every request's text is checked against its text alone. "First token" is the
  * time from a call to its first text chunk.
  *
- *   npm run bench:concurrency -- [--levels 1,2,4,8,16] [--tokens 24] [--step-ms 20] [--setups bundled,smol,served]
+ *   npm run bench:concurrency -- [--levels 1,2,4,8,16] [--tokens 24] [--step-ms 20] [--setups bundled,smol,smol-agreeing,served]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +33,7 @@ const { values } = parseArgs({
     levels: { type: 'string', default: '1,2,4,8,16' },
     tokens: { type: 'string', default: '24' },
     'step-ms': { type: 'string', default: '20' },
-    setups: { type: 'string', default: 'bundled,smol,served' },
+    setups: { type: 'string', default: 'bundled,smol,smol-agreeing,served' },
   },
 });
 const levels = values.levels!.split(',').map(Number);
@@ -39,6 +41,8 @@ const maxNewTokens = Number(values.tokens);
 const stepMs = Number(values['step-ms']);
 const most = Math.max(...levels);
 const questions = problemSet(most).map((p) => p.question);
+/** Noise on the near copy's weights, relative to each weight's range (setup b′). */
+const PERTURBATION = 0.02;
 const SMOL = { hiddenSize: 576, numLayers: 30, numHeads: 9, numKeyValueHeads: 3, intermediateSize: 1536, gatedMlp: true, maxPositions: 2048 };
 
 interface Level {
@@ -47,6 +51,8 @@ interface Level {
   meanLatencyMs: number;
   meanFirstTokenMs: number;
   sameText: boolean;
+  /** Ensembled ÷ generated tokens, in percent (the paper's E/T). */
+  ensembledPct: number;
 }
 
 /** Runs `count` requests, `concurrent` at a time as separate callers would (all started at once when equal). */
@@ -55,6 +61,7 @@ async function runLevel(ensemble: SafeEnsemble, count: number, concurrent: numbe
   const latencies: number[] = [];
   const firsts: number[] = [];
   let tokens = 0;
+  let ensembled = 0;
   const t0 = performance.now();
   let next = 0;
   async function caller(): Promise<void> {
@@ -67,7 +74,10 @@ async function runLevel(ensemble: SafeEnsemble, count: number, concurrent: numbe
         if (chunk.type === 'text') {
           if (first < 0) first = performance.now() - start;
           text += chunk.text;
-        } else tokens += chunk.result.stats.generatedTokens;
+        } else {
+          tokens += chunk.result.stats.generatedTokens;
+          ensembled += chunk.result.stats.ensembledTokens;
+        }
       }
       latencies.push(performance.now() - start);
       firsts.push(first < 0 ? performance.now() - start : first);
@@ -77,7 +87,7 @@ async function runLevel(ensemble: SafeEnsemble, count: number, concurrent: numbe
   await Promise.all(Array.from({ length: concurrent }, () => caller()));
   const wallMs = performance.now() - t0;
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  return { level: { tokens, wallMs, meanLatencyMs: mean(latencies), meanFirstTokenMs: mean(firsts), sameText: alone ? texts.every((t, i) => t === alone[i]) : true }, texts };
+  return { level: { tokens, wallMs, meanLatencyMs: mean(latencies), meanFirstTokenMs: mean(firsts), sameText: alone ? texts.every((t, i) => t === alone[i]) : true, ensembledPct: (100 * ensembled) / Math.max(1, tokens) }, texts };
 }
 
 function batchedPasses(models: readonly EnsembleMember[]): { batched: number; passes: number } | null {
@@ -106,8 +116,8 @@ async function benchSetup(title: string, members: EnsembleMember[], servers: rea
   try {
     await ensemble.generate(questions[0]!, { maxNewTokens: 4 }); // warm-up
     console.log(`\n## ${title}\n`);
-    console.log(`| generations at once | tokens | tokens/s | × one at a time | mean latency (ms) | first token (ms) | first token ÷ one at a time | passes batched | cores used | event loop busy: ensemble${servers.map((_, i) => ` / server ${i + 1}`).join('')} | text as alone |`);
-    console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|');
+    console.log(`| generations at once | tokens | tokens/s | × one at a time | mean latency (ms) | first token (ms) | first token ÷ one at a time | passes batched | cores used | event loop busy: ensemble${servers.map((_, i) => ` / server ${i + 1}`).join('')} | E/T | text as alone |`);
+    console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|');
     for (const n of levels) {
       // The same n requests one after another (the reference), then all n at once.
       const alone = await runLevel(ensemble, n, 1, null);
@@ -120,7 +130,7 @@ async function benchSetup(title: string, members: EnsembleMember[], servers: rea
       const rate = (l: typeof together.level) => (1000 * l.tokens) / l.wallMs;
       const t = together.level;
       console.log(
-        `| ${n} | ${t.tokens} | ${rate(t).toFixed(1)} | ${(rate(t) / rate(alone.level)).toFixed(2)} | ${t.meanLatencyMs.toFixed(0)} | ${t.meanFirstTokenMs.toFixed(0)} | ${(t.meanFirstTokenMs / alone.level.meanFirstTokenMs).toFixed(2)} | ${share === null ? '–' : `${(100 * share).toFixed(0)}%`} | ${busyShares} | ${t.sameText ? 'yes' : '**no**'} |`,
+        `| ${n} | ${t.tokens} | ${rate(t).toFixed(1)} | ${(rate(t) / rate(alone.level)).toFixed(2)} | ${t.meanLatencyMs.toFixed(0)} | ${t.meanFirstTokenMs.toFixed(0)} | ${(t.meanFirstTokenMs / alone.level.meanFirstTokenMs).toFixed(2)} | ${share === null ? '–' : `${(100 * share).toFixed(0)}%`} | ${busyShares} | ${t.ensembledPct.toFixed(0)}% | ${t.sameText ? 'yes' : '**no**'} |`,
       );
     }
   } finally {
@@ -140,6 +150,18 @@ if (setups.has('smol')) {
     const a = writeFixtureModel(join(dir, 'qwen'), { tokenizer: 'qwen3', ...SMOL, seed: 1, logitScale: 3 });
     const b = writeFixtureModel(join(dir, 'mistral'), { tokenizer: 'llama2', ...SMOL, seed: 2, logitScale: 3 });
     await benchSetup('(b) smol shape (30 layers, hidden 576), local (worker threads)', await loadLocal([a, b]));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+if (setups.has('smol-agreeing')) {
+  // Random weights of two seeds never agree (E/T near 100%, SAFE's worst case); a perturbed copy
+  // agrees on most tokens, as two fine-tunes of one base model do.
+  const dir = mkdtempSync(join(tmpdir(), 'lse-bench-concurrency-'));
+  try {
+    const a = writeFixtureModel(join(dir, 'base'), { tokenizer: 'qwen3', ...SMOL, seed: 1, logitScale: 3 });
+    const b = writeFixtureModel(join(dir, 'near-copy'), { tokenizer: 'qwen3', ...SMOL, seed: 1, logitScale: 3, perturbation: { seed: 7, scale: PERTURBATION } });
+    await benchSetup(`(b′) smol shape, a pair that mostly agrees (one Qwen3-vocabulary model and a copy with ${PERTURBATION} × noise on every weight), local (worker threads)`, await loadLocal([a, b]));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -3,9 +3,9 @@
  * join one batched run (continuous batching: sequences join and leave between runs); the
  * oldest waiting pass is always in the next run, so none starves. A pass that arrives while
  * others are still coming (sequences are open whose passes have not arrived) waits at most
- * {@link COALESCE_MS} for them. The first batched runs of a session are checked against the same
- * passes run alone (which then stand): a graph that does not keep the rows of a batch apart
- * gives other numbers, and then batching is switched off with one warning (as it is when
+ * {@link COALESCE_MS} for them. The first batched runs of a session are checked: the most padded
+ * pass of each runs again alone (and its own rows stand); a graph that does not keep the rows of
+ * a batch apart gives other numbers, and then batching is switched off with one warning (as it is when
  * onnxruntime refuses a batched shape).
  * @module
  */
@@ -145,27 +145,29 @@ export class PassScheduler {
     this.stats.batchedPasses += group.length;
     this.stats.largestBatch = Math.max(this.stats.largestBatch, group.length);
     if (this.checked < CHECKED_RUNS) {
-      // The first batched runs of the session are checked: every pass of them runs again alone.
+      // The first batched runs of the session are checked: the pass most padded in the run (the
+      // one a graph that mixes rows would get most wrong) runs again alone, and its own rows stand.
       this.checked++;
-      let difference = 0;
-      for (let i = 0; i < group.length; i++) {
-        const job = group[i]!;
-        this.hooks.crop(job, lengths[i]!);
-        try {
-          const alone = await this.hooks.runOne(job);
-          difference = Math.max(difference, largestDifference(pieces[i]!.data, alone.data));
-          pieces[i] = alone;
-        } catch (error) {
-          job.reject(error);
-          for (let j = 0; j < i; j++) group[j]!.resolve(pieces[j]!);
-          // The later passes still hold the batched run's rows: roll them back and run them alone.
-          for (let j = i + 1; j < group.length; j++) this.hooks.crop(group[j]!, lengths[j]!);
-          for (let j = i + 1; j < group.length; j++) await this.runAlone(group[j]!);
-          return;
-        }
+      const i = mostPadded(group);
+      const job = group[i]!;
+      let difference: number;
+      this.hooks.crop(job, lengths[i]!);
+      try {
+        const alone = await this.hooks.runOne(job);
+        difference = largestDifference(pieces[i]!.data, alone.data);
+        pieces[i] = alone;
+      } catch (error) {
+        job.reject(error);
+        group.forEach((other, j) => j !== i && other.resolve(pieces[j]!));
+        return;
       }
       if (!(difference <= CHECK_TOLERANCE)) {
         this.disable(`a batched run's logits differ from the same passes run alone by ${difference.toPrecision(3)} (relative), so the graph does not keep the sequences of a batch apart`);
+        // The other passes hold the batched run's rows: roll them back and run them alone.
+        for (let j = 0; j < group.length; j++) if (j !== i) this.hooks.crop(group[j]!, lengths[j]!);
+        job.resolve(pieces[i]!);
+        for (let j = 0; j < group.length; j++) if (j !== i) await this.runAlone(group[j]!);
+        return;
       }
     }
     group.forEach((job, i) => job.resolve(pieces[i]!));
@@ -176,6 +178,19 @@ export class PassScheduler {
     this.batching = false;
     this.hooks.onWarning(`${this.hooks.name}: ${why}; passes of generations running at once take turns from now on (one onnxruntime run each).`);
   }
+}
+
+/** Index of the pass with the most padding in a run (past and ids aligned to the longest); the first on ties. */
+function mostPadded(group: readonly PassJob[]): number {
+  const longestPast = Math.max(...group.map((j) => j.slot.history.length));
+  const longest = Math.max(...group.map((j) => j.ids.length));
+  let best = 0;
+  let most = -1;
+  group.forEach((j, i) => {
+    const pad = longestPast - j.slot.history.length + longest - j.ids.length;
+    if (pad > most) [best, most] = [i, pad];
+  });
+  return best;
 }
 
 /** Largest |a − b| over the rows, relative to the larger of 1 and the largest |a|. */
