@@ -26,6 +26,7 @@ export const BENCH_METHODS: ReadonlyArray<{ id: string; method: string; options:
   { id: 'every-token', method: 'every-token UniTE', options: { strategy: 'every-token' } },
   { id: 'gac-threshold', method: 'GaC thresholded', options: { strategy: 'gac-threshold' } },
   { id: 'safe', method: 'SAFE + UniTE (heuristic λ 0.1)', options: { strategy: 'safe' } },
+  { id: 'safe-look-ahead', method: 'SAFE + UniTE, look-ahead scoring', options: { strategy: 'safe', unionScoring: 'look-ahead' } },
   { id: 'safe-gac', method: 'SAFE + GaC', options: { strategy: 'safe', baseEnsembler: 'gac' } },
   { id: 'safe-no-sharpening', method: 'SAFE + UniTE, no sharpening', options: { strategy: 'safe', sharpening: { method: 'none' } } },
   { id: 'safe-lambda-0.2', method: 'SAFE + UniTE, heuristic λ 0.2', options: { strategy: 'safe', sharpening: { method: 'heuristic', lambda: 0.2 } } },

@@ -18,6 +18,8 @@ export const KNOB_FLAGS = {
   strategy: { type: 'string' },
   'base-ensembler': { type: 'string' },
   'union-top-k': { type: 'string' },
+  'union-scoring': { type: 'string' },
+  'look-ahead-candidates': { type: 'string' },
   temperature: { type: 'string' },
   'top-k': { type: 'string' },
   'top-p': { type: 'string' },
@@ -40,6 +42,8 @@ export const KNOB_HELP = `SAFE options (defaults are the paper's):
   --strategy NAME             safe | single | every-token | gac-threshold   (safe)
   --base-ensembler NAME       unite | gac                                    (unite)
   --union-top-k N             tokens per model in the UniTE union            (10)
+  --union-scoring NAME        first-token | look-ahead: how union strings score (first-token)
+  --look-ahead-candidates N   look-ahead: union entries scored as whole strings (6)
   --draft-length N            tokens drafted per cycle                        (5)
   --consensus-threshold P     skip when mean own-token probability > P        (0.5)
   --no-unanimity-skip         do not skip when every verifier agrees
@@ -94,6 +98,8 @@ export function knobsFromFlags(values: Record<string, unknown>): EnsembleOptions
     if (n !== undefined) (options as Record<string, unknown>)[key] = n;
   };
   set('unionTopK', 'union-top-k');
+  if (v['union-scoring'] !== undefined) options.unionScoring = v['union-scoring'] as EnsembleOptions['unionScoring'];
+  set('lookAheadCandidates', 'look-ahead-candidates');
   set('temperature', 'temperature');
   set('topK', 'top-k');
   set('topP', 'top-p');

@@ -10,10 +10,11 @@ import type { RowScore } from '../member/scores.js';
 import { keptProbability, type KeptSet } from '../member/truncation.js';
 import { decide, finishUnite, planUnite, topKeys, truncatedRow, type EnsembleDecision, type EnsembleDistribution, type GacUnion, type ModelView, type UnionMember } from './aggregate.js';
 import { consensusSkip } from './gates.js';
+import { lookAheadDecision, type LookAheadModel } from './lookAheadScoring.js';
 import type { Recorder } from './recorder.js';
 import { acceptanceTest, drawIndex, ensembleProbabilities, Stream, type AcceptanceOutcome } from './sampling.js';
 import type { VerifierScorer } from './scorer.js';
-import { contextBefore, probabilityOf, type Drafted, type GenerationState, type Member } from './sequence.js';
+import { contextBefore, probabilityOf, scorePass, type Drafted, type GenerationState, type Member } from './sequence.js';
 import type { TraceSampling } from './types.js';
 import { EOS_KEY, type Vocabulary } from './vocabulary.js';
 
@@ -33,6 +34,21 @@ export interface ChunkDecision {
   trigger: number;
   /** The drafter ids committed in place of the drafted token at the trigger. */
   appended: number[];
+  /**
+   * Whether look-ahead scoring fed the drafter other tokens after the trigger: its cache no
+   * longer holds the draft past it (nothing drafted there may be carried).
+   */
+  drafterCacheMoved: boolean;
+}
+
+/** Where a chunk's ensemble point sits, for look-ahead scoring's reads past it. */
+interface ChunkPosition {
+  drafted: readonly Drafted[];
+  /** Index of the ensembled token in `drafted`. */
+  j: number;
+  /** Each verifier's aligned token index. */
+  at: readonly number[];
+  rowAts: ReadonlyArray<(q: number) => RowScore>;
 }
 
 export class Decider {
@@ -52,6 +68,7 @@ export class Decider {
     const { state, scorer } = this;
     const o = state.options;
     const { drafter, verifiers } = state;
+    this.drafterMoved = false;
     let t1 = performance.now();
     for (let j = 0; j < drafted.length; j++) {
       const d = drafted[j]!;
@@ -70,7 +87,7 @@ export class Decider {
         state.stats.time.tokenizingMs += performance.now() - t1;
         const appended = await this.acceptanceAt(d, rows, ownIds, candidate, o.baseEnsembler === 'gac');
         t1 = performance.now();
-        if (appended !== null) return { trigger: j, appended };
+        if (appended !== null) return { trigger: j, appended, drafterCacheMoved: false };
         continue;
       }
       const argmaxIsOwn = rows.map((r, vi) => sameChoice(verifiers[vi]!.vocab, r.best, ownIds[vi]!));
@@ -82,12 +99,111 @@ export class Decider {
       if (consensusSkip({ ownProbabilities, verifierArgmaxIsOwn: argmaxIsOwn, weights }, { threshold: o.consensusThreshold, unanimity: false })) continue;
       if (o.baseEnsembler === 'gac' && ownProbabilities[0]! >= o.gacDrafterGate) continue;
       state.stats.time.tokenizingMs += performance.now() - t1;
-      const appended = await this.ensemble(d, rows, ownIds, candidate, o.baseEnsembler === 'gac');
+      const gac = o.baseEnsembler === 'gac';
+      const lookAhead = o.unionScoring === 'look-ahead' && !gac && !state.constraint;
+      const appended = lookAhead ? await this.lookAheadEnsemble(d, rows, ownIds, candidate, { drafted, j, at, rowAts }) : await this.ensemble(d, rows, ownIds, candidate, gac);
       state.stats.ensembledTokens++;
-      return { trigger: j, appended };
+      // Aborted during a look-ahead pass: the tokens before the point stand, nothing at it.
+      if (appended === null) return { trigger: j, appended: [], drafterCacheMoved: this.drafterMoved };
+      return { trigger: j, appended, drafterCacheMoved: this.drafterMoved };
     }
     state.stats.time.tokenizingMs += performance.now() - t1;
-    return { trigger: -1, appended: [] };
+    return { trigger: -1, appended: [], drafterCacheMoved: false };
+  }
+
+  /** Whether the last look-ahead point fed the drafter past the trigger. */
+  private drafterMoved = false;
+
+  /**
+   * A greedy ensemble point scored by look-ahead (see lookAheadScoring.ts): the first-token
+   * union picks the candidates, then each model scores them as whole strings. Returns the
+   * drafter ids to append, or null when aborted.
+   */
+  private async lookAheadEnsemble(d: Drafted, verifierRows: RowScore[], verifierOwn: number[], text: Uint8Array, where: ChunkPosition): Promise<number[] | null> {
+    const { state } = this;
+    const o = state.options;
+    const first = await this.ensemblePoint(d, verifierRows, text, false);
+    const t0 = performance.now();
+    const { keys, average } = first.decision;
+    const ranked = [...keys.keys()].sort((a, b) => average[b]! - average[a]! || a - b).slice(0, o.lookAheadCandidates);
+    const draftedKey = state.drafter.vocab.key(d.id);
+    const candidates = ranked.map((e) => keys[e]!);
+    if (!candidates.includes(draftedKey) && keys.includes(draftedKey)) candidates.push(draftedKey);
+    const responseStart = d.offset - state.lead === 0;
+    const members = [state.drafter, ...state.verifiers];
+    const models: LookAheadModel[] = members.map((m, i) => {
+      const positions = i === 0 ? this.drafterPosition(where) : this.verifierPosition(where, i - 1);
+      return {
+        vocab: m.vocab,
+        weight: m.weight,
+        context: first.context,
+        dummySpace: i > 0 && responseStart && m.addsSpace,
+        row: first.scores[i]!,
+        wholeRows: m.lm.wholeRows,
+        atHand: positions.atHand,
+        rowsAfter: async (path) => {
+          if (positions.atHand(path)) return { rows: positions.rowsAt(path), ran: false };
+          positions.moved = true;
+          if (i === 0) this.drafterMoved = true;
+          const rows = await this.pathPass(m, positions.sequenceAt, path);
+          return rows && { rows, ran: true };
+        },
+      };
+    });
+    const result = await lookAheadDecision(models, candidates);
+    if (!result) return null;
+    const stats = state.stats.lookAhead!;
+    stats.points++;
+    stats.passes += result.passes;
+    const appended = result.appended.length > 0 ? result.appended : [d.id];
+    state.stats.time.ensemblingMs += performance.now() - t0;
+    await this.recorder.record({ d, scores: first.scores, verifierOwn, decision: result.decision, entry: result.decision.winner, appended, gac: false, lookAhead: { passes: result.passes, prefixMass: result.prefixMass } });
+    return appended;
+  }
+
+  /** The drafter's rows past the trigger: the draft's own where it wrote the path, else a pass. */
+  private drafterPosition(where: ChunkPosition): PathRows {
+    const { drafted, j } = where;
+    const at = drafted[j]!;
+    const sequenceAt = this.state.drafter.prompt.ids.length + at.index;
+    const rows: PathRows = {
+      moved: false,
+      sequenceAt,
+      atHand: (path) => !rows.moved && path.every((id, i) => drafted[j + i]?.id === id && drafted[j + i + 1] !== undefined),
+      rowsAt: (path) => path.map((_, i) => drafted[j + i + 1]!.score),
+    };
+    return rows;
+  }
+
+  /** Verifier vi's rows past its aligned token: its verification's where its tokens are the path, else a pass. */
+  private verifierPosition(where: ChunkPosition, vi: number): PathRows {
+    const v = this.state.verifiers[vi]!;
+    const k = where.at[vi]!;
+    const P = v.prompt.ids.length;
+    const own = v.tokens!.ids;
+    const rows: PathRows = {
+      moved: false,
+      sequenceAt: P + k,
+      atHand: (path) => !rows.moved && path.every((id, i) => own[k + i] === id),
+      rowsAt: (path) => path.map((_, i) => where.rowAts[vi]!(P + k + 1 + i)),
+    };
+    return rows;
+  }
+
+  /**
+   * Feeds `path` to member m after its first `sequenceAt` tokens (the row predicting that
+   * position stays held) and returns the rows after each of its tokens; null when aborted.
+   */
+  private async pathPass(m: Member, sequenceAt: number, path: readonly number[]): Promise<RowScore[] | null> {
+    m.lm.crop(sequenceAt);
+    // The cache no longer holds the verified tokenization past the point: the next verification compares it from the start.
+    m.lastRow = null;
+    m.lastRowAt = -1;
+    const t0 = performance.now();
+    const scores = await scorePass(this.state, m, [...path], path.length, [...path.slice(1), -1], sequenceAt);
+    this.state.stats.time.verifyingMs += performance.now() - t0;
+    if (!scores) return null;
+    return Array.from({ length: path.length }, (_, i) => scores.at(i));
   }
 
   /**
@@ -218,6 +334,16 @@ export class Decider {
     state.stats.time.ensemblingMs += performance.now() - t0;
     return { decision, context, scores, gac };
   }
+}
+
+/** A member's rows past an ensemble point (see {@link Decider.lookAheadEnsemble}). */
+interface PathRows {
+  /** Set once a pass fed the member other tokens: rows at hand are stale from then on. */
+  moved: boolean;
+  /** Sequence position of the ensemble point (the row there predicts it). */
+  sequenceAt: number;
+  atHand(path: readonly number[]): boolean;
+  rowsAt(path: readonly number[]): RowScore[];
 }
 
 function sameChoice(vocab: Vocabulary, choice: number, own: number): boolean {

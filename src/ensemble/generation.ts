@@ -157,19 +157,21 @@ export class Generation {
     state.verifiedBase = chunkStart;
 
     // 4–6. The first stable, contested position is ensembled; the tokens before it stand.
-    const { trigger, appended } = await this.decider.decideChunk(drafted, scored.value, candidate, response);
+    const { trigger, appended, drafterCacheMoved } = await this.decider.decideChunk(drafted, scored.value, candidate, response);
     const commit = trigger < 0 ? drafted.map((d) => d.id) : drafted.slice(0, trigger).map((d) => d.id).concat(appended);
     stats.acceptedTokens += trigger < 0 ? drafted.length : trigger;
 
     // An ensemble that kept the drafter's own token leaves the rest of the draft (and what was
     // drafted ahead) valid: carry it. Otherwise the work ahead is dropped.
-    const keepsDraft = trigger < 0 || (commit.length === trigger + 1 && commit[trigger] === drafted[trigger]!.id);
+    // (Look-ahead scoring that fed the drafter other tokens past the point leaves nothing to carry.)
+    const keepsDraft = !drafterCacheMoved && (trigger < 0 || (commit.length === trigger + 1 && commit[trigger] === drafted[trigger]!.id));
     if (keepsDraft) proposer.carry = chain.slice(commit.length);
     if (stats.pipeline) {
       stats.pipeline.draftedAhead += chain.length - drafted.length;
       if (!keepsDraft) stats.pipeline.discarded += chain.length - drafted.length;
     }
-    proposer.rollback(commit, chain);
+    if (drafterCacheMoved) proposer.resync(commit);
+    else proposer.rollback(commit, chain);
     return commit;
   }
 

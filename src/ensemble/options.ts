@@ -15,6 +15,12 @@ export type RejectionRule = 'residual' | 'ensemble';
 export type Strategy = 'safe' | 'single' | 'every-token' | 'gac-threshold';
 /** How the averaged distribution is built at an ensemble point. */
 export type BaseEnsembler = 'unite' | 'gac';
+/**
+ * How UniTE scores a union entry: `first-token` (the paper: each model's probability of its
+ * first sub-token for the string) or `look-ahead` (each model's probability that the text
+ * continues with the whole string, by the chain rule over its own tokens).
+ */
+export type UnionScoring = 'first-token' | 'look-ahead';
 /** How an overly smooth ensemble distribution is sharpened. */
 export type SharpeningMethod = 'heuristic' | 'geometric' | 'none';
 
@@ -36,6 +42,10 @@ export interface EnsembleOptions {
   baseEnsembler?: BaseEnsembler;
   /** Tokens per model in the UniTE union (default 10). Not the sampling cut: that is `topK`. */
   unionTopK?: number;
+  /** SAFE greedy with UniTE: score union entries by their `first-token` (default, the paper) or by `look-ahead` over each model's own tokens of the whole string (see the README). */
+  unionScoring?: UnionScoring;
+  /** With `unionScoring: 'look-ahead'`: how many of the union's best entries are scored as whole strings (default 6, 2 to 64). */
+  lookAheadCandidates?: number;
   /** Sampling temperature: 0 (default) decodes greedily; from 1e-5 to 100 every member's distribution is tempered and sampled. */
   temperature?: number;
   /** Sampling: keep only each member's `topK` most likely tokens (default 0: no cut). Not the UniTE union size (`unionTopK`). */
@@ -89,6 +99,8 @@ export interface ResolvedOptions {
   strategy: Strategy;
   baseEnsembler: BaseEnsembler;
   unionTopK: number;
+  unionScoring: UnionScoring;
+  lookAheadCandidates: number;
   temperature: number;
   topK: number;
   topP: number;
@@ -118,6 +130,8 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
   strategy: 'safe',
   baseEnsembler: 'unite',
   unionTopK: 10,
+  unionScoring: 'first-token',
+  lookAheadCandidates: 6,
   temperature: 0,
   topK: 0,
   topP: 1,
@@ -139,7 +153,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
 
 /** Names of all option fields, for filtering call options. */
 export const OPTION_KEYS: ReadonlyArray<keyof EnsembleOptions> = [
-  'strategy', 'baseEnsembler', 'unionTopK', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
+  'strategy', 'baseEnsembler', 'unionTopK', 'unionScoring', 'lookAheadCandidates', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
   'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches', 'constraint', 'responseFormat', 'toolChoice',
 ];
 
@@ -280,6 +294,8 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     strategy: oneOf('strategy', get('strategy'), ['safe', 'single', 'every-token', 'gac-threshold'] as const),
     baseEnsembler: oneOf('baseEnsembler', get('baseEnsembler'), ['unite', 'gac'] as const),
     unionTopK: int('unionTopK', get('unionTopK'), 1, 1000),
+    unionScoring: oneOf('unionScoring', get('unionScoring'), ['first-token', 'look-ahead'] as const),
+    lookAheadCandidates: int('lookAheadCandidates', get('lookAheadCandidates'), 2, 64),
     temperature: temperatureOf(get('temperature')),
     topK: int('topK', get('topK'), 0, 1_000_000),
     topP: ranged('topP', get('topP'), 0, 1, false),

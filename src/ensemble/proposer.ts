@@ -156,6 +156,23 @@ export class DraftProposer {
   }
 
   /**
+   * After a cycle commits `commit` when something other than the draft was fed to the drafter
+   * after the committed ids (look-ahead scoring): keep what its cache actually shares with the
+   * commit, compared token by token from the committed ids on.
+   */
+  resync(commit: readonly number[]): void {
+    const { state } = this;
+    const lm = state.drafter.lm;
+    const base = state.drafter.prompt.ids.length + state.ids.length;
+    const cached = lm.tokens;
+    let keep = 0;
+    while (keep < commit.length && base + keep < lm.length && cached[base + keep] === commit[keep]) keep++;
+    lm.crop(base + keep);
+    this.carry = [];
+    this.cachedIds = state.ids.length + keep;
+  }
+
+  /**
    * After a cycle commits `commit` (and carries `carry` on): the drafter's cache holds the
    * committed ids plus the drafted ones it fed (`chain`); keep what the new sequence shares with it.
    */

@@ -7,7 +7,7 @@
 import type { MemberNetworkStats } from '../member/member.js';
 import type { RowScore } from '../member/scores.js';
 import type { EnsembleDecision } from './aggregate.js';
-import type { ResolvedOptions } from './options.js';
+import { isSampling, type ResolvedOptions } from './options.js';
 import { probabilityOf, type Drafted, type GenerationState, type Member } from './sequence.js';
 import type { EnsembleResult, EnsembleStats, TraceRecord, TraceSampling } from './types.js';
 import { keyText } from './vocabulary.js';
@@ -27,6 +27,7 @@ export function freshStats(options: ResolvedOptions, promptTokens: number[], pip
     time: { draftingMs: 0, verifyingMs: 0, tokenizingMs: 0, ensemblingMs: 0, totalMs: 0 },
   };
   if (pipelined) stats.pipeline = { draftedAhead: 0, discarded: 0 };
+  if (options.strategy === 'safe' && options.unionScoring === 'look-ahead' && options.baseEnsembler === 'unite' && !isSampling(options)) stats.lookAhead = { points: 0, passes: 0 };
   return stats;
 }
 
@@ -45,6 +46,8 @@ export interface EnsembleRecord {
   appended: number[];
   gac: boolean;
   sampling?: TraceSampling;
+  /** Look-ahead scoring: passes run and each model's prefix mass per entry (drafter first). */
+  lookAhead?: { passes: number; prefixMass: Float64Array[] };
 }
 
 export class Recorder {
@@ -63,7 +66,7 @@ export class Recorder {
   async record(point: EnsembleRecord): Promise<void> {
     const { state } = this;
     if (!state.options.trace) return;
-    const { d, scores, verifierOwn, decision, entry, appended, gac, sampling } = point;
+    const { d, scores, verifierOwn, decision, entry, appended, gac, sampling, lookAhead } = point;
     const ownIds = [d.id, ...verifierOwn];
     const members: Member[] = [state.drafter, ...state.verifiers];
     const probabilities = await Promise.all(scores.map((r, i) => probabilityOf(r, ownIds[i]!)));
@@ -88,7 +91,9 @@ export class Recorder {
         perModel: permute(decision.perModel, e),
         ...(sampling ? { probability: sampling.probabilities[e]! } : {}),
         ...(sampling?.draftProbabilities ? { draftProbability: sampling.draftProbabilities[e]! } : {}),
+        ...(lookAhead ? { prefixMass: permute(lookAhead.prefixMass, e) } : {}),
       })),
+      ...(lookAhead ? { lookAhead: { passes: lookAhead.passes } } : {}),
       sharpened: decision.sharpened,
       bareSpaceGaveWay: decision.bareSpaceGaveWay !== null,
       winner: { text: entry >= 0 ? keyText(decision.keys[entry]!) : keyText(state.drafter.vocab.key(d.id)), ids: appended },

@@ -56,6 +56,11 @@ export interface EnsembleStats {
   network?: Array<MemberNetworkStats | null>;
   /** Present when sampling (temperature above 0). */
   sampling?: SamplingStats;
+  /**
+   * Present with `unionScoring: 'look-ahead'`: ensemble points scored by look-ahead, and the
+   * extra forward passes they ran (over all models; rows already at hand cost none).
+   */
+  lookAhead?: { points: number; passes: number };
 }
 
 /** What sampling did in a generation. */
@@ -96,6 +101,8 @@ export interface TraceCandidate {
   probability?: number;
   /** SAFE sampling: the drafter's probability of the entry's string (P_draft). */
   draftProbability?: number;
+  /** Look-ahead scoring: each model's probability that the text continues with this string, in model order (before the partition into exclusive events that `perModel` shows). */
+  prefixMass?: number[];
 }
 
 /** SAFE sampling: the acceptance test at a position. */
@@ -152,6 +159,8 @@ export interface TraceRecord {
   bareSpaceGaveWay: boolean;
   /** The winning text and the drafter ids appended for it. */
   winner: { text: string; ids: number[] };
+  /** Look-ahead scoring: the forward passes this point ran. */
+  lookAhead?: { passes: number };
   /** SAFE sampling: the acceptance test (every stable position gets one). */
   acceptance?: TraceAcceptance;
   /** Sampling: the draw from an ensemble distribution, where one decided the token. */

@@ -96,6 +96,40 @@ export class Vocabulary {
     return id < 0 ? null : id;
   }
 
+  /** Producible ids sorted by key (end-of-sequence and keyless ids left out), built on first use. */
+  private sorted: { ids: Int32Array; keys: string[] } | null = null;
+
+  /**
+   * Ids whose key starts with `prefix` (the tokens that begin with those bytes), in key order.
+   * The first call sorts the vocabulary once; each later one is a binary search.
+   */
+  idsStartingWith(prefix: string): Int32Array {
+    if (prefix === EOS_KEY) return this.eosId === null ? new Int32Array(0) : Int32Array.of(this.eosId);
+    const { ids, keys } = this.sortedKeys();
+    const lo = lowerBound(keys, prefix);
+    // Keys are Latin-1 (every char below 0x100): prefix + U+0100 sorts after every extension.
+    const hi = lowerBound(keys, prefix + '\u0100');
+    return ids.subarray(lo, hi);
+  }
+
+  private sortedKeys(): { ids: Int32Array; keys: string[] } {
+    if (this.sorted) return this.sorted;
+    const entries: Array<[string, number]> = [];
+    for (let id = 0; id < this.size; id++) {
+      if (this.eos.has(id)) continue;
+      let key: string;
+      try {
+        key = this.key(id);
+      } catch {
+        continue; // an id without bytes (a hole in the vocabulary)
+      }
+      if (key !== '') entries.push([key, id]);
+    }
+    entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]));
+    this.sorted = { ids: Int32Array.from(entries, (e) => e[1]), keys: entries.map((e) => e[0]) };
+    return this.sorted;
+  }
+
   /**
    * How this model would write `key` right after `context`: its in-context tokenization, or a
    * direct vocabulary match when the bytes are not text on their own. Empty when impossible.
@@ -136,6 +170,18 @@ export class Vocabulary {
     if (full || ids.length === 0) return ids;
     return ids.slice(0, leadingSpaceTokens(this, ids, key) + 1);
   }
+}
+
+/** First index of `sorted` whose entry is not below `key`. */
+function lowerBound(sorted: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Number of leading tokens that are a bare space (when the key itself is more than a space). */

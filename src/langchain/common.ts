@@ -21,6 +21,8 @@ export interface SafeEnsembleKnobs
     | 'strategy'
     | 'baseEnsembler'
     | 'unionTopK'
+    | 'unionScoring'
+    | 'lookAheadCandidates'
     | 'temperature'
     | 'topK'
     | 'topP'

@@ -1,0 +1,238 @@
+/**
+ * Look-ahead union scoring: UniTE's union entries compared as whole strings instead of first
+ * sub-tokens. UniTE scores a string by each model's first sub-token for it, so a model that
+ * writes "37" as one token is compared against another's "3" — different granularities, and
+ * the finer model's first piece wins. Here each model's score for a string s is its probability
+ * that the text continues with s: the chain rule over its own tokens of s, the last piece's
+ * factor summed over every token that starts with it (a prefix mass). Strings that extend one
+ * another are then partitioned, so "3" counts only the continuations that start with "3" but
+ * with no other candidate ("37"): the candidates become disjoint events, normalized per model
+ * and averaged with the models' weights.
+ *
+ * Approximation (documented in the README): a string's mass follows the model's canonical
+ * tokenization of it; other splits of the same bytes are not summed, and a served member's last
+ * factor sees only the top-k its server returned (a lower bound).
+ * @module
+ */
+import type { RowScore } from '../member/scores.js';
+import type { EnsembleDecision } from './aggregate.js';
+import { EOS_KEY, type Vocabulary } from './vocabulary.js';
+
+/** One model as look-ahead scoring sees it at an ensemble point. */
+export interface LookAheadModel {
+  vocab: Vocabulary;
+  /** Normalized weight. */
+  weight: number;
+  /** Text before the position (strings are tokenized in it). */
+  context: string;
+  /** At the response start of a model that writes a dummy-prefix space: its first token counts without it (see UnionMember). */
+  dummySpace: boolean;
+  /** The model's row at the ensemble position. */
+  row: RowScore;
+  /** Whether whole rows can be read (local members); a served member's rows are known through their top-k only. */
+  wholeRows: boolean;
+  /**
+   * Rows after `path` (this model's tokens, written at the ensemble position): element i
+   * predicts the token after path[0..i]. Rows at hand are reused; otherwise one pass runs, and
+   * rows from an earlier call may no longer be read. `ran` says whether a pass ran. Null when
+   * aborted.
+   */
+  rowsAfter(path: readonly number[]): Promise<{ rows: RowScore[]; ran: boolean } | null>;
+  /** Whether {@link rowsAfter} has the rows for `path` at hand (no pass) as things stand. */
+  atHand(path: readonly number[]): boolean;
+}
+
+/** What look-ahead scoring decided. */
+export interface LookAheadDecision {
+  /** The decision over the candidates (`perModel`: each model's share of each candidate's exclusive event). */
+  decision: EnsembleDecision;
+  /** Per model, each candidate's prefix mass before the partition. */
+  prefixMass: Float64Array[];
+  /** The drafter ids that commit the winner: its tokens of the winning string, the last being its best token of the winning event. */
+  appended: number[];
+  /** Forward passes run (over all models). */
+  passes: number;
+}
+
+/** A candidate as one model writes it: tokens before the last piece, and the last piece. */
+interface Plan {
+  path: number[];
+  /** The last piece's bytes: the factor at the row after `path` sums tokens starting with them. */
+  last: string;
+  /** Whether the last piece sits at the response start of a dummy-space model (tokens with the space count too). */
+  atDummySpace: boolean;
+}
+
+/** Logits of the tokens of a row that begin with a piece. */
+interface Range {
+  ids: ArrayLike<number>;
+  logits: ArrayLike<number>;
+}
+
+/** Above this many ids a range is summed from the whole row rather than read id by id. */
+const WHOLE_ROW_READ = 4096;
+
+/**
+ * Scores `candidates` (union keys, distinct) as whole strings for every model (drafter at
+ * index 0) and decides. Null when aborted.
+ */
+export async function lookAheadDecision(models: readonly LookAheadModel[], candidates: readonly string[]): Promise<LookAheadDecision | null> {
+  const n = candidates.length;
+  const children = nearestExtensions(candidates);
+  let passes = 0;
+  let drafterRanges: Array<Range | null> = [];
+  const drafterPaths: number[][] = [];
+  const masses = await Promise.all(models.map(async (m, mi) => {
+    const plans = candidates.map((c) => planOf(m, c));
+    const mass = new Float64Array(n);
+    const ranges: Array<Range | null> = candidates.map(() => null);
+    // Candidates grouped by path; those whose rows are at hand first (a pass may invalidate them).
+    const groups = new Map<string, number[]>();
+    plans.forEach((p, c) => {
+      if (!p) return;
+      const key = p.path.join(',');
+      groups.set(key, [...(groups.get(key) ?? []), c]);
+    });
+    const lse0 = await m.row.logNormalizer();
+    const order = [...groups.values()].map((members) => ({ members, path: plans[members[0]!]!.path }));
+    const cost = (p: number[]) => (p.length === 0 ? 0 : m.atHand(p) ? 1 : 2);
+    order.sort((a, b) => cost(a.path) - cost(b.path));
+    for (const { members } of order) {
+      const { path } = plans[members[0]!]!;
+      let rows: RowScore[] = [];
+      let chain = 0;
+      if (path.length > 0) {
+        const got = await m.rowsAfter(path);
+        if (!got) return null;
+        rows = got.rows;
+        if (got.ran) passes++;
+        chain = (await m.row.logitOf(path[0]!)) - lse0;
+        for (let i = 1; i < path.length; i++) chain += (await rows[i - 1]!.logitOf(path[i]!)) - (await rows[i - 1]!.logNormalizer());
+      }
+      const at = path.length === 0 ? m.row : rows[path.length - 1]!;
+      const lse = path.length === 0 ? lse0 : await at.logNormalizer();
+      for (const c of members) {
+        const range = await rangeOf(m, at, plans[c]!);
+        ranges[c] = range;
+        let sum = 0;
+        for (let i = 0; i < range.ids.length; i++) sum += Math.exp(range.logits[i]! - lse);
+        mass[c] = Math.exp(chain) * sum;
+      }
+    }
+    if (mi === 0) {
+      drafterRanges = ranges;
+      plans.forEach((p, c) => (drafterPaths[c] = p?.path ?? []));
+    }
+    return mass;
+  }));
+  if (masses.some((m) => m === null)) return null;
+  const prefixMass = masses as Float64Array[];
+  const perModel = prefixMass.map((mass) => {
+    const exclusive = Float64Array.from(mass, (x, c) => Math.max(0, x - children[c]!.reduce((s, e) => s + mass[e]!, 0)));
+    const total = exclusive.reduce((s, x) => s + x, 0);
+    return total > 0 ? exclusive.map((x) => x / total) : exclusive;
+  });
+  const average = new Float64Array(n);
+  perModel.forEach((p, mi) => p.forEach((x, c) => (average[c]! += models[mi]!.weight * x)));
+  let winner = 0;
+  for (let c = 1; c < n; c++) if (average[c]! > average[winner]!) winner = c;
+  const decision: EnsembleDecision = { keys: [...candidates], perModel, average, scores: average, sharpened: false, winner, bareSpaceGaveWay: null };
+  const drafter = models[0]!;
+  const appended = drafterAppend(drafter, candidates, winner, children[winner]!, drafterPaths[winner] ?? [], drafterRanges[winner] ?? null);
+  return { decision, prefixMass, appended, passes };
+}
+
+/**
+ * For each candidate, the candidates that extend it with no candidate in between ("3" → "37",
+ * not "375" when "37" is one): subtracting their masses leaves the continuations that start
+ * with the candidate and with none of them. End-of-sequence extends nothing.
+ */
+export function nearestExtensions(candidates: readonly string[]): number[][] {
+  const extends_ = (e: string, c: string) => e !== c && c !== EOS_KEY && e !== EOS_KEY && e.startsWith(c);
+  return candidates.map((c) => {
+    const longer = candidates.map((e, i) => (extends_(e, c) ? i : -1)).filter((i) => i >= 0);
+    return longer.filter((e) => !longer.some((f) => f !== e && extends_(candidates[e]!, candidates[f]!)));
+  });
+}
+
+/** How model `m` writes candidate `c` at the position; null when it cannot. */
+function planOf(m: LookAheadModel, c: string): Plan | null {
+  if (c === EOS_KEY) return m.vocab.eosId === null ? null : { path: [], last: EOS_KEY, atDummySpace: false };
+  const ids = m.vocab.tokenize(c, m.context);
+  const pieces = ids.map((id, i) => {
+    const key = m.vocab.key(id);
+    return i === 0 && m.dummySpace && key.charCodeAt(0) === 0x20 ? key.slice(1) : key;
+  });
+  // A bare dummy space in front counts as nothing (it is not part of the response).
+  while (pieces.length > 1 && pieces[0] === '') {
+    pieces.shift();
+    ids.shift();
+  }
+  if (ids.length > 0 && pieces.join('') === c && pieces.every((p) => p !== '' && p !== EOS_KEY)) {
+    return { path: ids.slice(0, -1), last: pieces[pieces.length - 1]!, atDummySpace: m.dummySpace && ids.length === 1 };
+  }
+  // Bytes that are no text of their own (a partial character): the vocabulary's own token, if any.
+  if (m.vocab.idOf(c) !== null || (m.dummySpace && m.vocab.idOf(` ${c}`) !== null)) return { path: [], last: c, atDummySpace: m.dummySpace };
+  return null;
+}
+
+/** The tokens of `row` that begin with the plan's last piece, with their logits. */
+async function rangeOf(m: LookAheadModel, row: RowScore, plan: Plan): Promise<Range> {
+  const { vocab } = m;
+  if (!m.wholeRows) {
+    // A served row is known through its top-k: the tokens there that begin with the piece.
+    const top = row.top();
+    const ids: number[] = [];
+    const logits: number[] = [];
+    for (let i = 0; i < top.ids.length; i++) {
+      if (startsWithPiece(vocab, top.ids[i]!, plan)) {
+        ids.push(top.ids[i]!);
+        logits.push(top.logits[i]!);
+      }
+    }
+    return { ids, logits };
+  }
+  let ids = Array.from(vocab.idsStartingWith(plan.last));
+  if (plan.atDummySpace && plan.last !== EOS_KEY) ids = ids.concat(Array.from(vocab.idsStartingWith(` ${plan.last}`)));
+  ids = ids.filter((id) => id < row.width);
+  if (ids.length > WHOLE_ROW_READ) {
+    const whole = await row.row();
+    return { ids, logits: Float32Array.from(ids, (id) => whole[id]!) };
+  }
+  return { ids, logits: await row.logitsOf(ids) };
+}
+
+function startsWithPiece(vocab: Vocabulary, id: number, plan: Plan): boolean {
+  if (plan.last === EOS_KEY) return vocab.isEos(id);
+  if (vocab.isEos(id)) return false;
+  const key = vocab.key(id);
+  return key.startsWith(plan.last) || (plan.atDummySpace && key.startsWith(` ${plan.last}`));
+}
+
+/**
+ * The drafter ids that commit the winning string: its path, then its most likely token of the
+ * winning event (one that begins with the last piece but not with an excluded extension), so a
+ * drafter that writes whole numbers commits "39" for the event "3, not 37" rather than a bare
+ * "3" it would end the number after. Its plain tokenization of the string when it has none.
+ */
+function drafterAppend(drafter: LookAheadModel, candidates: readonly string[], winner: number, excluded: readonly number[], path: readonly number[], range: Range | null): number[] {
+  const w = candidates[winner]!;
+  if (w === EOS_KEY) return drafter.vocab.eosId === null ? [] : [drafter.vocab.eosId];
+  const pathText = path.map((id) => drafter.vocab.key(id)).join('');
+  let best = -1;
+  let bestLogit = -Infinity;
+  if (range) {
+    for (let i = 0; i < range.ids.length; i++) {
+      const id = range.ids[i]!;
+      const l = range.logits[i]!;
+      if (!(l > bestLogit) && !(l === bestLogit && id < best)) continue;
+      let text = pathText + drafter.vocab.key(id);
+      if (drafter.dummySpace && path.length === 0 && text.charCodeAt(0) === 0x20) text = text.slice(1);
+      if (excluded.some((e) => text.startsWith(candidates[e]!))) continue;
+      best = id;
+      bestLogit = l;
+    }
+  }
+  if (best >= 0) return [...path, best];
+  return drafter.vocab.tokenize(w, drafter.context);
+}
