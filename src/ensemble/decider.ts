@@ -140,12 +140,14 @@ export class Decider {
         dummySpace: i > 0 && responseStart && m.addsSpace,
         row: first.scores[i]!,
         wholeRows: m.lm.wholeRows,
-        atHand: positions.atHand,
+        atHand: (path) => positions.atHand(path) || samePath(positions.lastPass?.path, path),
         rowsAfter: async (path) => {
           if (positions.atHand(path)) return { rows: positions.rowsAt(path), ran: false };
+          if (samePath(positions.lastPass?.path, path)) return { rows: positions.lastPass!.rows, ran: false };
           positions.moved = true;
           if (i === 0) this.drafterMoved = true;
           const rows = await this.pathPass(m, positions.sequenceAt, path);
+          positions.lastPass = rows && { path: [...path], rows };
           return rows && { rows, ran: true };
         },
       };
@@ -168,6 +170,7 @@ export class Decider {
     const sequenceAt = this.state.drafter.prompt.ids.length + at.index;
     const rows: PathRows = {
       moved: false,
+      lastPass: null,
       sequenceAt,
       atHand: (path) => !rows.moved && path.every((id, i) => drafted[j + i]?.id === id && drafted[j + i + 1] !== undefined),
       rowsAt: (path) => path.map((_, i) => drafted[j + i + 1]!.score),
@@ -183,6 +186,7 @@ export class Decider {
     const own = v.tokens!.ids;
     const rows: PathRows = {
       moved: false,
+      lastPass: null,
       sequenceAt: P + k,
       atHand: (path) => !rows.moved && path.every((id, i) => own[k + i] === id),
       rowsAt: (path) => path.map((_, i) => where.rowAts[vi]!(P + k + 1 + i)),
@@ -340,10 +344,16 @@ export class Decider {
 interface PathRows {
   /** Set once a pass fed the member other tokens: rows at hand are stale from then on. */
   moved: boolean;
+  /** The last pass's path and rows (still valid: nothing was fed since). */
+  lastPass: { path: number[]; rows: RowScore[] } | null;
   /** Sequence position of the ensemble point (the row there predicts it). */
   sequenceAt: number;
   atHand(path: readonly number[]): boolean;
   rowsAt(path: readonly number[]): RowScore[];
+}
+
+function samePath(a: readonly number[] | undefined, b: readonly number[]): boolean {
+  return !!a && a.length === b.length && a.every((id, i) => id === b[i]);
 }
 
 function sameChoice(vocab: Vocabulary, choice: number, own: number): boolean {

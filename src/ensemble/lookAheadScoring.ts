@@ -76,12 +76,12 @@ const WHOLE_ROW_READ = 4096;
  * Scores `candidates` (union keys, distinct) as whole strings for every model (drafter at
  * index 0) and decides. Null when aborted.
  */
-export async function lookAheadDecision(models: readonly LookAheadModel[], candidates: readonly string[]): Promise<LookAheadDecision | null> {
+export async function lookAheadDecision(models: readonly LookAheadModel[], candidates: readonly string[], refine = true): Promise<LookAheadDecision | null> {
   const n = candidates.length;
   const children = nearestExtensions(candidates);
   let passes = 0;
-  let drafterRanges: Array<Range | null> = [];
-  const drafterPaths: number[][] = [];
+  const modelRanges: Array<Array<Range | null>> = models.map(() => []);
+  const modelPlans: Array<Array<Plan | null>> = models.map(() => []);
   const masses = await Promise.all(models.map(async (m, mi) => {
     const plans = candidates.map((c) => planOf(m, c));
     const mass = new Float64Array(n);
@@ -119,10 +119,8 @@ export async function lookAheadDecision(models: readonly LookAheadModel[], candi
         mass[c] = Math.exp(chain) * sum;
       }
     }
-    if (mi === 0) {
-      drafterRanges = ranges;
-      plans.forEach((p, c) => (drafterPaths[c] = p?.path ?? []));
-    }
+    modelRanges[mi] = ranges;
+    modelPlans[mi] = plans;
     return mass;
   }));
   if (masses.some((m) => m === null)) return null;
@@ -138,9 +136,44 @@ export async function lookAheadDecision(models: readonly LookAheadModel[], candi
   for (let c = 1; c < n; c++) if (average[c]! > average[winner]!) winner = c;
   const decision: EnsembleDecision = { keys: [...candidates], perModel, average, scores: average, sharpened: false, winner, bareSpaceGaveWay: null };
   const drafter = models[0]!;
-  const appended = drafterAppend(drafter, candidates, winner, children[winner]!, drafterPaths[winner] ?? [], drafterRanges[winner] ?? null);
+  const w = candidates[winner]!;
+  const excluded = children[winner]!;
+  const inEvent = (mi: number) => stringsInEvent(models[mi]!, candidates, winner, excluded, modelPlans[mi]![winner]?.path ?? [], modelRanges[mi]![winner] ?? null);
+  const drafterWays = inEvent(0);
+  if (refine && w !== EOS_KEY) {
+    // The winning event is "w, and none of the candidates that extend it". Where the models
+    // would write more than w there ("39" in the event "3"), their longer strings are scored
+    // against what is left of w (one refinement), so the verifiers choose among them too: each
+    // model's likeliest strings in the event, and for one that ends a token at w its likeliest
+    // next token after it.
+    const strings = new Set<string>();
+    for (let mi = 0; mi < models.length; mi++) {
+      const ways = mi === 0 ? drafterWays : inEvent(mi);
+      for (const x of ways.slice(0, 2)) if (x.text !== w) strings.add(x.text);
+      const best = ways[0];
+      if (best && best.text === w && models[mi]!.wholeRows) {
+        const got = await models[mi]!.rowsAfter(best.ids);
+        if (!got) return null;
+        if (got.ran) passes++;
+        const next = got.rows[best.ids.length - 1]!.best;
+        const vocab = models[mi]!.vocab;
+        const text = vocab.isEos(next) ? '' : w + vocab.key(next);
+        if (text !== '' && !excluded.some((e) => text.startsWith(candidates[e]!))) strings.add(text);
+      }
+    }
+    const finer = [...strings].slice(0, REFINED_STRINGS);
+    if (finer.length > 0) {
+      const refined = await lookAheadDecision(models, [w, ...excluded.map((e) => candidates[e]!), ...finer], false);
+      if (!refined) return null;
+      return { ...refined, passes: passes + refined.passes };
+    }
+  }
+  const appended = drafterWays.length > 0 ? drafterWays[0]!.ids : w === EOS_KEY ? (drafter.vocab.eosId === null ? [] : [drafter.vocab.eosId]) : drafter.vocab.tokenize(w, drafter.context);
   return { decision, prefixMass, appended, passes };
 }
+
+/** Most strings of the models in a winning event a refinement scores. */
+const REFINED_STRINGS = 6;
 
 /**
  * For each candidate, the candidates that extend it with no candidate in between ("3" → "37",
@@ -210,29 +243,26 @@ function startsWithPiece(vocab: Vocabulary, id: number, plan: Plan): boolean {
 }
 
 /**
- * The drafter ids that commit the winning string: its path, then its most likely token of the
- * winning event (one that begins with the last piece but not with an excluded extension), so a
- * drafter that writes whole numbers commits "39" for the event "3, not 37" rather than a bare
- * "3" it would end the number after. Its plain tokenization of the string when it has none.
+ * A model's ways to write the winning event, most likely first (a few): its path, then one
+ * token that begins with the last piece but not with an excluded extension. A drafter that
+ * writes whole numbers thus commits "39" in the event "3, not 37" rather than a bare "3" it
+ * would end the number after.
  */
-function drafterAppend(drafter: LookAheadModel, candidates: readonly string[], winner: number, excluded: readonly number[], path: readonly number[], range: Range | null): number[] {
+function stringsInEvent(drafter: LookAheadModel, candidates: readonly string[], winner: number, excluded: readonly number[], path: readonly number[], range: Range | null): Array<{ text: string; ids: number[] }> {
   const w = candidates[winner]!;
-  if (w === EOS_KEY) return drafter.vocab.eosId === null ? [] : [drafter.vocab.eosId];
+  if (w === EOS_KEY || !range) return [];
   const pathText = path.map((id) => drafter.vocab.key(id)).join('');
-  let best = -1;
-  let bestLogit = -Infinity;
-  if (range) {
-    for (let i = 0; i < range.ids.length; i++) {
-      const id = range.ids[i]!;
-      const l = range.logits[i]!;
-      if (!(l > bestLogit) && !(l === bestLogit && id < best)) continue;
-      let text = pathText + drafter.vocab.key(id);
-      if (drafter.dummySpace && path.length === 0 && text.charCodeAt(0) === 0x20) text = text.slice(1);
-      if (excluded.some((e) => text.startsWith(candidates[e]!))) continue;
-      best = id;
-      bestLogit = l;
-    }
+  const order = Array.from({ length: range.ids.length }, (_, i) => i).sort((a, b) => range.logits[b]! - range.logits[a]! || range.ids[a]! - range.ids[b]!);
+  const out: Array<{ text: string; ids: number[] }> = [];
+  const seen = new Set<string>();
+  for (const i of order) {
+    const id = range.ids[i]!;
+    let text = pathText + drafter.vocab.key(id);
+    if (drafter.dummySpace && path.length === 0 && text.charCodeAt(0) === 0x20) text = text.slice(1);
+    if (seen.has(text) || excluded.some((e) => text.startsWith(candidates[e]!))) continue;
+    seen.add(text);
+    out.push({ text, ids: [...path, id] });
+    if (out.length > REFINED_STRINGS) break;
   }
-  if (best >= 0) return [...path, best];
-  return drafter.vocab.tokenize(w, drafter.context);
+  return out;
 }

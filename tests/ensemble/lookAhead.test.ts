@@ -3,7 +3,11 @@
  * over its own tokenization, scored through its cache — equal to the product of the per-token
  * probabilities forward() gives on the same sequence from an empty cache.
  */
-import { loadModel, type CausalLM } from '../../src/index';
+import { loadModel, SafeEnsemble, type CausalLM, type EnsembleResult } from '../../src/index';
+import type { RowScore } from '../../src/member/scores';
+import { lookAheadDecision, nearestExtensions, type LookAheadModel } from '../../src/ensemble/lookAheadScoring';
+import { Vocabulary } from '../../src/ensemble/vocabulary';
+import { scriptedModel } from '../helpers/scripted';
 import { logSumExp, resolveOptions } from '../../src/research';
 import { bundledModels } from '../../src/demo/models';
 import { generationState } from '../../src/ensemble/generation';
@@ -66,4 +70,148 @@ describe('look-ahead: a verifier’s probability of a continuation', () => {
     // "Hel" + "lo": no tokenizer here ends a token after "Hel" in "Hello".
     expect(await scorer.continuationProbability(0, new TextEncoder().encode('Hel'), 'lo world')).toBeNull();
   });
+});
+
+describe('look-ahead union scoring: prefix masses and the partition', () => {
+  let qwen: CausalLM;
+  let mistral: CausalLM;
+  beforeAll(async () => {
+    [qwen, mistral] = await Promise.all([loadModel(QWEN), loadModel(MISTRAL)]);
+  });
+  afterAll(() => Promise.all([qwen.dispose(), mistral.dispose()]));
+
+  /** A look-ahead model over forward() from an empty cache: every path costs a full recomputation. */
+  function modelOver(lm: CausalLM, prefix: number[], context: string, weight: number, passes: { count: number }): LookAheadModel {
+    const fullRows = async (ids: number[], rows: number) => {
+      lm.reset();
+      const scores = await lm.score(ids, { rows, topK: 10, holdFrom: 0, full: true });
+      return Array.from({ length: rows }, (_, i) => scores.at(i));
+    };
+    return {
+      vocab: Vocabulary.of(lm.tokenizer),
+      weight,
+      context,
+      dummySpace: false,
+      row: null as unknown as RowScore,
+      wholeRows: true,
+      atHand: () => false,
+      rowsAfter: async (path) => {
+        passes.count++;
+        return { rows: await fullRows([...prefix, ...path], path.length), ran: true };
+      },
+      init: async function (this: LookAheadModel) {
+        this.row = (await fullRows(prefix, 1))[0]!;
+      },
+    } as LookAheadModel & { init(): Promise<void> };
+  }
+
+  /** P(text continues with s) by brute force: the chain rule over tokenize(s), the last factor summed over the whole vocabulary. */
+  async function bruteMass(lm: CausalLM, prefix: number[], context: string, s: string): Promise<number> {
+    const vocab = Vocabulary.of(lm.tokenizer);
+    const ids = vocab.tokenize(s, context);
+    lm.reset();
+    const logits = await lm.forward([...prefix, ...ids.slice(0, -1)], { logits: 'all' });
+    let log = 0;
+    for (let i = 0; i < ids.length - 1; i++) {
+      const row = logits.row(prefix.length - 1 + i);
+      log += row[ids[i]!]! - logSumExp(row);
+    }
+    const last = vocab.key(ids[ids.length - 1]!);
+    const row = logits.row(prefix.length - 1 + ids.length - 1);
+    const lse = logSumExp(row);
+    let sum = 0;
+    for (let id = 0; id < vocab.size; id++) {
+      if (vocab.isEos(id)) continue;
+      if (vocab.key(id).startsWith(last)) sum += Math.exp(row[id]! - lse);
+    }
+    return Math.exp(log) * sum;
+  }
+
+  it('each model’s prefix mass is the chain rule over its tokens times the mass of every token starting with the last piece', async () => {
+    const input = 'Mia has 37 marbles. She finds 25 more. How many does she have now?';
+    const written = 'Mia has 37 marbles and finds 25 more, so she has 37 + 25 = ';
+    const members = [qwen, mistral].map((lm) => {
+      const prompt = renderPrompt(lm, input, { rawPrompt: false, reserve: 1 });
+      const spans = encodeResponse(lm.tokenizer, prompt.context, written.trimEnd());
+      return { lm, prefix: [...prompt.ids, ...spans.ids] };
+    });
+    // The response ends in a space both tokenizers keep apart from the number: score after it.
+    const candidates = ['6', '62', '5', '62.', ' 6'].map((c) => c);
+    const context = written.trimEnd();
+    const passes = { count: 0 };
+    const models = members.map(({ lm, prefix }) => modelOver(lm, prefix, context, 0.5, passes));
+    await Promise.all(models.map((m) => (m as LookAheadModel & { init(): Promise<void> }).init()));
+    const result = await lookAheadDecision(models, candidates, false);
+    expect(result).not.toBeNull();
+    for (const [mi, { lm, prefix }] of members.entries()) {
+      for (const [c, s] of candidates.entries()) {
+        const expected = await bruteMass(lm, prefix, context, s);
+        expect(result!.prefixMass[mi]![c]).toBeCloseTo(expected, 6);
+      }
+    }
+    // The partition: "6" loses the mass of its nearest extension "62" ("62." is inside "62"), and each model's shares sum to 1.
+    for (const [mi, mass] of result!.prefixMass.entries()) {
+      const share = result!.decision.perModel[mi]!;
+      const exclusive = [mass[0]! - mass[1]!, mass[1]! - mass[3]!, mass[2]!, mass[3]!, mass[4]!].map((x) => Math.max(0, x));
+      const total = exclusive.reduce((a, b) => a + b, 0);
+      exclusive.forEach((x, c) => expect(share[c]).toBeCloseTo(x / total, 9));
+    }
+    expect(nearestExtensions(candidates)).toEqual([[1], [3], [], [], []]);
+    expect(passes.count).toBeGreaterThan(0);
+  });
+});
+
+describe('look-ahead union scoring: a pair that splits numbers differently', () => {
+  // Llama 3 writes "37" as one token, Qwen 3 as "3", "7". Both follow the same script; the
+  // drafter is unsure of its whole-number token, the verifier sure of each digit.
+  const PROMPT = 'Q: How many marbles does Mia have?\nA:';
+  const COMPLETION = ' Mia has 37 marbles. The answer is 37.';
+  let llama: CausalLM;
+  let qwen3: CausalLM;
+  beforeAll(async () => {
+    const scripts = [{ prompt: PROMPT, completion: COMPLETION, rawPrompt: true }];
+    llama = await loadModel(await scriptedModel({ tokenizer: 'llama3', scripts, context: 'text', confidence: 0.45 }));
+    qwen3 = await loadModel(await scriptedModel({ tokenizer: 'qwen3', scripts, context: 'text', confidence: 0.9 }));
+  }, 120_000);
+  afterAll(async () => {
+    await llama?.dispose();
+    await qwen3?.dispose();
+  });
+
+  it('first-token scoring commits the verifier’s first digit; look-ahead commits the whole number', async () => {
+    const ensemble = new SafeEnsemble([llama, qwen3]);
+    // Gates off: every stable position is ensembled, so the number's position is decided by the union.
+    const base = { rawPrompt: true, trace: true, maxNewTokens: 12, unanimitySkip: false, consensusThreshold: 1 } as const;
+    const at37 = (r: EnsembleResult) => r.trace!.find((t) => t.drafted.text === '37');
+    const first = await ensemble.generate(PROMPT, { ...base, unionScoring: 'first-token' });
+    const ahead = await ensemble.generate(PROMPT, { ...base, unionScoring: 'look-ahead' });
+    expect(at37(first)?.winner.text).toBe('3');
+    expect(at37(first)!.winner.ids).toEqual([llama.tokenizer.idOfBytes(new TextEncoder().encode('3'))]);
+    // Look-ahead: the number is decided whole (with what follows it where a model ends a token there).
+    expect(ahead.text).toBe(' Mia has 37 marbles. The answer is 37');
+    const id37 = llama.tokenizer.idOfBytes(new TextEncoder().encode('37'));
+    const points = ahead.trace!.filter((t) => t.winner.text.includes('3'));
+    expect(points.length).toBeGreaterThan(0);
+    for (const point of points) {
+      expect(point.winner.text).toContain('37');
+      expect(point.winner.ids).toContain(id37);
+      // Qwen's mass of the winner is its chain P("3")·P("7" | "3")…, and its mass of a shorter rival includes it.
+      const won = point.candidates.find((c) => c.text === point.winner.text)!;
+      expect(won.prefixMass![1]).toBeGreaterThan(0.5);
+      for (const c of point.candidates) if (won.text.startsWith(c.text)) expect(c.prefixMass![1]).toBeGreaterThanOrEqual(won.prefixMass![1]! - 1e-9);
+    }
+    expect(ahead.stats.lookAhead!.points).toBe(ahead.trace!.length);
+    expect(ahead.stats.lookAhead!.passes).toBe(ahead.trace!.reduce((s, t) => s + t.lookAhead!.passes, 0));
+    expect(first.stats.lookAhead).toBeUndefined();
+  }, 60_000);
+
+  it('with look-ahead, greedy output is the same through the caches and recomputed from scratch', async () => {
+    const ensemble = new SafeEnsemble([llama, qwen3]);
+    const base = { rawPrompt: true, maxNewTokens: 16, unanimitySkip: false, consensusThreshold: 1, unionScoring: 'look-ahead' } as const;
+    const cached = await ensemble.generate(PROMPT, base);
+    const recomputed = await ensemble.generate(PROMPT, { ...base, recomputeCaches: true });
+    expect(cached.text).toBe(recomputed.text);
+    const swapped = await new SafeEnsemble([qwen3, llama]).generate(PROMPT, base);
+    expect(swapped.text.length).toBeGreaterThan(0);
+  }, 60_000);
 });
