@@ -14,7 +14,7 @@ import { lookAheadDecision, type LookAheadModel } from './lookAheadScoring.js';
 import type { Recorder } from './recorder.js';
 import { acceptanceTest, drawIndex, ensembleProbabilities, Stream, type AcceptanceOutcome } from './sampling.js';
 import type { VerifierScorer } from './scorer.js';
-import { contextBefore, probabilityOf, scorePass, type Drafted, type GenerationState, type Member } from './sequence.js';
+import { contextBefore, firstTokenAtOrAfter, probabilityOf, scorePass, type Drafted, type GenerationState, type Member } from './sequence.js';
 import type { TraceSampling } from './types.js';
 import { EOS_KEY, type Vocabulary } from './vocabulary.js';
 
@@ -69,6 +69,8 @@ export class Decider {
     const o = state.options;
     const { drafter, verifiers } = state;
     this.drafterMoved = false;
+    const gac = o.baseEnsembler === 'gac';
+    const lookAhead = o.unionScoring === 'look-ahead' && !gac && !state.constraint && !state.sampling;
     let t1 = performance.now();
     for (let j = 0; j < drafted.length; j++) {
       const d = drafted[j]!;
@@ -90,17 +92,21 @@ export class Decider {
         if (appended !== null) return { trigger: j, appended, drafterCacheMoved: false };
         continue;
       }
-      const argmaxIsOwn = rows.map((r, vi) => sameChoice(verifiers[vi]!.vocab, r.best, ownIds[vi]!));
+      // With look-ahead scoring the gates read the drafted token at its own granularity too: a
+      // verifier agrees with "36" when it would write both of its tokens "3" and "6".
+      const spans = lookAhead ? at.map((k, vi) => this.coveringTokens(vi, k, eos ? offset : offset + drafter.lm.tokenizer.tokenBytes(d.id).length)) : null;
+      const argmaxIsOwn = rows.map((r, vi) => sameChoice(verifiers[vi]!.vocab, r.best, ownIds[vi]!) && (!spans || this.agreesAlong(vi, rowAts[vi]!, at[vi]!, spans[vi]!)));
       // Rule (a) needs only argmaxes; probabilities (normalizers: a pass of exponentials over
       // each row, where the row is held) only when it fails.
       if (o.unanimitySkip && argmaxIsOwn.every(Boolean)) continue;
-      const ownProbabilities = await Promise.all([probabilityOf(d.score, d.id), ...rows.map((r, vi) => probabilityOf(r, ownIds[vi]!))]);
+      const ownProbabilities = await Promise.all([
+        probabilityOf(d.score, d.id),
+        ...rows.map(async (r, vi) => (await probabilityOf(r, ownIds[vi]!)) * (spans ? await this.chainAlong(vi, rowAts[vi]!, at[vi]!, spans[vi]!) : 1)),
+      ]);
       const weights = [drafter.weight, ...verifiers.map((v) => v.weight)];
       if (consensusSkip({ ownProbabilities, verifierArgmaxIsOwn: argmaxIsOwn, weights }, { threshold: o.consensusThreshold, unanimity: false })) continue;
       if (o.baseEnsembler === 'gac' && ownProbabilities[0]! >= o.gacDrafterGate) continue;
       state.stats.time.tokenizingMs += performance.now() - t1;
-      const gac = o.baseEnsembler === 'gac';
-      const lookAhead = o.unionScoring === 'look-ahead' && !gac && !state.constraint;
       const appended = lookAhead ? await this.lookAheadEnsemble(d, rows, ownIds, candidate, { drafted, j, at, rowAts }) : await this.ensemble(d, rows, ownIds, candidate, gac);
       state.stats.ensembledTokens++;
       // Aborted during a look-ahead pass: the tokens before the point stand, nothing at it.
@@ -109,6 +115,29 @@ export class Decider {
     }
     state.stats.time.tokenizingMs += performance.now() - t1;
     return { trigger: -1, appended: [], drafterCacheMoved: false };
+  }
+
+  /** How many of verifier vi's tokens after its token k still start before byte `end` (the rest of the drafted token). */
+  private coveringTokens(vi: number, k: number, end: number): number {
+    const t = this.state.verifiers[vi]!.tokens!;
+    return Math.max(0, Math.min(firstTokenAtOrAfter(t, end), t.ids.length) - k - 1);
+  }
+
+  /** Whether verifier vi's argmax is its own token at each of its `count` tokens after token k. */
+  private agreesAlong(vi: number, rowAt: (q: number) => RowScore, k: number, count: number): boolean {
+    const v = this.state.verifiers[vi]!;
+    const P = v.prompt.ids.length;
+    for (let i = 1; i <= count; i++) if (!sameChoice(v.vocab, rowAt(P + k + i).best, v.tokens!.ids[k + i]!)) return false;
+    return true;
+  }
+
+  /** Verifier vi's probability of its `count` tokens after token k, given the ones before (the chain rule). */
+  private async chainAlong(vi: number, rowAt: (q: number) => RowScore, k: number, count: number): Promise<number> {
+    const v = this.state.verifiers[vi]!;
+    const P = v.prompt.ids.length;
+    let p = 1;
+    for (let i = 1; i <= count; i++) p *= await probabilityOf(rowAt(P + k + i), v.tokens!.ids[k + i]!);
+    return p;
   }
 
   /** Whether the last look-ahead point fed the drafter past the trigger. */

@@ -63,11 +63,17 @@ interface Plan {
   atDummySpace: boolean;
 }
 
-/** Logits of the tokens of a row that begin with a piece. */
+/** The tokens of a row that begin with a piece: their total probability and the likeliest few. */
 interface Range {
-  ids: ArrayLike<number>;
-  logits: ArrayLike<number>;
+  /** Σ P(token) over the range. */
+  mass: number;
+  /** The range's best ids (at most RANGE_BEST), likeliest first (ties: lower id first), with their logits. */
+  ids: number[];
+  logits: number[];
 }
+
+/** Best tokens of a range kept for choosing the drafter's tokens in the winning event. */
+const RANGE_BEST = 16;
 
 /** Above this many ids a range is summed from the whole row rather than read id by id. */
 const WHOLE_ROW_READ = 4096;
@@ -93,6 +99,8 @@ export async function lookAheadDecision(models: readonly LookAheadModel[], candi
       const key = p.path.join(',');
       groups.set(key, [...(groups.get(key) ?? []), c]);
     });
+    // A local row is read whole once (one round trip to its worker); every read after it is local.
+    if (m.wholeRows) await m.row.row();
     const lse0 = await m.row.logNormalizer();
     const order = [...groups.values()].map((members) => ({ members, path: plans[members[0]!]!.path }));
     const cost = (p: number[]) => (p.length === 0 ? 0 : m.atHand(p) ? 1 : 2);
@@ -106,17 +114,16 @@ export async function lookAheadDecision(models: readonly LookAheadModel[], candi
         if (!got) return null;
         rows = got.rows;
         if (got.ran) passes++;
+        if (m.wholeRows) await Promise.all(rows.map((r) => r.row()));
         chain = (await m.row.logitOf(path[0]!)) - lse0;
         for (let i = 1; i < path.length; i++) chain += (await rows[i - 1]!.logitOf(path[i]!)) - (await rows[i - 1]!.logNormalizer());
       }
       const at = path.length === 0 ? m.row : rows[path.length - 1]!;
       const lse = path.length === 0 ? lse0 : await at.logNormalizer();
       for (const c of members) {
-        const range = await rangeOf(m, at, plans[c]!);
+        const range = await rangeOf(m, at, plans[c]!, lse);
         ranges[c] = range;
-        let sum = 0;
-        for (let i = 0; i < range.ids.length; i++) sum += Math.exp(range.logits[i]! - lse);
-        mass[c] = Math.exp(chain) * sum;
+        mass[c] = Math.exp(chain) * range.mass;
       }
     }
     modelRanges[mi] = ranges;
@@ -209,30 +216,57 @@ function planOf(m: LookAheadModel, c: string): Plan | null {
   return null;
 }
 
-/** The tokens of `row` that begin with the plan's last piece, with their logits. */
-async function rangeOf(m: LookAheadModel, row: RowScore, plan: Plan): Promise<Range> {
+/** The tokens of `row` (log-normalizer `lse`) that begin with the plan's last piece. */
+async function rangeOf(m: LookAheadModel, row: RowScore, plan: Plan, lse: number): Promise<Range> {
   const { vocab } = m;
+  const best = new RangeBest();
   if (!m.wholeRows) {
     // A served row is known through its top-k: the tokens there that begin with the piece.
     const top = row.top();
-    const ids: number[] = [];
-    const logits: number[] = [];
-    for (let i = 0; i < top.ids.length; i++) {
-      if (startsWithPiece(vocab, top.ids[i]!, plan)) {
-        ids.push(top.ids[i]!);
-        logits.push(top.logits[i]!);
-      }
-    }
-    return { ids, logits };
+    for (let i = 0; i < top.ids.length; i++) if (startsWithPiece(vocab, top.ids[i]!, plan)) best.add(top.ids[i]!, top.logits[i]!);
+    return best.range(lse);
   }
-  let ids = Array.from(vocab.idsStartingWith(plan.last));
-  if (plan.atDummySpace && plan.last !== EOS_KEY) ids = ids.concat(Array.from(vocab.idsStartingWith(` ${plan.last}`)));
-  ids = ids.filter((id) => id < row.width);
-  if (ids.length > WHOLE_ROW_READ) {
+  const parts = [vocab.idsStartingWith(plan.last)];
+  if (plan.atDummySpace && plan.last !== EOS_KEY) parts.push(vocab.idsStartingWith(` ${plan.last}`));
+  const count = parts.reduce((s, p) => s + p.length, 0);
+  if (count > WHOLE_ROW_READ) {
     const whole = await row.row();
-    return { ids, logits: Float32Array.from(ids, (id) => whole[id]!) };
+    for (const part of parts) for (const id of part) if (id < whole.length) best.add(id, whole[id]!);
+    return best.range(lse);
   }
-  return { ids, logits: await row.logitsOf(ids) };
+  const ids = parts.flatMap((part) => Array.from(part)).filter((id) => id < row.width);
+  const logits = await row.logitsOf(ids);
+  ids.forEach((id, i) => best.add(id, logits[i]!));
+  return best.range(lse);
+}
+
+/** Accumulates a range: the sum of exp(logit) (shifted by the best seen) and the best few ids. */
+class RangeBest {
+  private ids: number[] = [];
+  private logits: number[] = [];
+  private shift = -Infinity;
+  private sum = 0;
+
+  add(id: number, logit: number): void {
+    if (logit === -Infinity || Number.isNaN(logit)) return;
+    if (logit > this.shift) {
+      this.sum = this.sum * Math.exp(this.shift - logit) + 1;
+      this.shift = logit;
+    } else this.sum += Math.exp(logit - this.shift);
+    if (this.ids.length === RANGE_BEST && !(logit > this.logits[RANGE_BEST - 1]! || (logit === this.logits[RANGE_BEST - 1]! && id < this.ids[RANGE_BEST - 1]!))) return;
+    let at = this.ids.length;
+    while (at > 0 && (logit > this.logits[at - 1]! || (logit === this.logits[at - 1]! && id < this.ids[at - 1]!))) at--;
+    this.ids.splice(at, 0, id);
+    this.logits.splice(at, 0, logit);
+    if (this.ids.length > RANGE_BEST) {
+      this.ids.pop();
+      this.logits.pop();
+    }
+  }
+
+  range(lse: number): Range {
+    return { mass: this.sum === 0 ? 0 : Math.exp(this.shift - lse) * this.sum, ids: this.ids, logits: this.logits };
+  }
 }
 
 function startsWithPiece(vocab: Vocabulary, id: number, plan: Plan): boolean {
@@ -248,17 +282,15 @@ function startsWithPiece(vocab: Vocabulary, id: number, plan: Plan): boolean {
  * writes whole numbers thus commits "39" in the event "3, not 37" rather than a bare "3" it
  * would end the number after.
  */
-function stringsInEvent(drafter: LookAheadModel, candidates: readonly string[], winner: number, excluded: readonly number[], path: readonly number[], range: Range | null): Array<{ text: string; ids: number[] }> {
+function stringsInEvent(m: LookAheadModel, candidates: readonly string[], winner: number, excluded: readonly number[], path: readonly number[], range: Range | null): Array<{ text: string; ids: number[] }> {
   const w = candidates[winner]!;
   if (w === EOS_KEY || !range) return [];
-  const pathText = path.map((id) => drafter.vocab.key(id)).join('');
-  const order = Array.from({ length: range.ids.length }, (_, i) => i).sort((a, b) => range.logits[b]! - range.logits[a]! || range.ids[a]! - range.ids[b]!);
+  const pathText = path.map((id) => m.vocab.key(id)).join('');
   const out: Array<{ text: string; ids: number[] }> = [];
   const seen = new Set<string>();
-  for (const i of order) {
-    const id = range.ids[i]!;
-    let text = pathText + drafter.vocab.key(id);
-    if (drafter.dummySpace && path.length === 0 && text.charCodeAt(0) === 0x20) text = text.slice(1);
+  for (const id of range.ids) {
+    let text = pathText + m.vocab.key(id);
+    if (m.dummySpace && path.length === 0 && text.charCodeAt(0) === 0x20) text = text.slice(1);
     if (seen.has(text) || excluded.some((e) => text.startsWith(candidates[e]!))) continue;
     seen.add(text);
     out.push({ text, ids: [...path, id] });
