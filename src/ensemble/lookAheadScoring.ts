@@ -78,11 +78,23 @@ const RANGE_BEST = 16;
 /** Above this many ids a range is summed from the whole row rather than read id by id. */
 const WHOLE_ROW_READ = 4096;
 
+/** How a refinement scores the strings inside a winning event (see {@link lookAheadDecision}). */
+interface Refinement {
+  /** Per model, the first stage's normalizer: sub-events keep their joint probability, so a model that gave the event little mass does not gain weight inside it. */
+  normalizers: readonly number[];
+  /** Candidates outside the event (the winner's excluded extensions): they partition the mass but cannot win. */
+  outside: ReadonlySet<number>;
+}
+
 /**
  * Scores `candidates` (union keys, distinct) as whole strings for every model (drafter at
- * index 0) and decides. Null when aborted.
+ * index 0) and decides. `refine`: whether to refine inside the winning event. Null when aborted.
  */
 export async function lookAheadDecision(models: readonly LookAheadModel[], candidates: readonly string[], refine = true): Promise<LookAheadDecision | null> {
+  return decideStrings(models, candidates, refine ? 'refine' : null);
+}
+
+async function decideStrings(models: readonly LookAheadModel[], candidates: readonly string[], stage: 'refine' | Refinement | null): Promise<LookAheadDecision | null> {
   const n = candidates.length;
   const children = nearestExtensions(candidates);
   let passes = 0;
@@ -132,22 +144,26 @@ export async function lookAheadDecision(models: readonly LookAheadModel[], candi
   }));
   if (masses.some((m) => m === null)) return null;
   const prefixMass = masses as Float64Array[];
-  const perModel = prefixMass.map((mass) => {
+  const refinement = stage !== null && stage !== 'refine' ? stage : null;
+  const normalizers: number[] = [];
+  const perModel = prefixMass.map((mass, mi) => {
     const exclusive = Float64Array.from(mass, (x, c) => Math.max(0, x - children[c]!.reduce((s, e) => s + mass[e]!, 0)));
-    const total = exclusive.reduce((s, x) => s + x, 0);
-    return total > 0 ? exclusive.map((x) => x / total) : exclusive;
+    const total = refinement ? refinement.normalizers[mi]! : exclusive.reduce((s, x) => s + x, 0);
+    normalizers.push(total);
+    return total > 0 ? exclusive.map((x) => x / total) : exclusive.fill(0);
   });
   const average = new Float64Array(n);
   perModel.forEach((p, mi) => p.forEach((x, c) => (average[c]! += models[mi]!.weight * x)));
+  const eligible = (c: number) => !refinement?.outside.has(c);
   let winner = 0;
-  for (let c = 1; c < n; c++) if (average[c]! > average[winner]!) winner = c;
+  for (let c = 1; c < n; c++) if (eligible(c) && average[c]! > average[winner]!) winner = c;
   const decision: EnsembleDecision = { keys: [...candidates], perModel, average, scores: average, sharpened: false, winner, bareSpaceGaveWay: null };
   const drafter = models[0]!;
   const w = candidates[winner]!;
   const excluded = children[winner]!;
   const inEvent = (mi: number) => stringsInEvent(models[mi]!, candidates, winner, excluded, modelPlans[mi]![winner]?.path ?? [], modelRanges[mi]![winner] ?? null);
   const drafterWays = inEvent(0);
-  if (refine && w !== EOS_KEY) {
+  if (stage === 'refine' && w !== EOS_KEY) {
     // The winning event is "w, and none of the candidates that extend it". Where the models
     // would write more than w there ("39" in the event "3"), their longer strings are scored
     // against what is left of w (one refinement), so the verifiers choose among them too: each
@@ -170,7 +186,11 @@ export async function lookAheadDecision(models: readonly LookAheadModel[], candi
     }
     const finer = [...strings].slice(0, REFINED_STRINGS);
     if (finer.length > 0) {
-      const refined = await lookAheadDecision(models, [w, ...excluded.map((e) => candidates[e]!), ...finer], false);
+      // Scored with this stage's normalizers: each sub-event's score is its share of the
+      // ensemble's whole distribution, not of the event (a model that barely believed in the
+      // event would otherwise decide inside it as loudly as one sure of it).
+      const outside = new Set(excluded.map((_, i) => i + 1));
+      const refined = await decideStrings(models, [w, ...excluded.map((e) => candidates[e]!), ...finer], { normalizers, outside });
       if (!refined) return null;
       return { ...refined, passes: passes + refined.passes };
     }

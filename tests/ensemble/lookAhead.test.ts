@@ -136,7 +136,7 @@ describe('look-ahead union scoring: prefix masses and the partition', () => {
       return { lm, prefix: [...prompt.ids, ...spans.ids] };
     });
     // The response ends in a space both tokenizers keep apart from the number: score after it.
-    const candidates = ['6', '62', '5', '62.', ' 6'].map((c) => c);
+    const candidates = ['6', '62', '5', '62.', ' 6'];
     const context = written.trimEnd();
     const passes = { count: 0 };
     const models = members.map(({ lm, prefix }) => modelOver(lm, prefix, context, 0.5, passes));
@@ -158,6 +158,35 @@ describe('look-ahead union scoring: prefix masses and the partition', () => {
     }
     expect(nearestExtensions(candidates)).toEqual([[1], [3], [], [], []]);
     expect(passes.count).toBeGreaterThan(0);
+  });
+
+  it('a refinement splits the winning event without renormalizing it: its parts keep each model’s share of the event', async () => {
+    const input = 'Mia has 37 marbles. She finds 25 more. How many does she have now?';
+    const written = 'Mia has 37 marbles and finds 25 more, so she has 37 + 25 =';
+    const members = [qwen, mistral].map((lm) => {
+      const prompt = renderPrompt(lm, input, { rawPrompt: false, reserve: 1 });
+      const spans = encodeResponse(lm.tokenizer, prompt.context, written);
+      return { lm, prefix: [...prompt.ids, ...spans.ids] };
+    });
+    const candidates = [' 6', ' 5', ' 7'];
+    const passes = { count: 0 };
+    const models = members.map(({ lm, prefix }) => modelOver(lm, prefix, written, 0.5, passes));
+    await Promise.all(models.map((m) => (m as LookAheadModel & { init(): Promise<void> }).init()));
+    const coarse = (await lookAheadDecision(models, candidates, false))!;
+    const w = coarse.decision.keys[coarse.decision.winner]!;
+    const refined = (await lookAheadDecision(models, candidates, true))!;
+    const { keys, perModel, winner } = refined.decision;
+    // The refinement scored longer strings inside the winner's event (" 6" → " 62", " 65", …).
+    expect(keys[0]).toBe(w);
+    expect(keys.length).toBeGreaterThan(1);
+    expect(keys.every((k) => k.startsWith(w))).toBe(true);
+    expect(keys[winner]!.startsWith(w)).toBe(true);
+    for (let mi = 0; mi < models.length; mi++) {
+      const parts = perModel[mi]!.reduce((a, b) => a + b, 0);
+      expect(parts).toBeCloseTo(coarse.decision.perModel[mi]![coarse.decision.winner]!, 9);
+    }
+    const { average } = refined.decision;
+    for (let c = 0; c < keys.length; c++) expect(average[c]!).toBeLessThanOrEqual(average[winner]!);
   });
 });
 
