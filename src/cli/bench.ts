@@ -36,7 +36,7 @@ export const BENCH_METHODS: ReadonlyArray<{ id: string; method: string; options:
 ];
 
 /** The methods a sampling benchmark (--temperature above 0) runs by default. */
-export const SAMPLING_METHODS = ['single', 'every-token', 'safe', 'safe-ensemble-rule'];
+export const SAMPLING_METHODS = ['single', 'every-token', 'safe', 'safe-ensemble-rule', 'safe-look-ahead'];
 
 export const BENCH_HELP = `Usage: safe-ensemble bench [options]
 

@@ -15,6 +15,7 @@
  * @module
  */
 import type { RowScore } from '../member/scores.js';
+import { keptProbability, type KeptSet } from '../member/truncation.js';
 import type { EnsembleDecision } from './aggregate.js';
 import { EOS_KEY, type Vocabulary } from './vocabulary.js';
 
@@ -40,6 +41,8 @@ export interface LookAheadModel {
   rowsAfter(path: readonly number[]): Promise<{ rows: RowScore[]; ran: boolean } | null>;
   /** Whether {@link rowsAfter} has the rows for `path` at hand (no pass) as things stand. */
   atHand(path: readonly number[]): boolean;
+  /** When sampling: the kept set (temperature, top-k/p) of one of this model's rows; probabilities are then read under it. */
+  kept?: (row: RowScore) => Promise<KeptSet>;
 }
 
 /** What look-ahead scoring decided. */
@@ -55,7 +58,7 @@ export interface LookAheadDecision {
 }
 
 /** A candidate as one model writes it: tokens before the last piece, and the last piece. */
-interface Plan {
+export interface Plan {
   path: number[];
   /** The last piece's bytes: the factor at the row after `path` sums tokens starting with them. */
   last: string;
@@ -64,12 +67,14 @@ interface Plan {
 }
 
 /** The tokens of a row that begin with a piece: their total probability and the likeliest few. */
-interface Range {
+export interface Range {
   /** Σ P(token) over the range. */
   mass: number;
   /** The range's best ids (at most RANGE_BEST), likeliest first (ties: lower id first), with their logits. */
   ids: number[];
   logits: number[];
+  /** The best ids' probabilities (under the model's kept distribution when sampling). */
+  probabilities: number[];
 }
 
 /** Best tokens of a range kept for choosing the drafter's tokens in the winning event. */
@@ -97,53 +102,10 @@ export async function lookAheadDecision(models: readonly LookAheadModel[], candi
 async function decideStrings(models: readonly LookAheadModel[], candidates: readonly string[], stage: 'refine' | Refinement | null): Promise<LookAheadDecision | null> {
   const n = candidates.length;
   const children = nearestExtensions(candidates);
-  let passes = 0;
-  const modelRanges: Array<Array<Range | null>> = models.map(() => []);
-  const modelPlans: Array<Array<Plan | null>> = models.map(() => []);
-  const masses = await Promise.all(models.map(async (m, mi) => {
-    const plans = candidates.map((c) => planOf(m, c));
-    const mass = new Float64Array(n);
-    const ranges: Array<Range | null> = candidates.map(() => null);
-    // Candidates grouped by path; those whose rows are at hand first (a pass may invalidate them).
-    const groups = new Map<string, number[]>();
-    plans.forEach((p, c) => {
-      if (!p) return;
-      const key = p.path.join(',');
-      groups.set(key, [...(groups.get(key) ?? []), c]);
-    });
-    // A local row is read whole once (one round trip to its worker); every read after it is local.
-    if (m.wholeRows) await m.row.row();
-    const lse0 = await m.row.logNormalizer();
-    const order = [...groups.values()].map((members) => ({ members, path: plans[members[0]!]!.path }));
-    const cost = (p: number[]) => (p.length === 0 ? 0 : m.atHand(p) ? 1 : 2);
-    order.sort((a, b) => cost(a.path) - cost(b.path));
-    for (const { members } of order) {
-      const { path } = plans[members[0]!]!;
-      let rows: RowScore[] = [];
-      let chain = 0;
-      if (path.length > 0) {
-        const got = await m.rowsAfter(path);
-        if (!got) return null;
-        rows = got.rows;
-        if (got.ran) passes++;
-        if (m.wholeRows) await Promise.all(rows.map((r) => r.row()));
-        chain = (await m.row.logitOf(path[0]!)) - lse0;
-        for (let i = 1; i < path.length; i++) chain += (await rows[i - 1]!.logitOf(path[i]!)) - (await rows[i - 1]!.logNormalizer());
-      }
-      const at = path.length === 0 ? m.row : rows[path.length - 1]!;
-      const lse = path.length === 0 ? lse0 : await at.logNormalizer();
-      for (const c of members) {
-        const range = await rangeOf(m, at, plans[c]!, lse);
-        ranges[c] = range;
-        mass[c] = Math.exp(chain) * range.mass;
-      }
-    }
-    modelRanges[mi] = ranges;
-    modelPlans[mi] = plans;
-    return mass;
-  }));
-  if (masses.some((m) => m === null)) return null;
-  const prefixMass = masses as Float64Array[];
+  const scored = await prefixMasses(models, candidates);
+  if (!scored) return null;
+  let { passes } = scored;
+  const { masses: prefixMass, ranges: modelRanges, plans: modelPlans } = scored;
   const refinement = stage !== null && stage !== 'refine' ? stage : null;
   const normalizers: number[] = [];
   const perModel = prefixMass.map((mass, mi) => {
@@ -199,6 +161,86 @@ async function decideStrings(models: readonly LookAheadModel[], candidates: read
   return { decision, prefixMass, appended, passes };
 }
 
+/** Each model's prefix mass of each candidate, with what the scoring read on the way. */
+export interface PrefixMasses {
+  /** Per model, per candidate: the probability that the text continues with the candidate's bytes. */
+  masses: Float64Array[];
+  /** Per model, per candidate: the range of tokens its last piece's factor summed (null: it cannot write it). */
+  ranges: Array<Array<Range | null>>;
+  /** Per model, per candidate: how it writes it. */
+  plans: Array<Array<Plan | null>>;
+  /** Forward passes run (over all models). */
+  passes: number;
+}
+
+/**
+ * Every model's prefix mass of every candidate: the chain rule over its tokens of the string,
+ * the last factor summed over the tokens starting with the last piece. Probabilities are a
+ * model's {@link LookAheadModel.kept} distribution when it has one (sampling), else its row's
+ * softmax. Null when aborted.
+ */
+export async function prefixMasses(models: readonly LookAheadModel[], candidates: readonly string[]): Promise<PrefixMasses | null> {
+  const n = candidates.length;
+  let passes = 0;
+  const ranges: Array<Array<Range | null>> = models.map(() => []);
+  const plans: Array<Array<Plan | null>> = models.map(() => []);
+  const masses = await Promise.all(models.map(async (m, mi) => {
+    const own = candidates.map((c) => planOf(m, c));
+    const mass = new Float64Array(n);
+    const found: Array<Range | null> = candidates.map(() => null);
+    // Candidates grouped by path; those whose rows are at hand first (a pass may invalidate them).
+    const groups = new Map<string, number[]>();
+    own.forEach((p, c) => {
+      if (!p) return;
+      const key = p.path.join(',');
+      groups.set(key, [...(groups.get(key) ?? []), c]);
+    });
+    // A local row is read whole once (one round trip to its worker); every read after it is local.
+    if (m.wholeRows) await m.row.row();
+    const p0 = await probabilities(m, m.row);
+    const order = [...groups.values()].map((members) => ({ members, path: own[members[0]!]!.path }));
+    const cost = (p: number[]) => (p.length === 0 ? 0 : m.atHand(p) ? 1 : 2);
+    order.sort((a, b) => cost(a.path) - cost(b.path));
+    for (const { members, path } of order) {
+      let rows: RowScore[] = [];
+      let chain = 1;
+      if (path.length > 0) {
+        const got = await m.rowsAfter(path);
+        if (!got) return null;
+        rows = got.rows;
+        if (got.ran) passes++;
+        if (m.wholeRows) await Promise.all(rows.map((r) => r.row()));
+        chain = p0(path[0]!, await m.row.logitOf(path[0]!));
+        for (let i = 1; i < path.length && chain > 0; i++) chain *= (await probabilities(m, rows[i - 1]!))(path[i]!, await rows[i - 1]!.logitOf(path[i]!));
+      }
+      const at = path.length === 0 ? m.row : rows[path.length - 1]!;
+      const pAt = path.length === 0 ? p0 : await probabilities(m, at);
+      for (const c of members) {
+        const range = await rangeOf(m, at, own[c]!, pAt);
+        found[c] = range;
+        mass[c] = chain * range.mass;
+      }
+    }
+    ranges[mi] = found;
+    plans[mi] = own;
+    return mass;
+  }));
+  if (masses.some((m) => m === null)) return null;
+  return { masses: masses as Float64Array[], ranges, plans, passes };
+}
+
+/** A token's probability in a row (its id and logit): the model's kept distribution, or the softmax. */
+type TokenProbability = (id: number, logit: number) => number;
+
+async function probabilities(m: LookAheadModel, row: RowScore): Promise<TokenProbability> {
+  if (m.kept) {
+    const kept = await m.kept(row);
+    return (id, logit) => keptProbability(kept, id, logit);
+  }
+  const lse = await row.logNormalizer();
+  return (_id, logit) => Math.exp(logit - lse);
+}
+
 /** Most strings of the models in a winning event a refinement scores. */
 const REFINED_STRINGS = 6;
 
@@ -216,7 +258,7 @@ export function nearestExtensions(candidates: readonly string[]): number[][] {
 }
 
 /** How model `m` writes candidate `c` at the position; null when it cannot. */
-function planOf(m: LookAheadModel, c: string): Plan | null {
+export function planOf(m: Pick<LookAheadModel, 'vocab' | 'context' | 'dummySpace'>, c: string): Plan | null {
   if (c === EOS_KEY) return m.vocab.eosId === null ? null : { path: [], last: EOS_KEY, atDummySpace: false };
   const ids = m.vocab.tokenize(c, m.context);
   const pieces = ids.map((id, i) => {
@@ -237,14 +279,14 @@ function planOf(m: LookAheadModel, c: string): Plan | null {
 }
 
 /** The tokens of `row` (log-normalizer `lse`) that begin with the plan's last piece. */
-async function rangeOf(m: LookAheadModel, row: RowScore, plan: Plan, lse: number): Promise<Range> {
+async function rangeOf(m: LookAheadModel, row: RowScore, plan: Plan, probability: TokenProbability): Promise<Range> {
   const { vocab } = m;
-  const best = new RangeBest();
+  const best = new RangeBest(probability);
   if (!m.wholeRows) {
     // A served row is known through its top-k: the tokens there that begin with the piece.
     const top = row.top();
     for (let i = 0; i < top.ids.length; i++) if (startsWithPiece(vocab, top.ids[i]!, plan)) best.add(top.ids[i]!, top.logits[i]!);
-    return best.range(lse);
+    return best.range();
   }
   const parts = [vocab.idsStartingWith(plan.last)];
   if (plan.atDummySpace && plan.last !== EOS_KEY) parts.push(vocab.idsStartingWith(` ${plan.last}`));
@@ -252,40 +294,43 @@ async function rangeOf(m: LookAheadModel, row: RowScore, plan: Plan, lse: number
   if (count > WHOLE_ROW_READ) {
     const whole = await row.row();
     for (const part of parts) for (const id of part) if (id < whole.length) best.add(id, whole[id]!);
-    return best.range(lse);
+    return best.range();
   }
   const ids = parts.flatMap((part) => Array.from(part)).filter((id) => id < row.width);
   const logits = await row.logitsOf(ids);
   ids.forEach((id, i) => best.add(id, logits[i]!));
-  return best.range(lse);
+  return best.range();
 }
 
-/** Accumulates a range: the sum of exp(logit) (shifted by the best seen) and the best few ids. */
+/** Accumulates a range: the sum of its tokens' probabilities and the best few ids. */
 class RangeBest {
   private ids: number[] = [];
   private logits: number[] = [];
-  private shift = -Infinity;
+  private probabilities: number[] = [];
   private sum = 0;
+
+  constructor(private readonly probability: TokenProbability) {}
 
   add(id: number, logit: number): void {
     if (logit === -Infinity || Number.isNaN(logit)) return;
-    if (logit > this.shift) {
-      this.sum = this.sum * Math.exp(this.shift - logit) + 1;
-      this.shift = logit;
-    } else this.sum += Math.exp(logit - this.shift);
+    const p = this.probability(id, logit);
+    if (!(p > 0)) return;
+    this.sum += p;
     if (this.ids.length === RANGE_BEST && !(logit > this.logits[RANGE_BEST - 1]! || (logit === this.logits[RANGE_BEST - 1]! && id < this.ids[RANGE_BEST - 1]!))) return;
     let at = this.ids.length;
     while (at > 0 && (logit > this.logits[at - 1]! || (logit === this.logits[at - 1]! && id < this.ids[at - 1]!))) at--;
     this.ids.splice(at, 0, id);
     this.logits.splice(at, 0, logit);
+    this.probabilities.splice(at, 0, p);
     if (this.ids.length > RANGE_BEST) {
       this.ids.pop();
       this.logits.pop();
+      this.probabilities.pop();
     }
   }
 
-  range(lse: number): Range {
-    return { mass: this.sum === 0 ? 0 : Math.exp(this.shift - lse) * this.sum, ids: this.ids, logits: this.logits };
+  range(): Range {
+    return { mass: this.sum, ids: this.ids, logits: this.logits, probabilities: this.probabilities };
   }
 }
 

@@ -42,7 +42,7 @@ export interface EnsembleOptions {
   baseEnsembler?: BaseEnsembler;
   /** Tokens per model in the UniTE union (default 10). Not the sampling cut: that is `topK`. */
   unionTopK?: number;
-  /** SAFE greedy with UniTE: score union entries by their `first-token` (default, the paper) or by `look-ahead` over each model's own tokens of the whole string (see the README). */
+  /** SAFE with UniTE: score union entries by their `first-token` (default, the paper) or by `look-ahead` over each model's own tokens of the whole string; when sampling, prefix-related entries merge into families (see the README). */
   unionScoring?: UnionScoring;
   /** With `unionScoring: 'look-ahead'`: how many of the union's best entries are scored as whole strings (default 6, 2 to 64). */
   lookAheadCandidates?: number;

@@ -7,7 +7,7 @@
 import type { MemberNetworkStats } from '../member/member.js';
 import type { RowScore } from '../member/scores.js';
 import type { EnsembleDecision } from './aggregate.js';
-import { isSampling, type ResolvedOptions } from './options.js';
+import type { ResolvedOptions } from './options.js';
 import { probabilityOf, type Drafted, type GenerationState, type Member } from './sequence.js';
 import type { EnsembleResult, EnsembleStats, TraceRecord, TraceSampling } from './types.js';
 import { keyText } from './vocabulary.js';
@@ -27,7 +27,7 @@ export function freshStats(options: ResolvedOptions, promptTokens: number[], pip
     time: { draftingMs: 0, verifyingMs: 0, tokenizingMs: 0, ensemblingMs: 0, totalMs: 0 },
   };
   if (pipelined) stats.pipeline = { draftedAhead: 0, discarded: 0 };
-  if (options.strategy === 'safe' && options.unionScoring === 'look-ahead' && options.baseEnsembler === 'unite' && !isSampling(options)) stats.lookAhead = { points: 0, passes: 0 };
+  if (options.strategy === 'safe' && options.unionScoring === 'look-ahead' && options.baseEnsembler === 'unite') stats.lookAhead = { points: 0, passes: 0, bounded: 0 };
   return stats;
 }
 
@@ -91,7 +91,7 @@ export class Recorder {
         perModel: permute(decision.perModel, e),
         ...(sampling ? { probability: sampling.probabilities[e]! } : {}),
         ...(sampling?.draftProbabilities ? { draftProbability: sampling.draftProbabilities[e]! } : {}),
-        ...(lookAhead ? { prefixMass: permute(lookAhead.prefixMass, e) } : {}),
+        ...(lookAhead && lookAhead.prefixMass.length > 0 ? { prefixMass: permute(lookAhead.prefixMass, e) } : {}),
       })),
       ...(lookAhead ? { lookAhead: { passes: lookAhead.passes } } : {}),
       sharpened: decision.sharpened,

@@ -57,10 +57,11 @@ export interface EnsembleStats {
   /** Present when sampling (temperature above 0). */
   sampling?: SamplingStats;
   /**
-   * Present with `unionScoring: 'look-ahead'`: ensemble points scored by look-ahead, and the
-   * extra forward passes they ran (over all models; rows already at hand cost none).
+   * Present with `unionScoring: 'look-ahead'`: ensemble points scored by look-ahead, the extra
+   * forward passes they ran (over all models; rows already at hand cost none), and when sampling
+   * the points whose acceptance the models' best tokens settled without scoring (`bounded`).
    */
-  lookAhead?: { points: number; passes: number };
+  lookAhead?: { points: number; passes: number; bounded: number };
 }
 
 /** What sampling did in a generation. */
@@ -117,6 +118,13 @@ export interface TraceAcceptance {
   uniform: number;
   /** Whether the drafted token stood. */
   accepted: boolean;
+  /**
+   * Look-ahead sampling: the draft's family stood because the uniform fell below a lower bound of
+   * its acceptance probability read from the models' best tokens alone (`acceptProbability` is
+   * that bound; the family probabilities were not computed, so they read NaN and the candidates
+   * are the first-token union's).
+   */
+  bounded?: boolean;
 }
 
 /** Sampling: a token drawn from an ensemble distribution. */
