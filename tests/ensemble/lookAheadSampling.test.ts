@@ -209,4 +209,24 @@ describe('look-ahead sampling through the engine', () => {
     const first = await ensemble.generate(question, { ...options, unionScoring: 'first-token' });
     expect(first.stats.lookAhead).toBeUndefined();
   });
+  it.each([
+    ['greedy', { unionScoring: 'look-ahead' as const, maxNewTokens: 48 }],
+    ['sampled', { ...options, trace: false }],
+  ])('%s look-ahead: a stream left by abort, timeout, break, a throw or a half-read iterator leaves the next call unchanged', async (_, o) => {
+    const before = await ensemble.generate(question, o);
+    const controller = new AbortController();
+    for await (const chunk of ensemble.stream(question, { ...o, signal: controller.signal })) if (chunk.type === 'text') controller.abort();
+    for await (const chunk of ensemble.stream(question, { ...o, signal: AbortSignal.timeout(1) })) void chunk;
+    for await (const chunk of ensemble.stream(question, o)) if (chunk.type === 'text') break;
+    await expect(
+      (async () => {
+        for await (const chunk of ensemble.stream(question, o)) if (chunk.type === 'text') throw new Error('consumer failed');
+      })(),
+    ).rejects.toThrow('consumer failed');
+    const halfRead = ensemble.stream(question, o);
+    await halfRead.next();
+    const after = await ensemble.generate(question, o);
+    expect(after.text).toBe(before.text);
+    expect(after.stats.lookAhead).toEqual(before.stats.lookAhead);
+  });
 });
