@@ -6,7 +6,9 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { InferenceError, WorkerError } from '../errors.js';
-import { openSession, type TokenizerFacts } from './openSession.js';
+import type { TokenizerFacts } from './openSession.js';
+import { releaseSession } from './ort.js';
+import { createModelSession } from './sessionCreation.js';
 import type { SessionRunner } from './sessionRunner.js';
 import { RUNNING, serializeError, STOPPING, type WorkerReply, type WorkerRequest } from './workerMessages.js';
 
@@ -29,6 +31,14 @@ function factsArriving(): Promise<TokenizerFacts> {
     tokenizerFacts = { promise, resolve };
   }
   return tokenizerFacts.promise;
+}
+
+/**
+ * openSession.ts, loaded after the session's creation began. Where modules are CommonJS (the CJS
+ * build, or the TypeScript sources under tsx's require hook) `require` resolves it.
+ */
+function importOpenSession(): Promise<typeof import('./openSession.js')> {
+  return typeof require === 'function' ? Promise.resolve(require('./openSession.js') as typeof import('./openSession.js')) : import('./openSession.js');
 }
 
 function reply(message: WorkerReply, transfer: ArrayBuffer[] = []): void {
@@ -70,7 +80,21 @@ async function handle(message: WorkerRequest): Promise<void> {
   try {
     if (message.op === 'open') {
       if (runner) throw new InferenceError(`${message.request.name}: the worker already holds a session.`);
-      const { runner: opened, opened: info } = await openSession(message.request, (warning) => reply({ op: 'warning', message: warning }), factsArriving());
+      const { request } = message;
+      const warn = (warning: string) => reply({ op: 'warning', message: warning });
+      // The session is created before the rest of the runtime is imported: the worker's start
+      // is on the critical path of a load, the imports (~10 ms) need not be.
+      const started = request.prepared ? createModelSession(request.prepared.model, request.onnxFile, { ...request.execution, onWarning: warn }, request.prepared.names !== null) : null;
+      started?.catch(() => undefined); // awaited by openSession
+      let openSession: typeof import('./openSession.js').openSession;
+      try {
+        ({ openSession } = await importOpenSession());
+      } catch (error) {
+        const created = await started?.catch(() => null);
+        if (created) await releaseSession(created.session);
+        throw error;
+      }
+      const { runner: opened, opened: info } = await openSession(request, warn, factsArriving(), started);
       runner = opened;
       runner.guard = guard;
       reply({ op: 'done', id: message.id, value: info });

@@ -11,10 +11,11 @@ import { NEW_ROWS_SUFFIX, rewriteForIncrementalCache, SEQ_MAJOR_SUFFIX, usesExte
 import { addLogitsToKeep } from './logitsRewrite.js';
 import { addInGraphScores, IN_GRAPH_SCORES_PREFIX, type InGraphScoreNames } from './topKRewrite.js';
 import { readSkeleton } from './modelSkeleton.js';
-import { ModelFileInvalidError, ModelFileMissingError, SafeEnsembleError, UnsupportedGraphError } from '../errors.js';
+import { UnsupportedGraphError } from '../errors.js';
 import { discoverGraph, type GraphContract } from './graph.js';
 import { releaseSession, type InferenceSession } from './ort.js';
-import { createSessionWithProviders, type ExecutionOptions, type ResolvedProviders } from './providers.js';
+import type { ExecutionOptions, ResolvedProviders } from './providers.js';
+import { createModelSession, type CreatedSession } from './sessionCreation.js';
 import { DEFAULT_LOGITS_BUDGET_BYTES, SessionRunner } from './sessionRunner.js';
 
 /** Everything needed to open a session; structured-cloneable, so it can be sent to a worker. */
@@ -207,21 +208,6 @@ function numberField(config: Record<string, unknown>, keys: string[]): number | 
   return null;
 }
 
-function classifySessionError(onnxFile: string): (error: unknown) => Error {
-  return (error: unknown) => {
-    if (error instanceof SafeEnsembleError) return error;
-    const msg = String((error as Error)?.message ?? error);
-    const external = /external data|\.onnx_data|GetExternalDataInfo|ExternalData|model_path must not be empty/i.exec(msg);
-    if (external || /No such file|cannot open|could not open|doesn't exist|does not exist/i.test(msg)) {
-      // Named next to the model (a rewritten graph is loaded from a temporary folder of links).
-      const named = /([^\s'"]+\.onnx_data[^\s'"]*)/.exec(msg)?.[1];
-      const path = named ? join(dirname(onnxFile), basename(named)) : `${onnxFile}_data`;
-      return new ModelFileMissingError(path, `${onnxFile} refers to external weight data that could not be read (${msg.split('\n')[0]}). Put the *.onnx_data file(s) next to the .onnx file.`, { cause: error });
-    }
-    return new ModelFileInvalidError(onnxFile, `onnxruntime could not load ${onnxFile}: ${msg.split('\n')[0]}. The file may be truncated or not an ONNX model; re-export or re-download it.`, { cause: error });
-  };
-}
-
 /** The KV-cache sizes config.json implies, checked against what the graph declares. */
 function cacheSizes(config: Record<string, unknown>, graph: GraphContract, onnxFile: string): { numKeyValueHeads: number; headDim: number } {
   const heads = numberField(config, ['num_attention_heads', 'n_head', 'num_heads']);
@@ -256,22 +242,23 @@ export interface TokenizerFacts {
 
 /**
  * Opens the session; the tokenizer's facts come with the request, or from `facts` (awaited only
- * once the session exists, so the tokenizer can load meanwhile).
+ * once the session exists, so the tokenizer can load meanwhile). `started` is the creation
+ * of the prepared graph a worker began before importing this module.
  */
-export async function openSession(request: OpenRequest, onWarning: (message: string) => void, facts?: Promise<TokenizerFacts>): Promise<{ runner: SessionRunner; opened: OpenedModel }> {
+export async function openSession(request: OpenRequest, onWarning: (message: string) => void, facts?: Promise<TokenizerFacts>, started?: Promise<CreatedSession> | null): Promise<{ runner: SessionRunner; opened: OpenedModel }> {
   const { onnxFile } = request;
   // A prepared graph belongs to the thread that wrote it, which removes it.
   let source: ModelSource = request.prepared ? { ...request.prepared, cleanup: () => undefined } : modelSource(request);
   let created;
   try {
-    created = await createSessionWithProviders(source.model, { ...request.execution, onWarning }, classifySessionError(onnxFile), { transposedCache: source.names !== null });
+    created = await (started ?? createModelSession(source.model, onnxFile, { ...request.execution, onWarning }, source.names !== null));
   } catch (error) {
     // A rewritten graph that onnxruntime would not load from its temporary folder (weights in
     // a subfolder...): the graph as exported reports its own problems, or runs.
     if (typeof source.model !== 'string' || source.model === onnxFile) throw error;
     source.cleanup();
     source = { model: onnxFile, names: null, scores: null, logitsToKeepAdded: false, cleanup: () => undefined };
-    created = await createSessionWithProviders(source.model, { ...request.execution, onWarning }, classifySessionError(onnxFile));
+    created = await createModelSession(source.model, onnxFile, { ...request.execution, onWarning }, false);
   } finally {
     source.cleanup();
   }
