@@ -83,12 +83,10 @@ const RANGE_BEST = 16;
 /** Above this many ids a range is summed from the whole row rather than read id by id. */
 const WHOLE_ROW_READ = 4096;
 
-/** How a refinement scores the strings inside a winning event (see {@link lookAheadDecision}). */
+/** How a refinement scores the strings inside a winning family (see {@link lookAheadDecision}). */
 interface Refinement {
-  /** Per model, the first stage's normalizer: sub-events keep their joint probability, so a model that gave the event little mass does not gain weight inside it. */
+  /** Per model, the first stage's normalizer: sub-events keep their joint probability, so a model that gave the family little mass does not gain weight inside it. */
   normalizers: readonly number[];
-  /** Candidates outside the event (the winner's excluded extensions): they partition the mass but cannot win. */
-  outside: ReadonlySet<number>;
 }
 
 /**
@@ -116,9 +114,28 @@ async function decideStrings(models: readonly LookAheadModel[], candidates: read
   });
   const average = new Float64Array(n);
   perModel.forEach((p, mi) => p.forEach((x, c) => (average[c]! += models[mi]!.weight * x)));
-  const eligible = (c: number) => !refinement?.outside.has(c);
   let winner = 0;
-  for (let c = 1; c < n; c++) if (eligible(c) && average[c]! > average[winner]!) winner = c;
+  if (stage === 'refine') {
+    // First the family: a root (a candidate no other candidate is a prefix of) with every
+    // candidate that extends it, scored by the root's whole prefix mass. Deciding among
+    // exclusive events directly would split a family's mass over its members ("3", "37", "39")
+    // while a rival family ("4") listed by its root alone keeps all of its own.
+    const family = new Float64Array(n);
+    const rootOf = familyRootIndices(candidates);
+    rootOf.forEach((r, c) => (family[r]! += average[c]!));
+    for (let c = 1; c < n; c++) if (family[c]! > family[winner]!) winner = c;
+  } else {
+    // Inside a family, a string with listed extensions stands for "it, then none of those",
+    // which pools every unlisted continuation. It can win only where the drafter writes exactly
+    // it there (a model that writes digit by digit commits "4" and the next position decides
+    // the next digit); a coarse drafter would commit one of its other whole numbers ("59" in
+    // the event "5, not 55 or 56"), a string nobody scored. Its concrete continuations were
+    // added to the candidates for this reason.
+    const drafterWritesExactly = (c: number) => stringsInEvent(models[0]!, candidates, c, children[c]!, modelPlans[0]![c]?.path ?? [], modelRanges[0]![c] ?? null)[0]?.text === candidates[c];
+    const eligible = (c: number) => refinement === null || children[c]!.length === 0 || drafterWritesExactly(c);
+    winner = -1;
+    for (let c = 0; c < n; c++) if (eligible(c) && (winner < 0 || average[c]! > average[winner]!)) winner = c;
+  }
   const decision: EnsembleDecision = { keys: [...candidates], perModel, average, scores: average, sharpened: false, winner, bareSpaceGaveWay: null };
   const drafter = models[0]!;
   const w = candidates[winner]!;
@@ -126,33 +143,33 @@ async function decideStrings(models: readonly LookAheadModel[], candidates: read
   const inEvent = (mi: number) => stringsInEvent(models[mi]!, candidates, winner, excluded, modelPlans[mi]![winner]?.path ?? [], modelRanges[mi]![winner] ?? null);
   const drafterWays = inEvent(0);
   if (stage === 'refine' && w !== EOS_KEY) {
-    // The winning event is "w, and none of the candidates that extend it". Where the models
-    // would write more than w there ("39" in the event "3"), their longer strings are scored
-    // against what is left of w (one refinement), so the verifiers choose among them too: each
-    // model's likeliest strings in the event, and for one that ends a token at w its likeliest
-    // next token after it.
+    // Then the string inside the winning family: its members, and where the models would write
+    // more than the root there ("39" in the family "3" when only "37" is listed), their longer
+    // strings — each model's likeliest strings in the root's own event, and for one that ends a
+    // token at the root its likeliest next token after it. One refinement, among the strings no
+    // other candidate extends (see the eligibility rule above).
+    const members = candidates.flatMap((c, i) => (i !== winner && c !== EOS_KEY && c.startsWith(w) ? [c] : []));
     const strings = new Set<string>();
     for (let mi = 0; mi < models.length; mi++) {
       const ways = mi === 0 ? drafterWays : inEvent(mi);
       for (const x of ways.slice(0, 2)) if (x.text !== w) strings.add(x.text);
-      const best = ways[0];
-      if (best && best.text === w && models[mi]!.wholeRows) {
-        const got = await models[mi]!.rowsAfter(best.ids);
+      const exact = ways.slice(0, 2).find((x) => x.text === w);
+      if (exact && models[mi]!.wholeRows) {
+        const got = await models[mi]!.rowsAfter(exact.ids);
         if (!got) return null;
         if (got.ran) passes++;
-        const next = got.rows[best.ids.length - 1]!.best;
+        const next = got.rows[exact.ids.length - 1]!.best;
         const vocab = models[mi]!.vocab;
         const text = vocab.isEos(next) ? '' : w + vocab.key(next);
         if (text !== '' && !excluded.some((e) => text.startsWith(candidates[e]!))) strings.add(text);
       }
     }
     const finer = [...strings].slice(0, REFINED_STRINGS);
-    if (finer.length > 0) {
+    if (finer.length > 0 || members.length > 0) {
       // Scored with this stage's normalizers: each sub-event's score is its share of the
-      // ensemble's whole distribution, not of the event (a model that barely believed in the
-      // event would otherwise decide inside it as loudly as one sure of it).
-      const outside = new Set(excluded.map((_, i) => i + 1));
-      const refined = await decideStrings(models, [w, ...excluded.map((e) => candidates[e]!), ...finer], { normalizers, outside });
+      // ensemble's whole distribution, not of the family (a model that barely believed in the
+      // family would otherwise decide inside it as loudly as one sure of it).
+      const refined = await decideStrings(models, [w, ...members, ...finer], { normalizers });
       if (!refined) return null;
       return { ...refined, passes: passes + refined.passes };
     }
@@ -239,6 +256,18 @@ async function probabilities(m: LookAheadModel, row: RowScore): Promise<TokenPro
   }
   const lse = await row.logNormalizer();
   return (_id, logit) => Math.exp(logit - lse);
+}
+
+/** For each candidate, the index of its family's root: the shortest candidate it starts with (end-of-sequence is its own). */
+export function familyRootIndices(candidates: readonly string[]): number[] {
+  return candidates.map((c, i) => {
+    if (c === EOS_KEY) return i;
+    let root = i;
+    candidates.forEach((o, j) => {
+      if (o !== EOS_KEY && o.length < candidates[root]!.length && c.startsWith(o)) root = j;
+    });
+    return root;
+  });
 }
 
 /** Most strings of the models in a winning event a refinement scores. */

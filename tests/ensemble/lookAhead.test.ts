@@ -185,8 +185,42 @@ describe('look-ahead union scoring: prefix masses and the partition', () => {
       const parts = perModel[mi]!.reduce((a, b) => a + b, 0);
       expect(parts).toBeCloseTo(coarse.decision.perModel[mi]![coarse.decision.winner]!, 9);
     }
+    // The winner is the best string no other candidate extends, or one with listed extensions
+    // ("it, then none of those") only where the drafter commits exactly it.
     const { average } = refined.decision;
-    for (let c = 0; c < keys.length; c++) expect(average[c]!).toBeLessThanOrEqual(average[winner]!);
+    const leaf = (c: number) => !keys.some((k, e) => e !== c && k.startsWith(keys[c]!));
+    if (!leaf(winner)) expect(new TextDecoder().decode(qwen.tokenizer.idsToBytes(refined.appended))).toBe(keys[winner]);
+    for (let c = 0; c < keys.length; c++) if (leaf(c)) expect(average[c]!).toBeLessThanOrEqual(average[winner]!);
+  });
+
+  it('decides the family first: a root with extensions keeps its whole prefix mass against a rival listed alone', async () => {
+    const input = 'Mia has 37 marbles. She finds 25 more. How many does she have now?';
+    const written = 'Mia has 37 marbles and finds 25 more, so she has 37 + 25 =';
+    const members = [qwen, mistral].map((lm) => {
+      const prompt = renderPrompt(lm, input, { rawPrompt: false, reserve: 1 });
+      const spans = encodeResponse(lm.tokenizer, prompt.context, written);
+      return { lm, prefix: [...prompt.ids, ...spans.ids] };
+    });
+    const passes = { count: 0 };
+    const models = members.map(({ lm, prefix }) => modelOver(lm, prefix, written, 0.5, passes));
+    await Promise.all(models.map((m) => (m as LookAheadModel & { init(): Promise<void> }).init()));
+    // The likeliest first digit's family split over several members, against every rival root.
+    const roots = [' 6', ' 5', ' 7', ' 4', ' 8'];
+    const coarse = (await lookAheadDecision(models, roots, false))!;
+    const best = roots[coarse.decision.winner]!;
+    const split = [best, `${best}0`, `${best}1`, `${best}2`, `${best}3`, `${best}4`, `${best}5`, `${best}6`, `${best}7`, `${best}8`, `${best}9`];
+    const candidates = [...split, ...roots.filter((r) => r !== best)];
+    const refined = (await lookAheadDecision(models, candidates, true))!;
+    // Split eleven ways, no single member of the family may outscore the runner-up root alone;
+    // the family's share does, and the decision stays inside it.
+    expect(refined.decision.keys[refined.decision.winner]!.startsWith(best)).toBe(true);
+    // The family score is the root's whole prefix mass over the roots' (per model, weighted).
+    const family = (root: string) => models.reduce((sum, m, mi) => {
+      const at = (r: string) => coarse.prefixMass[mi]![roots.indexOf(r)]!;
+      return sum + m.weight * (at(root) / roots.reduce((t, r) => t + at(r), 0));
+    }, 0);
+    for (const r of roots) expect(family(best)).toBeGreaterThanOrEqual(family(r));
+    expect(refined.appended.length).toBeGreaterThan(0);
   });
 });
 
