@@ -117,6 +117,29 @@ describe('leaving a stream while a served model stalls', () => {
     }
   });
 
+  it.each(WAYS)('with look-ahead scoring (a served verifier scored by its top-k), SafeEnsembleLLM.stream() left by %s, then a normal call', async (way) => {
+    const config = { models: [QWEN, served()], rawPrompt: true, unionScoring: 'look-ahead' as const, consensusThreshold: 0.9 };
+    const llm = new SafeEnsembleLLM({ ...config, maxNewTokens: way === 'abandon' ? 16 : 200 });
+    const controller = new AbortController();
+    try {
+      const expected = await llm.invoke(PROMPT, { maxNewTokens: 16 });
+      const options = way === 'signal' ? { signal: controller.signal } : way === 'timeout' ? { timeout: 1500 } : {};
+      const outcome = await within(leave(await llm.stream(PROMPT, options), way, controller), 6000, `leaving by ${way}`);
+      expect(outcome).toMatch({ signal: /Abort/, timeout: /Abort|Timeout/, break: /^broke$/, throw: /^consumer failed$/, 'return-pending': /^returned$/, abandon: /^abandoned$/ }[way]);
+      server.fault = null;
+      expect(await within(llm.invoke(PROMPT, { maxNewTokens: 16 }), way === 'abandon' ? STALL_MS + 8000 : 5000, 'the next call')).toBe(expected);
+      // And the same as a fresh ensemble's: nothing of the left call's look-ahead state survived.
+      const fresh = new SafeEnsembleLLM({ ...config, maxNewTokens: 16 });
+      try {
+        expect(await fresh.invoke(PROMPT)).toBe(expected);
+      } finally {
+        await fresh.dispose();
+      }
+    } finally {
+      await llm.dispose();
+    }
+  });
+
   it.each(WAYS.filter((w) => w !== 'timeout'))('SafeEnsemble.stream() left by %s, then a normal call', async (way) => {
     const ensemble = new SafeEnsemble([await loadModel(QWEN), await loadRemoteModel(served())]);
     const controller = new AbortController();
