@@ -133,6 +133,28 @@ describe('many generations at once', () => {
   });
 });
 
+describe('drafting ahead with other generations running', () => {
+  it('the drafter drafts the next chunk ahead while a generation runs alone, and not while others share the members', async () => {
+    // Worker threads: passes run concurrently, so the drafter can draft while the verifiers score.
+    const ensemble = await SafeEnsemble.load({ models: bundledModels(), loadOptions: { execution: 'worker' }, maxNewTokens: 48 });
+    try {
+      const question = QUESTIONS[1]!;
+      const alone = await ensemble.generate(question);
+      expect(alone.stats.pipeline!.draftedAhead).toBeGreaterThan(0);
+      // The same request twice at once: they advance together, each seeing the other running
+      // (only a tail where one has finished could see it alone).
+      const both = await Promise.all([ensemble.generate(question), ensemble.generate(question)]);
+      for (const r of both) {
+        expect(r.text).toBe(alone.text);
+        expect(r.stats.pipeline!.draftedAhead).toBeLessThan(alone.stats.pipeline!.draftedAhead);
+      }
+      expect(Math.min(...both.map((r) => r.stats.pipeline!.draftedAhead))).toBe(0);
+    } finally {
+      await ensemble.dispose();
+    }
+  });
+});
+
 describe('maxConcurrentGenerations', () => {
   it('bounds the generations running at once and admits the rest in call order', async () => {
     const ensemble = await SafeEnsemble.load({ models: bundledModels(), maxConcurrentGenerations: 2, maxNewTokens: 6 });
