@@ -43,6 +43,12 @@ export interface FolderReport {
   /** loadModel ÷ InferenceSession.create, and the tokenizer alone ÷ create. */
   loadRatio: { load: number; tokenizer: number } | null;
   inspect: string | null;
+  /**
+   * Both prompts decoded at once (their passes batched, pasts of different lengths) against each
+   * alone: max |Δlogit| over every step's row, whether the greedy tokens agree, and the batched
+   * passes run (0: the graph takes turns).
+   */
+  batched: { maxDiff: number; greedySame: boolean; batchedPasses: number } | null;
   verdict: string;
 }
 
@@ -121,6 +127,37 @@ function readF32(file: string): Float32Array {
   return new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
 }
 
+/** Greedy decoding of every prompt on its own sequence: alone one after another, then all at once. */
+async function batchedAgainstAlone(lm: CausalLM, prompts: number[][], columns: number): Promise<NonNullable<FolderReport['batched']>> {
+  const decode = async (ids: number[]) => {
+    const seq = lm.openSequence();
+    try {
+      const rows: Float32Array[] = [];
+      const tokens: number[] = [];
+      let logits = await seq.forward(ids, { logits: 'last' });
+      for (let i = 0; i < STEPS; i++) {
+        rows.push(logits.data.slice(0, Math.min(columns, logits.vocabSize)));
+        const next = logits.argmax(-1);
+        tokens.push(next);
+        if (i + 1 < STEPS) logits = await seq.forward([next], { logits: 'last' });
+      }
+      return { rows, tokens };
+    } finally {
+      seq.close();
+    }
+  };
+  const alone: Array<{ rows: Float32Array[]; tokens: number[] }> = [];
+  for (const ids of prompts) alone.push(await decode(ids));
+  const before = lm.traffic.batchedPasses;
+  const together = await Promise.all(prompts.map((ids) => decode(ids)));
+  let worst = 0;
+  together.forEach((run, p) => run.rows.forEach((row, step) => row.forEach((x, c) => {
+    const y = alone[p]!.rows[step]![c]!;
+    if (Number.isFinite(x) && Number.isFinite(y)) worst = Math.max(worst, Math.abs(x - y));
+  })));
+  return { maxDiff: worst, greedySame: together.every((run, p) => run.tokens.join() === alone[p]!.tokens.join()), batchedPasses: lm.traffic.batchedPasses - before };
+}
+
 async function greedyOurs(lm: CausalLM, ids: number[]): Promise<number[]> {
   lm.crop(0);
   let logits = await lm.forward(ids, { logits: 'last' });
@@ -173,7 +210,7 @@ function headOps(file: string, hasKeepInput: boolean): string[] | null {
 
 export async function checkFolder(input: { arch: string; variant: string; dir: string; built: BuiltVariant; reference: Reference[]; referenceDir: string }): Promise<FolderReport> {
   const { arch, variant, dir, built, reference, referenceDir } = input;
-  const report: FolderReport = { arch, variant, loads: false, torch: null, ort: null, greedy: null, rows: null, loadRatio: null, inspect: null, verdict: '' };
+  const report: FolderReport = { arch, variant, loads: false, torch: null, ort: null, greedy: null, rows: null, loadRatio: null, inspect: null, batched: null, verdict: '' };
   if (!built.ok) {
     report.error = `not built: ${built.error ?? 'unknown'}`;
     report.verdict = report.error;
@@ -228,6 +265,7 @@ export async function checkFolder(input: { arch: string; variant: string; dir: s
     report.torch = { prefill: torchPrefill, decode: torchDecode };
     report.ort = { prefill: ortPrefill, decode: ortDecode };
     report.greedy = { vsOrt, vsTorch };
+    report.batched = await batchedAgainstAlone(lm, reference.map((r) => r.ids), columns);
     const ops = headOps(file, lm.info.graph.logitsToKeepInput !== null && !lm.info.logitsToKeepAdded);
     const n = reference[0]!.ids.length;
     report.rows = ops ? `1 of ${n} (${ops.join(', ')})` : `${n} of ${n}`;
@@ -248,6 +286,7 @@ export async function checkFolder(input: { arch: string; variant: string; dir: s
   if (report.rows && !report.rows.startsWith('1 of')) problems.push('prefill computes every row');
   if (report.ort && (report.ort.prefill > 0 || report.ort.decode > 0)) problems.push(`logits differ from onnxruntime-node's by up to ${Math.max(report.ort.prefill, report.ort.decode)}`);
   if (report.inspect === null) problems.push('inspect failed');
+  if (report.batched && !report.batched.greedySame) problems.push('greedy differs when batched with another sequence');
   report.verdict = problems.length ? problems.join('; ') : 'ok';
   return report;
 }

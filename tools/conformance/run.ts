@@ -87,12 +87,13 @@ for (const [a, b] of PAIRS) {
   pairs.push(await checkPair(join(out, a), join(out, b), PROMPTS[1]!));
 }
 
+const batchedCell = (b: FolderReport['batched']) => (b === null ? '—' : b.batchedPasses === 0 ? 'takes turns (no batched pass)' : `${fmt(b.maxDiff)}, ${b.greedySame ? 'same' : 'DIFFERS'}`);
 const fmt = (x: number | null) => (x === null ? '—' : x === 0 ? '0' : x < 1e-3 ? x.toExponential(0) : x.toFixed(3));
-console.log('| architecture | variant | loads | max \\|Δ\\| prefill / decode vs PyTorch | vs onnxruntime-node | greedy agrees | prefill rows computed | load ÷ create (tokenizer alone) |');
-console.log('|---|---|---|---:|---:|---|---:|---:|');
+console.log('| architecture | variant | loads | max \\|Δ\\| prefill / decode vs PyTorch | vs onnxruntime-node | greedy agrees | prefill rows computed | load ÷ create (tokenizer alone) | batched with another sequence: max \\|Δ\\|, greedy |');
+console.log('|---|---|---|---:|---:|---|---:|---:|---|');
 for (const r of reports) {
   const greedy = r.greedy === null ? '—' : `${r.greedy.vsOrt ? 'yes' : 'NO'} (ort)${r.greedy.vsTorch === null ? '' : `, ${r.greedy.vsTorch ? 'yes' : 'NO'} (PyTorch)`}`;
-  console.log(`| ${r.arch} | ${r.variant} | ${r.loads ? 'yes' : `no: ${r.error}`} | ${fmt(r.torch?.prefill ?? null)} / ${fmt(r.torch?.decode ?? null)} | ${fmt(r.ort?.prefill ?? null)} / ${fmt(r.ort?.decode ?? null)} | ${greedy} | ${r.rows ?? '—'} | ${r.loadRatio === null ? '—' : `${r.loadRatio.load.toFixed(1)} (${r.loadRatio.tokenizer.toFixed(1)})`} |`);
+  console.log(`| ${r.arch} | ${r.variant} | ${r.loads ? 'yes' : `no: ${r.error}`} | ${fmt(r.torch?.prefill ?? null)} / ${fmt(r.torch?.decode ?? null)} | ${fmt(r.ort?.prefill ?? null)} / ${fmt(r.ort?.decode ?? null)} | ${greedy} | ${r.rows ?? '—'} | ${r.loadRatio === null ? '—' : `${r.loadRatio.load.toFixed(1)} (${r.loadRatio.tokenizer.toFixed(1)})`} | ${batchedCell(r.batched)} |`);
 }
 console.log('\n| pair (drafter + verifier) | SAFE greedy | same text and statistics without the incremental cache | E/T |');
 console.log('|---|---|---|---:|');
