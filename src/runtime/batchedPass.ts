@@ -54,8 +54,9 @@ export function padding(job: Pick<BatchJob, 'slot' | 'ids'>, longest: number): {
 }
 
 /** Why passes of this graph cannot share a run, or null when they can. */
-export function batchRefusal(graph: GraphContract, incremental: boolean): string | null {
+export function batchRefusal(graph: GraphContract, incremental: boolean, batchCouplingOp: string | null = null): string | null {
   if (graph.numCacheLayers === 0) return 'the graph keeps no KV cache';
+  if (batchCouplingOp) return `its ${batchCouplingOp} quantizes activations with one scale for the whole batch, so a sequence's logits would depend on the others batched with it`;
   if (!incremental) return 'its cache is not kept incrementally (incrementalCache is off, or the rewrite did not apply)';
   if (!graph.hasAttentionMask) return 'the graph takes no attention_mask, so pasts of different lengths cannot be aligned';
   if (!graph.hasPositionIds) return 'the graph takes no position_ids, so each sequence cannot keep its own positions';
@@ -124,4 +125,16 @@ export async function runBatched(jobs: readonly BatchJob[], ctx: BatchContext): 
     (job.slot.cache as IncrementalKVCache).appendRows(rows, job.slot.history.length + job.ids.length);
   });
   return pieces;
+}
+
+/**
+ * Ops whose result for one sequence of a batch depends on the others: dynamic quantization
+ * picks one scale (and zero point) from the whole input tensor (q8 exports from
+ * `quantize_dynamic`).
+ */
+export const BATCH_COUPLING_OPS: readonly string[] = ['DynamicQuantizeLinear', 'DynamicQuantizeMatMul', 'DynamicQuantizeLSTM'];
+
+/** The first op of `ops` that couples the sequences of a batch, or null. */
+export function batchCouplingOp(ops: ReadonlySet<string>): string | null {
+  return BATCH_COUPLING_OPS.find((op) => ops.has(op)) ?? null;
 }

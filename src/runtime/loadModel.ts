@@ -67,8 +67,9 @@ export interface LoadModelOptions extends ExecutionOptions, HubOptions {
   logitsBudgetBytes?: number;
   /**
    * Let passes of generations running at once share one batched onnxruntime run (default
-   * true; graphs without a free batch axis, an attention mask or position ids take turns, with
-   * one warning). Off: every pass runs alone, as when one generation runs.
+   * true; graphs without a free batch axis, an attention mask or position ids, and dynamically
+   * quantized graphs, take turns, with one warning). Off: every pass runs alone, as when one
+   * generation runs.
    */
   batchPasses?: boolean;
 }

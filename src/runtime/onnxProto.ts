@@ -86,3 +86,23 @@ export function varintAt(buf: Uint8Array, f: { start: number; end: number }): nu
   }
   return value;
 }
+
+/** Every node's op type in `model` (a ModelProto), subgraphs (If / Loop bodies) included. */
+export function opTypes(model: Uint8Array): Set<string> {
+  const ops = new Set<string>();
+  const visit = (from: number, to: number) => {
+    for (const f of fields(model, from, to)) {
+      if (f.field !== 1 || f.wireType !== 2) continue;
+      for (const n of fields(model, f.payloadStart, f.end)) {
+        if (n.field === 4 && n.wireType === 2) ops.add(new TextDecoder().decode(model.subarray(n.payloadStart, n.end)));
+        else if (n.field === 5 && n.wireType === 2) {
+          const sub = fields(model, n.payloadStart, n.end).find((x) => x.field === 6 && x.wireType === 2);
+          if (sub) visit(sub.payloadStart, sub.end);
+        }
+      }
+    }
+  };
+  const graph = fields(model).find((f) => f.field === 7 && f.wireType === 2);
+  if (graph) visit(graph.payloadStart, graph.end);
+  return ops;
+}

@@ -11,6 +11,8 @@ import { NEW_ROWS_SUFFIX, rewriteForIncrementalCache, SEQ_MAJOR_SUFFIX, usesExte
 import { addLogitsToKeep } from './logitsRewrite.js';
 import { addInGraphScores, IN_GRAPH_SCORES_PREFIX, type InGraphScoreNames } from './topKRewrite.js';
 import { readSkeleton } from './modelSkeleton.js';
+import { opTypes } from './onnxProto.js';
+import { batchCouplingOp } from './batchedPass.js';
 import { UnsupportedGraphError } from '../errors.js';
 import { discoverGraph, type GraphContract } from './graph.js';
 import { releaseSession, type InferenceSession } from './ort.js';
@@ -55,6 +57,8 @@ export interface PreparedModel {
   names: IncrementalCacheNames | null;
   scores: InGraphScoreNames | null;
   logitsToKeepAdded: boolean;
+  /** An op that couples the sequences of a batch (they then take turns), or null. */
+  batchCouplingOp: string | null;
 }
 
 /** What opening learned about the model. */
@@ -77,7 +81,7 @@ export interface OpenedModel {
 const REWRITE_LIMIT_BYTES = 2 ** 31;
 
 /** The rewrites a request asks for, applied to a model's bytes; null when none applies. */
-export function rewritten(bytes: Uint8Array, wanted: { cache: boolean; logits: boolean; scores: boolean }): { model: Uint8Array; names: IncrementalCacheNames | null; scores: InGraphScoreNames | null; logitsToKeepAdded: boolean } | null {
+export function rewritten(bytes: Uint8Array, wanted: { cache: boolean; logits: boolean; scores: boolean }): { model: Uint8Array; names: IncrementalCacheNames | null; scores: InGraphScoreNames | null; logitsToKeepAdded: boolean; batchCouplingOp: string | null } | null {
   let model = bytes;
   const withLogitsToKeep = wanted.logits ? addLogitsToKeep(model) : null;
   if (withLogitsToKeep) model = withLogitsToKeep;
@@ -86,7 +90,7 @@ export function rewritten(bytes: Uint8Array, wanted: { cache: boolean; logits: b
   const cache = wanted.cache ? rewriteForIncrementalCache(model) : null;
   if (cache) model = cache.bytes;
   if (model === bytes) return null;
-  return { model, names: cache?.names ?? null, scores: scored?.names ?? null, logitsToKeepAdded: withLogitsToKeep !== null };
+  return { model, names: cache?.names ?? null, scores: scored?.names ?? null, logitsToKeepAdded: withLogitsToKeep !== null, batchCouplingOp: batchCouplingOp(opTypes(bytes)) };
 }
 
 /**
@@ -97,7 +101,7 @@ export function rewritten(bytes: Uint8Array, wanted: { cache: boolean; logits: b
  * made, an inline-weight model is rewritten in memory instead.
  */
 function modelSource(request: OpenRequest): ModelSource {
-  const asExported: ModelSource = { model: request.onnxFile, names: null, scores: null, logitsToKeepAdded: false, cleanup: () => undefined };
+  const asExported: ModelSource = { model: request.onnxFile, names: null, scores: null, logitsToKeepAdded: false, batchCouplingOp: null, cleanup: () => undefined };
   const wanted = { cache: request.incrementalCache !== false, logits: request.logitsToKeep !== false, scores: request.inGraphTopK !== false };
   if (!wanted.cache && !wanted.logits && !wanted.scores) return asExported;
   try {
@@ -144,6 +148,7 @@ interface ModelSource {
   names: IncrementalCacheNames | null;
   scores: InGraphScoreNames | null;
   logitsToKeepAdded: boolean;
+  batchCouplingOp: string | null;
   cleanup: () => void;
 }
 
@@ -257,7 +262,7 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
     // a subfolder...): the graph as exported reports its own problems, or runs.
     if (typeof source.model !== 'string' || source.model === onnxFile) throw error;
     source.cleanup();
-    source = { model: onnxFile, names: null, scores: null, logitsToKeepAdded: false, cleanup: () => undefined };
+    source = { model: onnxFile, names: null, scores: null, logitsToKeepAdded: false, batchCouplingOp: null, cleanup: () => undefined };
     created = await createModelSession(source.model, onnxFile, { ...request.execution, onWarning }, false);
   } finally {
     source.cleanup();
@@ -276,6 +281,7 @@ export async function openSession(request: OpenRequest, onWarning: (message: str
       checkLogits: request.checkLogits,
       logitsBudgetBytes: request.logitsBudgetBytes ?? DEFAULT_LOGITS_BUDGET_BYTES,
       batchPasses: request.batchPasses ?? true,
+      batchCouplingOp: source.batchCouplingOp,
     };
     // The logits width: declared by the graph, else measured with one token (the probe must not
     // reject a narrow width itself: that is what is measured).

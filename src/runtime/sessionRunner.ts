@@ -53,6 +53,8 @@ export interface RunnerSettings {
   logitsBudgetBytes: number;
   /** Whether passes of concurrent sequences may share one batched run (default true, where the graph allows). */
   batchPasses?: boolean;
+  /** An op of the graph that couples the sequences of a batch (see batchedPass.ts), found when the graph was read; such graphs take turns. */
+  batchCouplingOp?: string | null;
 }
 
 /**
@@ -114,7 +116,7 @@ export class SessionRunner implements ModelBackend {
     if (incremental) this.fetches = ['logits', ...incremental.newOutputs.flat()];
     else if (inGraph) this.fetches = session.outputNames.filter((n) => !n.startsWith(IN_GRAPH_SCORES_PREFIX));
     this.scoreFetches = inGraph ? [...this.fetches!, inGraph.topLogits, inGraph.topIds, inGraph.rowSums] : undefined;
-    const refusal = settings.batchPasses === false ? null : batchRefusal(graph, incremental !== null);
+    const refusal = settings.batchPasses === false ? null : batchRefusal(graph, incremental !== null, settings.batchCouplingOp ?? null);
     const canBatch = settings.batchPasses !== false && refusal === null;
     this.scheduler = new PassScheduler({
       canBatch,

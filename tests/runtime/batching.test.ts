@@ -124,6 +124,8 @@ describe('graphs that cannot batch take turns', () => {
   it.each([
     ['no position_ids', { tokenizer: 'llama2', positionIds: false, seed: 8 } as FixtureModelOptions, /position_ids/],
     ['a merged decoder', { tokenizer: 'llama2', cache: 'merged', fileName: 'decoder_model_merged.onnx', seed: 9 } as FixtureModelOptions, /merged decoder/],
+    // q8 exports quantize activations per tensor: one scale for the whole batch.
+    ['a dynamically quantized (q8) head', { tokenizer: 'llama2', head: 'q8', hiddenSize: 32, seed: 61 } as FixtureModelOptions, /DynamicQuantizeLinear quantizes activations with one scale for the whole batch/],
   ])('%s: one warning, the same results', async (_name, options, reason) => {
     await takesTurns(fixtureModel(options), 8, reason);
   });
