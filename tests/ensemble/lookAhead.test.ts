@@ -160,18 +160,23 @@ describe('look-ahead union scoring: prefix masses and the partition', () => {
     expect(passes.count).toBeGreaterThan(0);
   });
 
-  it('a refinement splits the winning event without renormalizing it: its parts keep each model’s share of the event', async () => {
+  /** Both models as look-ahead scoring sees them right after "… 37 + 25 =" (equal weights). */
+  async function afterTheSum(): Promise<LookAheadModel[]> {
     const input = 'Mia has 37 marbles. She finds 25 more. How many does she have now?';
     const written = 'Mia has 37 marbles and finds 25 more, so she has 37 + 25 =';
-    const members = [qwen, mistral].map((lm) => {
+    const passes = { count: 0 };
+    const models = [qwen, mistral].map((lm) => {
       const prompt = renderPrompt(lm, input, { rawPrompt: false, reserve: 1 });
       const spans = encodeResponse(lm.tokenizer, prompt.context, written);
-      return { lm, prefix: [...prompt.ids, ...spans.ids] };
+      return modelOver(lm, [...prompt.ids, ...spans.ids], written, 0.5, passes);
     });
-    const candidates = [' 6', ' 5', ' 7'];
-    const passes = { count: 0 };
-    const models = members.map(({ lm, prefix }) => modelOver(lm, prefix, written, 0.5, passes));
     await Promise.all(models.map((m) => (m as LookAheadModel & { init(): Promise<void> }).init()));
+    return models;
+  }
+
+  it('a refinement splits the winning event without renormalizing it: its parts keep each model’s share of the event', async () => {
+    const models = await afterTheSum();
+    const candidates = [' 6', ' 5', ' 7'];
     const coarse = (await lookAheadDecision(models, candidates, false))!;
     const w = coarse.decision.keys[coarse.decision.winner]!;
     const refined = (await lookAheadDecision(models, candidates, true))!;
@@ -194,16 +199,7 @@ describe('look-ahead union scoring: prefix masses and the partition', () => {
   });
 
   it('decides the family first: a root with extensions keeps its whole prefix mass against a rival listed alone', async () => {
-    const input = 'Mia has 37 marbles. She finds 25 more. How many does she have now?';
-    const written = 'Mia has 37 marbles and finds 25 more, so she has 37 + 25 =';
-    const members = [qwen, mistral].map((lm) => {
-      const prompt = renderPrompt(lm, input, { rawPrompt: false, reserve: 1 });
-      const spans = encodeResponse(lm.tokenizer, prompt.context, written);
-      return { lm, prefix: [...prompt.ids, ...spans.ids] };
-    });
-    const passes = { count: 0 };
-    const models = members.map(({ lm, prefix }) => modelOver(lm, prefix, written, 0.5, passes));
-    await Promise.all(models.map((m) => (m as LookAheadModel & { init(): Promise<void> }).init()));
+    const models = await afterTheSum();
     // The likeliest first digit's family split over several members, against every rival root.
     const roots = [' 6', ' 5', ' 7', ' 4', ' 8'];
     const coarse = (await lookAheadDecision(models, roots, false))!;
