@@ -33,10 +33,13 @@ export const BENCH_METHODS: ReadonlyArray<{ id: string; method: string; options:
   { id: 'safe-lambda-0.3', method: 'SAFE + UniTE, heuristic λ 0.3', options: { strategy: 'safe', sharpening: { method: 'heuristic', lambda: 0.3 } } },
   { id: 'safe-geometric', method: 'SAFE + UniTE, geometric', options: { strategy: 'safe', sharpening: { method: 'geometric' } } },
   { id: 'safe-ensemble-rule', method: "SAFE + UniTE, paper's rejection rule", options: { strategy: 'safe', rejectionRule: 'ensemble' } },
+  { id: 'safe-tempered-ensemble', method: 'SAFE + UniTE, temperature after averaging', options: { strategy: 'safe', temperatureAt: 'ensemble' } },
 ];
 
 /** The methods a sampling benchmark (--temperature above 0) runs by default. */
-export const SAMPLING_METHODS = ['single', 'every-token', 'safe', 'safe-ensemble-rule', 'safe-look-ahead'];
+export const SAMPLING_METHODS = ['single', 'every-token', 'safe', 'safe-ensemble-rule', 'safe-tempered-ensemble', 'safe-look-ahead'];
+/** Methods that differ from another only when sampling: left out of a greedy run's default. */
+const SAMPLING_ONLY = new Set(['safe-ensemble-rule', 'safe-tempered-ensemble']);
 
 export const BENCH_HELP = `Usage: safe-ensemble bench [options]
 
@@ -319,7 +322,7 @@ export async function bench(args: string[], out: NodeJS.WritableStream = process
     ? (values.methods as string).split(',').map((m) => methodById(m.trim()).id)
     : sampling
       ? SAMPLING_METHODS
-      : BENCH_METHODS.filter((m) => m.id !== 'safe-ensemble-rule').map((m) => m.id);
+      : BENCH_METHODS.filter((m) => !SAMPLING_ONLY.has(m.id)).map((m) => m.id);
   const methods = ['single', ...new Set(chosen.filter((id) => id !== 'single'))];
   const configs: EnsembleConfig[] = [];
   if (values.pairs) {

@@ -154,7 +154,7 @@ export class Decider {
     let entry = point.decision.winner;
     let sampling: TraceSampling | undefined;
     if (this.state.sampling) {
-      const p = ensembleProbabilities(point.decision);
+      const p = ensembleProbabilities(point.decision, this.state.sampling!.ensembleExponent);
       const uniform = this.state.sampling.random.uniform(Stream.Ensemble, this.state.stats.cycles, d.index);
       entry = drawIndex(p, uniform);
       sampling = { probabilities: p, draw: { from: 'ensemble', uniform, probability: p[entry]! } };
@@ -176,7 +176,7 @@ export class Decider {
     const point = await this.ensemblePoint(d, verifierRows, text, gac);
     const t0 = performance.now();
     const { keys } = point.decision;
-    const p = ensembleProbabilities(point.decision);
+    const p = ensembleProbabilities(point.decision, this.state.sampling!.ensembleExponent);
     const kept = await d.score.truncated(sampling.truncation);
     const q = await this.drafterStringProbabilities(d, keys, kept);
     const drafted = keys.indexOf(state.drafter.vocab.key(d.id));
@@ -226,7 +226,7 @@ export class Decider {
   /** The kept set of a member's row when sampling (a whole row without a cut keeps everything: no read). */
   private async keptOf(m: Member, row: RowScore): Promise<KeptSet> {
     const sampling = this.state.sampling!;
-    const t = sampling.truncation;
+    const t = sampling.memberTruncation;
     if (!sampling.cut && m.lm.wholeRows && !this.state.constraint) return { temperature: t.temperature, all: true, count: row.width, cutoffLogit: -Infinity, cutoffId: row.width - 1, ids: null, logNormalizer: NaN };
     return row.truncated(t);
   }

@@ -45,7 +45,9 @@ export function generationState(models: readonly SequenceModel[], prompts: reado
   let sampling: GenerationState['sampling'] = null;
   if (isSampling(options)) {
     const random = new SamplingRandom(options.seed ?? freshSeed());
-    sampling = { truncation: { temperature: options.temperature, topK: options.topK, topP: options.topP }, random, cut: options.topK > 0 || options.topP < 1 };
+    const truncation = { temperature: options.temperature, topK: options.topK, topP: options.topP };
+    const atEnsemble = options.temperatureAt === 'ensemble';
+    sampling = { truncation, memberTruncation: atEnsemble ? { ...truncation, temperature: 1 } : truncation, ensembleExponent: atEnsemble ? 1 / options.temperature : 1, random, cut: options.topK > 0 || options.topP < 1 };
     stats.sampling = { seed: random.seed, tested: 0, accepted: 0, rejected: 0 };
   }
   return { options, members, drafter, verifiers: members.filter((m) => m !== drafter), bytes: new ByteBuffer(), ids: [], lead: 0, verifiedBase: 0, finish: null, stats, sampling, constraint: options.constraint ?? null, budget: options.maxNewTokens };

@@ -10,6 +10,8 @@ import { normalizeToolChoice, type ToolChoice } from './toolChoice.js';
 
 /** What happens after SAFE rejects a drafted token: a draw from the residual distribution, or from the ensemble's. */
 export type RejectionRule = 'residual' | 'ensemble';
+/** Sampling: where the temperature applies (see {@link EnsembleOptions.temperatureAt}). */
+export type TemperatureAt = 'members' | 'ensemble';
 
 /** Decoding strategy. */
 export type Strategy = 'safe' | 'single' | 'every-token' | 'gac-threshold';
@@ -56,6 +58,14 @@ export interface EnsembleOptions {
   seed?: number;
   /** SAFE sampling, after a rejected draft token: `residual` (default; exact: tokens follow the ensemble distribution) or `ensemble` (the paper's literal reading: draw from the ensemble distribution). */
   rejectionRule?: RejectionRule;
+  /**
+   * Sampling: where the temperature applies. `members` (default): each model's distribution is
+   * tempered, then they are averaged. `ensemble`: the models' distributions are averaged at
+   * temperature 1 and the average is tempered (P_ens^(1/T), renormalized), which keeps the
+   * ensemble's own preference where the models disagree; the drafter still drafts at T, and
+   * SAFE's acceptance test stays exact. First-token union scoring only.
+   */
+  temperatureAt?: TemperatureAt;
   /** Tokens the drafter proposes per cycle (default 5). */
   draftLength?: number;
   /** Skip the ensemble when the mean own-token probability exceeds this (default 0.5). */
@@ -106,6 +116,7 @@ export interface ResolvedOptions {
   topP: number;
   seed: number | null;
   rejectionRule: RejectionRule;
+  temperatureAt: TemperatureAt;
   draftLength: number;
   consensusThreshold: number;
   unanimitySkip: boolean;
@@ -137,6 +148,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
   topP: 1,
   seed: null,
   rejectionRule: 'residual',
+  temperatureAt: 'members',
   draftLength: 5,
   consensusThreshold: 0.5,
   unanimitySkip: true,
@@ -153,7 +165,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
 
 /** Names of all option fields, for filtering call options. */
 export const OPTION_KEYS: ReadonlyArray<keyof EnsembleOptions> = [
-  'strategy', 'baseEnsembler', 'unionTopK', 'unionScoring', 'lookAheadCandidates', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
+  'strategy', 'baseEnsembler', 'unionTopK', 'unionScoring', 'lookAheadCandidates', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'temperatureAt', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
   'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches', 'constraint', 'responseFormat', 'toolChoice',
 ];
 
@@ -290,7 +302,7 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
   if (tools !== undefined) checkToolDefinitions(tools);
   const known = new Set<string>(OPTION_KEYS as readonly string[]);
   for (const k of Object.keys(merged)) if (!known.has(k)) fail(k, `is not a SAFE option; valid options are ${[...known].join(', ')}.`);
-  return {
+  const resolved: ResolvedOptions = {
     strategy: oneOf('strategy', get('strategy'), ['safe', 'single', 'every-token', 'gac-threshold'] as const),
     baseEnsembler: oneOf('baseEnsembler', get('baseEnsembler'), ['unite', 'gac'] as const),
     unionTopK: int('unionTopK', get('unionTopK'), 1, 1000),
@@ -301,6 +313,7 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     topP: ranged('topP', get('topP'), 0, 1, false),
     seed: merged.seed === undefined || merged.seed === null ? null : int('seed', merged.seed, 0, Number.MAX_SAFE_INTEGER),
     rejectionRule: oneOf('rejectionRule', get('rejectionRule'), ['residual', 'ensemble'] as const),
+    temperatureAt: oneOf('temperatureAt', get('temperatureAt'), ['members', 'ensemble'] as const),
     draftLength: int('draftLength', get('draftLength'), 1, 64),
     consensusThreshold: unit('consensusThreshold', get('consensusThreshold')),
     unanimitySkip: bool('unanimitySkip', get('unanimitySkip')),
@@ -319,6 +332,10 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     toolChoice: merged.toolChoice === undefined ? undefined : (normalizeToolChoice(merged.toolChoice), merged.toolChoice as ToolChoice),
     recomputeCaches: bool('recomputeCaches', get('recomputeCaches')),
   };
+  if (resolved.temperatureAt === 'ensemble' && resolved.unionScoring === 'look-ahead' && resolved.temperature > 0) {
+    fail('temperatureAt', "'ensemble' works with unionScoring 'first-token'; look-ahead families are sampled at the members' temperature. Pass temperatureAt: 'members', or unionScoring: 'first-token'.");
+  }
+  return resolved;
 }
 
 /** The constraint of a call: its own, or its response format's (not both). */

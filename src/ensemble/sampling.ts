@@ -75,11 +75,18 @@ export function freshSeed(): number {
  * normalised to sum 1. Without sharpening the scores are the averaged distribution; when the
  * decision was sharpened (greedy mode's rule: the top average below `sharpening.below`), the
  * sharpened scores, with bare spaces removed as greedy mode removes them from the candidates.
+ * `exponent` (1 / temperature with `temperatureAt: 'ensemble'`) tempers the result.
  */
-export function ensembleProbabilities(decision: EnsembleDecision): Float64Array {
+export function ensembleProbabilities(decision: EnsembleDecision, exponent = 1): Float64Array {
   const { keys, scores, sharpened } = decision;
   const out = Float64Array.from(scores);
   if (sharpened && keys.some((k) => !isBareSpace(k))) keys.forEach((k, e) => isBareSpace(k) && (out[e] = 0));
+  // Tempered after averaging (temperatureAt: 'ensemble'): scaled by the largest first, so that
+  // a high power of small probabilities does not underflow to an all-zero row.
+  if (exponent !== 1) {
+    const top = Math.max(...out);
+    if (top > 0) for (let e = 0; e < out.length; e++) out[e] = (out[e]! / top) ** exponent;
+  }
   let sum = 0;
   for (const p of out) sum += p;
   if (!(sum > 0)) return Float64Array.from(decision.average);

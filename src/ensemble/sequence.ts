@@ -50,7 +50,12 @@ export interface Drafted {
 
 /** Sampling settings of a generation: the temperature and cut, and its random numbers. */
 export interface SamplingState {
+  /** The drafter's draws: the temperature and cut. */
   truncation: Truncation;
+  /** How each member's distribution enters the ensemble: `truncation`, or at temperature 1 when the temperature applies to the ensemble (`temperatureAt: 'ensemble'`). */
+  memberTruncation: Truncation;
+  /** The power the ensemble distribution is raised to (then renormalized): 1, or 1 / temperature with `temperatureAt: 'ensemble'`. */
+  ensembleExponent: number;
   random: SamplingRandom;
   /** Whether a top-k or top-p cut applies (else whole rows are kept). */
   cut: boolean;

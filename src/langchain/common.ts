@@ -28,6 +28,7 @@ export interface SafeEnsembleKnobs
     | 'topP'
     | 'seed'
     | 'rejectionRule'
+    | 'temperatureAt'
     | 'draftLength'
     | 'consensusThreshold'
     | 'unanimitySkip'
