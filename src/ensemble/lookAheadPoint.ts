@@ -9,7 +9,7 @@ import type { RowScore } from '../member/scores.js';
 import { keptProbability } from '../member/truncation.js';
 import type { EnsembleDecision } from './aggregate.js';
 import { lookAheadDecision, type LookAheadModel } from './lookAheadScoring.js';
-import { acceptanceLowerBound, drafterWayInto, familyDistribution, familyOfDraft, familyRoots } from './lookAheadSampling.js';
+import { acceptanceLowerBound, drafterWayInto, familyDistribution, familyOfDraft, familyRoots, type FamilyPool } from './lookAheadSampling.js';
 import type { Recorder } from './recorder.js';
 import { acceptanceTest, ensembleProbabilities, Stream } from './sampling.js';
 import { scorePass, type Drafted, type GenerationState, type Member } from './sequence.js';
@@ -103,7 +103,10 @@ export class LookAheadPoints {
           return rows && { rows, ran: true };
         },
         // Prefix masses need normalized probabilities: the kept set with its normalizer, even uncut.
-        ...(state.sampling ? { kept: (row: RowScore) => row.truncated(state.sampling!.truncation) } : {}),
+        // With temperatureAt 'ensemble' the models are read at temperature 1 and the drafter's
+        // draft (q) at the temperature as well.
+        ...(state.sampling ? { kept: (row: RowScore) => row.truncated(state.sampling!.memberTruncation) } : {}),
+        ...(state.sampling && i === 0 && state.sampling.ensembleExponent !== 1 ? { draftKept: (row: RowScore) => row.truncated(state.sampling!.truncation) } : {}),
       };
     });
   }
@@ -121,6 +124,7 @@ export class LookAheadPoints {
     const sampling = state.sampling!;
     const vocab = state.drafter.vocab;
     this.pointMoved = false;
+    const pool: FamilyPool = { exponent: sampling.ensembleExponent, geometricBelow: o.sharpening.method === 'geometric' ? o.sharpening.below : null };
     const first = await this.pointAt(d, verifierRows, text);
     const t0 = performance.now();
     const { keys, average } = first.decision;
@@ -140,13 +144,15 @@ export class LookAheadPoints {
     if (typeof known === 'number' && known >= 0) {
       // Where the models' best tokens already bound min(1, P_ens(F) / q(F)) above the test's
       // uniform, the draft stands for sure: the same uniform the full test would use.
-      const views = await Promise.all(models.map(async (m) => {
+      const view = async (m: LookAheadModel, keptOf: NonNullable<LookAheadModel['kept']>) => {
         const top = m.row.top(o.unionTopK);
-        const kept = await m.kept!(m.row);
+        const kept = await keptOf(m.row);
         return { model: m, ids: top.ids, probabilities: Array.from(top.ids, (id, i) => keptProbability(kept, id, top.logits[i]!)) };
-      }));
+      };
+      const views = await Promise.all(models.map((m) => view(m, m.kept!)));
+      const drafterView = models[0]!.draftKept ? await view(models[0]!, models[0]!.draftKept) : views[0]!;
       const uniform = sampling.random.uniform(Stream.Accept, state.stats.cycles, d.index);
-      const bound = acceptanceLowerBound(views, roots, known);
+      const bound = acceptanceLowerBound(views, roots, known, pool, drafterView);
       if (uniform < bound) {
         const counts = state.stats.sampling!;
         counts.tested++;
@@ -157,13 +163,13 @@ export class LookAheadPoints {
         state.stats.time.ensemblingMs += performance.now() - t0;
         if (o.trace) {
           const acceptance = { draftProbability: NaN, ensembleProbability: NaN, acceptProbability: bound, uniform, accepted: true, bounded: true };
-          await this.recorder.record({ d, scores: first.scores, verifierOwn, decision: first.decision, entry: -1, appended: [d.id], gac: false, sampling: { probabilities: ensembleProbabilities(first.decision), acceptance }, lookAhead: { passes: 0, prefixMass: [] } });
+          await this.recorder.record({ d, scores: first.scores, verifierOwn, decision: first.decision, entry: -1, appended: [d.id], gac: false, sampling: { probabilities: ensembleProbabilities(first.decision, sampling.ensembleExponent), acceptance }, lookAhead: { passes: 0, prefixMass: [] } });
         }
         const root = roots[known]!;
         return { testedUntil: root === EOS_KEY ? d.offset + 1 : d.offset + root.length };
       }
     }
-    const family = await familyDistribution(models, candidates);
+    const family = await familyDistribution(models, candidates, pool);
     if (!family) return null;
     let passes = family.scored.passes;
     let drawnAhead = 0;
@@ -201,7 +207,7 @@ export class LookAheadPoints {
     } else if (drawnAhead > 0) appended = draft;
     state.stats.time.ensemblingMs += performance.now() - t0;
     if (o.trace) {
-      const decision: EnsembleDecision = { keys: family.roots, perModel: family.perModel, average: family.p, scores: family.p, sharpened: false, winner: entry, bareSpaceGaveWay: null };
+      const decision: EnsembleDecision = { keys: family.roots, perModel: family.perModel, average: family.p, scores: family.p, sharpened: family.geometric, winner: entry, bareSpaceGaveWay: null };
       const trace: TraceSampling = {
         probabilities: family.p,
         draftProbabilities: family.q,

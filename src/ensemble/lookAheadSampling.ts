@@ -12,9 +12,8 @@
  * distribution (after a rejection, a token drawn from its tokens that start the family).
  * @module
  */
-import type { LookAheadModel, PrefixMasses } from './lookAheadScoring.js';
-import { planOf, prefixMasses } from './lookAheadScoring.js';
-import { drawIndex } from './sampling.js';
+import { planOf, prefixMasses, type LookAheadModel, type PrefixMasses } from './prefixMass.js';
+import { drawIndex, temperedDistribution } from './sampling.js';
 import { EOS_KEY } from './vocabulary.js';
 
 /** The family distribution at an ensemble point. */
@@ -23,9 +22,11 @@ export interface FamilyDistribution {
   roots: string[];
   /** Per model, its share of each family (normalized over the roots). */
   perModel: Float64Array[];
-  /** P_ens over the families: the weighted mean of {@link perModel}. */
+  /** P_ens over the families: {@link perModel} pooled (the weighted mean, or the geometric mean where it applies) and tempered with `temperatureAt: 'ensemble'`. */
   p: Float64Array;
-  /** The drafter's probability of each family (its prefix mass of the root; not normalized: the rest is outside every family). */
+  /** Whether the geometric mean pooled the shares. */
+  geometric: boolean;
+  /** The drafter's probability of each family under its draft's distribution (its prefix mass of the root; not normalized: the rest is outside every family). */
   q: Float64Array;
   /** What the scoring read: prefix masses, ranges and plans per model (over the roots). */
   scored: PrefixMasses;
@@ -54,8 +55,25 @@ export function familyOfDraft(roots: readonly string[], text: string, ended: boo
   return undetermined ? 'undetermined' : -1;
 }
 
-/** Scores the families of `candidates` for every model (drafter first). Null when aborted. */
-export async function familyDistribution(models: readonly LookAheadModel[], candidates: readonly string[]): Promise<FamilyDistribution | null> {
+/**
+ * How the models' family shares are pooled into P_ens: `exponent` (1 / T with `temperatureAt:
+ * 'ensemble'`, else 1) tempers the pool; `geometricBelow` (the `geometric` sharpening's trigger)
+ * pools by the weighted geometric mean wherever the weighted mean's top family is below it.
+ */
+export interface FamilyPool {
+  exponent: number;
+  geometricBelow: number | null;
+}
+
+/** The arithmetic mean, untempered: SAFE's P_ens. */
+const MEAN: FamilyPool = { exponent: 1, geometricBelow: null };
+
+/**
+ * Scores the families of `candidates` for every model (drafter first) and pools them (see
+ * {@link FamilyPool}). With a tempered pool the models are read at temperature 1 and the
+ * drafter's q comes from its draft's distribution ({@link LookAheadModel.draftKept}). Null when aborted.
+ */
+export async function familyDistribution(models: readonly LookAheadModel[], candidates: readonly string[], pool: FamilyPool = MEAN): Promise<FamilyDistribution | null> {
   const roots = familyRoots(candidates);
   const scored = await prefixMasses(models, roots);
   if (!scored) return null;
@@ -63,12 +81,19 @@ export async function familyDistribution(models: readonly LookAheadModel[], cand
     const total = mass.reduce((s, x) => s + x, 0);
     return total > 0 ? mass.map((x) => x / total) : new Float64Array(mass.length);
   });
-  const p = new Float64Array(roots.length);
-  perModel.forEach((share, mi) => share.forEach((x, r) => (p[r]! += models[mi]!.weight * x)));
-  // A model with no mass on any root has no say: the others' shares are renormalized.
-  const total = p.reduce((s, x) => s + x, 0);
-  if (total > 0 && Math.abs(total - 1) > 1e-12) p.forEach((x, r) => (p[r] = x / total));
-  return { roots, perModel, p, q: Float64Array.from(scored.masses[0]!), scored };
+  const mean = new Float64Array(roots.length);
+  perModel.forEach((share, mi) => share.forEach((x, r) => (mean[r]! += models[mi]!.weight * x)));
+  let pooled = mean;
+  let geometric = false;
+  if (pool.geometricBelow !== null && Math.max(...mean) < pool.geometricBelow) {
+    // A product of experts: a family one model gives no mass gets none. Where every family gets
+    // none (each is some model's impossibility), the mean stands.
+    const product = Float64Array.from(roots, (_, r) => Math.exp(perModel.reduce((s, share, mi) => s + models[mi]!.weight * Math.log(share[r]!), 0)));
+    if (product.some((x) => x > 0)) [pooled, geometric] = [product, true];
+  }
+  // Normalized (a model with no mass on any root has no say in the mean), then tempered.
+  const p = temperedDistribution(Float64Array.from(pooled), pool.exponent) ?? mean;
+  return { roots, perModel, p, geometric, q: Float64Array.from(scored.atDraft[0]?.masses ?? scored.masses[0]!), scored };
 }
 
 /**
@@ -78,7 +103,8 @@ export async function familyDistribution(models: readonly LookAheadModel[], cand
  */
 export function drafterWayInto(family: FamilyDistribution, r: number, uniform: number): number[] {
   const plan = family.scored.plans[0]![r];
-  const range = family.scored.ranges[0]![r];
+  // Inside the family the drafter writes on from its draft's distribution.
+  const range = (family.scored.atDraft[0]?.ranges ?? family.scored.ranges[0]!)[r];
   if (!plan || !range || range.ids.length === 0) return [];
   const weights = range.probabilities;
   const total = weights.reduce((s, w) => s + w, 0);
@@ -95,24 +121,24 @@ export interface TopView {
 /**
  * A lower bound of the acceptance probability min(1, P_ens(F) / q(F)) of the draft's family `r`
  * from the models' best tokens alone: a test whose uniform falls below it accepts for sure, and
- * the whole rows need not be read (exact: the full test would accept with that uniform too). A lower bound of
- * P_ens(F): each model's best tokens starting with the root (where it writes the root as one
+ * the whole rows need not be read (exact: the full test would accept with that uniform too). A lower bound L of
+ * the models' mean share of F: each model's best tokens starting with the root (where it writes the root as one
  * token), divided by an upper bound of its normalizer (1 minus its best tokens that start no
- * family); an upper bound of q(F): 1 minus the drafter's best tokens that can start no draft in F.
+ * family); an upper bound of q(F): 1 minus the drafter's best tokens (`drafter`: as it drafts)
+ * that can start no draft in F. Tempered by the pool's exponent e, the other n − 1 families' powers
+ * sum to at most c·(1 − L)^e (c = 1 for e ≥ 1, (n − 1)^(1 − e) below), so P_ens(F) ≥ L^e / (L^e + c·(1 − L)^e).
  */
-export function acceptanceLowerBound(views: readonly TopView[], roots: readonly string[], r: number): number {
+export function acceptanceLowerBound(views: readonly TopView[], roots: readonly string[], r: number, pool: FamilyPool = MEAN, drafter: TopView = views[0]!): number {
   const root = roots[r]!;
   const keyOf = (v: TopView, id: number) => (v.model.vocab.isEos(id) ? EOS_KEY : v.model.vocab.key(id));
   const related = (key: string, rootKey: string) => (key === EOS_KEY || rootKey === EOS_KEY ? key === rootKey : key.startsWith(rootKey) || rootKey.startsWith(key));
-  const drafter = views[0]!;
   let qUpper = 1;
   for (let i = 0; i < drafter.ids.length; i++) if (!related(keyOf(drafter, drafter.ids[i]!), root)) qUpper -= drafter.probabilities[i]!;
-  let pLower = 0;
-  for (const v of views) {
-    // A model that writes the root in more tokens (or at a dummy-space start) counts nothing here.
-    if (v.model.dummySpace) continue;
+  // Each model's share of F from below: 0 where it writes the root in more tokens (or at a dummy-space start).
+  const shares = views.map((v) => {
+    if (v.model.dummySpace) return 0;
     const plan = planOf(v.model, root);
-    if (!plan || plan.path.length > 0) continue;
+    if (!plan || plan.path.length > 0) return 0;
     let inFamily = 0;
     let normalizerUpper = 1;
     for (let i = 0; i < v.ids.length; i++) {
@@ -120,7 +146,17 @@ export function acceptanceLowerBound(views: readonly TopView[], roots: readonly 
       if (root === EOS_KEY ? key === EOS_KEY : key !== EOS_KEY && key.startsWith(root)) inFamily += v.probabilities[i]!;
       if (!roots.some((x) => related(key, x))) normalizerUpper -= v.probabilities[i]!;
     }
-    if (normalizerUpper > 0) pLower += v.model.weight * Math.min(1, inFamily / normalizerUpper);
+    return normalizerUpper > 0 ? Math.min(1, inFamily / normalizerUpper) : 0;
+  });
+  let pLower = shares.reduce((s, x, mi) => s + views[mi]!.model.weight * x, 0);
+  // The geometric pool's normalizer is at most 1 (weighted AM-GM: Σ_G Π s_k(G)^w_k ≤ Σ_k w_k Σ_G s_k(G) = 1),
+  // so Π L_k^w_k bounds it from below; whichever pool applies, the smaller bound holds.
+  if (pool.geometricBelow !== null) pLower = Math.min(pLower, Math.exp(shares.reduce((s, x, mi) => s + views[mi]!.model.weight * Math.log(x), 0)));
+  const e = pool.exponent;
+  if (e !== 1 && pLower > 0) {
+    const others = e >= 1 ? 1 : Math.max(1, roots.length - 1) ** (1 - e);
+    const own = Math.min(1, pLower) ** e;
+    pLower = own / (own + others * Math.max(0, 1 - pLower) ** e);
   }
   // A margin for rounding: the full test computes its sums another way.
   return qUpper > 0 ? Math.max(0, Math.min(1, pLower / qUpper) - 1e-9) : 0;

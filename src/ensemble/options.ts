@@ -28,7 +28,11 @@ export type SharpeningMethod = 'heuristic' | 'geometric' | 'none';
 
 /** Sharpening of the ensemble distribution (paper §3.3). */
 export interface SharpeningOptions {
-  /** `heuristic` (paper main results), `geometric` (geometric mean) or `none`. */
+  /**
+   * `heuristic` (paper main results), `geometric` (geometric mean) or `none`. With look-ahead
+   * scoring and a temperature, `geometric` pools the models' family shares by their weighted
+   * geometric mean (a product of experts; `below: 1` for every point), and SAFE's test stays exact over it.
+   */
   method?: SharpeningMethod;
   /** Sharpen only when the largest averaged probability is below this (default 0.5). */
   below?: number;
@@ -63,7 +67,8 @@ export interface EnsembleOptions {
    * tempered, then they are averaged. `ensemble`: the models' distributions are averaged at
    * temperature 1 and the average is tempered (P_ens^(1/T), renormalized), which keeps the
    * ensemble's own preference where the models disagree; the drafter still drafts at T, and
-   * SAFE's acceptance test stays exact. First-token union scoring only.
+   * SAFE's acceptance test stays exact. With look-ahead scoring the families' pool is tempered
+   * and the drafter's family probabilities are read at T.
    */
   temperatureAt?: TemperatureAt;
   /** Tokens the drafter proposes per cycle (default 5). */
@@ -332,9 +337,6 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     toolChoice: merged.toolChoice === undefined ? undefined : (normalizeToolChoice(merged.toolChoice), merged.toolChoice as ToolChoice),
     recomputeCaches: bool('recomputeCaches', get('recomputeCaches')),
   };
-  if (resolved.temperatureAt === 'ensemble' && resolved.unionScoring === 'look-ahead' && resolved.temperature > 0) {
-    fail('temperatureAt', "'ensemble' works with unionScoring 'first-token'; look-ahead families are sampled at the members' temperature. Pass temperatureAt: 'members', or unionScoring: 'first-token'.");
-  }
   return resolved;
 }
 

@@ -81,17 +81,25 @@ export function ensembleProbabilities(decision: EnsembleDecision, exponent = 1):
   const { keys, scores, sharpened } = decision;
   const out = Float64Array.from(scores);
   if (sharpened && keys.some((k) => !isBareSpace(k))) keys.forEach((k, e) => isBareSpace(k) && (out[e] = 0));
-  // Tempered after averaging (temperatureAt: 'ensemble'): scaled by the largest first, so that
-  // a high power of small probabilities does not underflow to an all-zero row.
+  return temperedDistribution(out, exponent) ?? Float64Array.from(decision.average);
+}
+
+/**
+ * `weights` raised to `exponent` (1 / temperature with `temperatureAt: 'ensemble'`) and
+ * normalized to sum 1, in place; null when nothing is left. Scaled by the largest first, so that
+ * a high power of small probabilities does not underflow to an all-zero row.
+ */
+export function temperedDistribution(weights: Float64Array, exponent: number): Float64Array | null {
   if (exponent !== 1) {
-    const top = Math.max(...out);
-    if (top > 0) for (let e = 0; e < out.length; e++) out[e] = (out[e]! / top) ** exponent;
+    let top = 0;
+    for (const w of weights) if (w > top) top = w;
+    if (top > 0) for (let e = 0; e < weights.length; e++) weights[e] = (weights[e]! / top) ** exponent;
   }
   let sum = 0;
-  for (const p of out) sum += p;
-  if (!(sum > 0)) return Float64Array.from(decision.average);
-  for (let e = 0; e < out.length; e++) out[e]! /= sum;
-  return out;
+  for (const w of weights) sum += w;
+  if (!(sum > 0)) return null;
+  for (let e = 0; e < weights.length; e++) weights[e]! /= sum;
+  return weights;
 }
 
 /** Index drawn from `weights` (non-negative, any sum > 0) with `uniform` in [0, 1), by inverse CDF. */

@@ -15,6 +15,7 @@ import { problemSet } from '../../src/demo/wordProblems';
 import { renderPrompt } from '../../src/ensemble/prompt';
 import { encodeResponse } from '../../src/text/continuation';
 import { chiSquare } from '../helpers/chiSquare';
+import { itOnce } from '../helpers/projects';
 
 const [QWEN, MISTRAL] = bundledModels() as [string, string];
 
@@ -50,7 +51,7 @@ describe('look-ahead sampling on the bundled models: the drafter’s draft, the 
   const written = 'Mia has 37 marbles and finds 25 more, so she has 37 + 25 =';
 
   /** A member at the point: rows after any path, computed from an empty cache and kept. */
-  async function member(lm: CausalLM, weight: number) {
+  async function member(lm: CausalLM, weight: number, read = truncation, drafts: typeof truncation | null = null) {
     const prompt = renderPrompt(lm, input, { rawPrompt: false, reserve: 1 });
     const prefix = [...prompt.ids, ...encodeResponse(lm.tokenizer, prompt.context, written).ids];
     const cache = new Map<string, RowScore[]>();
@@ -76,7 +77,8 @@ describe('look-ahead sampling on the bundled models: the drafter’s draft, the 
       wholeRows: true,
       atHand: () => false,
       rowsAfter: async (path) => ({ rows: (await rowsAfter(path)).slice(1), ran: true }),
-      kept: (r) => r.truncated(truncation),
+      kept: (r) => r.truncated(read),
+      ...(drafts ? { draftKept: (r: RowScore) => r.truncated(drafts) } : {}),
     };
     return { model, vocab, rowsAfter };
   }
@@ -151,6 +153,85 @@ describe('look-ahead sampling on the bundled models: the drafter’s draft, the 
       }
     }
     expect(positive).toBeGreaterThan(0);
+  });
+
+  describe("pooled otherwise: temperature after the pool (temperatureAt: 'ensemble'), the geometric mean (sharpening 'geometric')", () => {
+    const atOne = { ...truncation, temperature: 1 };
+    const cases: Array<{ temperature: number; geometric: boolean }> = [
+      { temperature: 0.7, geometric: false },
+      { temperature: 1.3, geometric: false },
+      { temperature: 0.7, geometric: true },
+      { temperature: 1, geometric: true },
+    ];
+    for (const { temperature, geometric } of cases) {
+      const atT = { ...truncation, temperature };
+      // temperatureAt 'ensemble' reads the models at temperature 1 and the drafter's draft at T.
+      const reads = temperature === 1 ? atT : atOne;
+      const pool = { exponent: 1 / temperature, geometricBelow: geometric ? 1 : null };
+      const label = `${geometric ? 'geometric' : 'mean'}, T = ${temperature}`;
+      itOnce(`${label}: P_ens is the pool by hand, q the drafter's draft masses, committed families follow P_ens (chi-square, 3,000 draws)`, async () => {
+        const drafter = await member(qwen, 0.5, reads, reads === atT ? null : atT);
+        const verifier = await member(mistral, 0.5, reads);
+        const candidates = [' 62', ' 61', ' 5', ' 7'];
+        const family = (await familyDistribution([drafter.model, verifier.model], candidates, pool))!;
+        expect(family.geometric).toBe(geometric);
+        // P_ens from the shares read at temperature 1, by hand.
+        const plain = (await familyDistribution([drafter.model, verifier.model], candidates))!;
+        const [a, b] = plain.perModel;
+        const pooled = [...plain.p].map((x, r) => (geometric ? Math.sqrt(a![r]! * b![r]!) : x) ** (1 / temperature));
+        const sum = pooled.reduce((x, y) => x + y, 0);
+        family.p.forEach((x, r) => expect(x).toBeCloseTo(pooled[r]! / sum, 12));
+        // q: the drafter's prefix masses as it drafts (at T).
+        const drafting = (await familyDistribution([(await member(qwen, 0.5, atT)).model, verifier.model], candidates))!;
+        family.q.forEach((x, r) => expect(x).toBeCloseTo(drafting.q[r]!, 12));
+        if (reads !== atT) expect(Math.max(...[...family.q].map((x, r) => Math.abs(x - plain.scored.masses[0]![r]!)))).toBeGreaterThan(1e-3);
+
+        const random = new SamplingRandom(11);
+        const N = 3000;
+        const counts = new Map<string, number>();
+        for (let i = 0; i < N; i++) {
+          const path: number[] = [];
+          let found: number | 'undetermined' = 'undetermined';
+          for (let step = 0; found === 'undetermined' && step < 4; step++) {
+            const rows = await drafter.rowsAfter(path);
+            const next = await rows[path.length]!.draw(atT, random.uniform(Stream.Draft, i, step));
+            path.push(next.id);
+            const eos = drafter.vocab.isEos(next.id);
+            const text = eos && path.length === 1 ? EOS_KEY : path.filter((id) => !drafter.vocab.isEos(id)).map((id) => drafter.vocab.key(id)).join('');
+            found = familyOfDraft(family.roots, text, eos);
+          }
+          const drafted = typeof found === 'number' ? found : -1;
+          const outcome = acceptanceTest(family.p, family.q, drafted, drafted >= 0 ? family.q[drafted]! : 1, 'residual', random.uniform(Stream.Accept, i, 0), random.uniform(Stream.Rejection, i, 0));
+          const committed = outcome.accepted ? drafted : outcome.drawn!.entry;
+          counts.set(String(committed), (counts.get(String(committed)) ?? 0) + 1);
+        }
+        const test = chiSquare(counts, new Map([...family.p].map((x, r) => [String(r), x])));
+        expect(test.statistic).toBeLessThan(test.critical);
+      });
+
+      it(`${label}: the acceptance bound stays below min(1, P_ens / q)`, async () => {
+        const drafter = await member(qwen, 0.5, reads, reads === atT ? null : atT);
+        const verifier = await member(mistral, 0.5, reads);
+        const view = async (m: LookAheadModel, keptOf: NonNullable<LookAheadModel['kept']>) => {
+          const top = m.row.top(10);
+          const kept = await keptOf(m.row);
+          return { model: m, ids: top.ids, probabilities: Array.from(top.ids, (id, i) => keptProbability(kept, id, top.logits[i]!)) };
+        };
+        let positive = 0;
+        for (const candidates of [[' 6', ' 5', ' 7', '62'], [' 62', ' 61', ' 5'], [' 6', ' 5'], [' ', ' 6'], ['6', ' 6', '.']]) {
+          const family = (await familyDistribution([drafter.model, verifier.model], candidates, pool))!;
+          const views = await Promise.all([drafter.model, verifier.model].map((m) => view(m, m.kept!)));
+          const drafterView = await view(drafter.model, drafter.model.draftKept ?? drafter.model.kept!);
+          for (let r = 0; r < family.roots.length; r++) {
+            const bound = acceptanceLowerBound(views, family.roots, r, pool, drafterView);
+            const exact = family.q[r]! > 0 ? Math.min(1, family.p[r]! / family.q[r]!) : 1;
+            expect(bound).toBeLessThanOrEqual(exact);
+            if (bound > 0) positive++;
+          }
+        }
+        expect(positive).toBeGreaterThan(0);
+      });
+    }
   });
 
   it('after a rejection the drafter writes into the drawn family with one of its own tokens starting it', async () => {

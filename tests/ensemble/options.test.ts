@@ -50,7 +50,6 @@ describe('ensemble options', () => {
     ['seed', { seed: 1.5 }, /seed: must be an integer/],
     ['rejectionRule', { rejectionRule: 'paper' }, /rejectionRule: must be one of 'residual', 'ensemble', got "paper"/],
     ['temperatureAt', { temperatureAt: 'after' }, /temperatureAt: must be one of 'members', 'ensemble', got "after"/],
-    ['temperatureAt', { temperatureAt: 'ensemble', unionScoring: 'look-ahead', temperature: 0.7 }, /temperatureAt: 'ensemble' works with unionScoring 'first-token'/],
     ['draftLength', { draftLength: 100 }, /draftLength: must be an integer from 1 to 64/],
     ['consensusThreshold', { consensusThreshold: 1.5 }, /consensusThreshold: must be a number from 0 to 1, got 1.5/],
     ['consensusThreshold', { consensusThreshold: '0.5' }, /consensusThreshold: must be a number from 0 to 1, got "0.5"/],
