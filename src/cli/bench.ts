@@ -34,16 +34,16 @@ export const BENCH_METHODS: ReadonlyArray<{ id: string; method: string; options:
   { id: 'safe-geometric', method: 'SAFE + UniTE, geometric', options: { strategy: 'safe', sharpening: { method: 'geometric' } } },
   { id: 'safe-ensemble-rule', method: "SAFE + UniTE, paper's rejection rule", options: { strategy: 'safe', rejectionRule: 'ensemble' } },
   { id: 'safe-tempered-ensemble', method: 'SAFE + UniTE, temperature after averaging', options: { strategy: 'safe', temperatureAt: 'ensemble' } },
-  { id: 'safe-look-ahead-tempered-ensemble', method: 'SAFE + UniTE, look-ahead scoring, temperature after averaging', options: { strategy: 'safe', unionScoring: 'look-ahead', temperatureAt: 'ensemble' } },
-  { id: 'safe-look-ahead-geometric', method: 'SAFE + UniTE, look-ahead scoring, geometric below 0.5', options: { strategy: 'safe', unionScoring: 'look-ahead', sharpening: { method: 'geometric' } } },
-  { id: 'safe-look-ahead-product', method: 'SAFE + UniTE, look-ahead scoring, geometric mean at every point', options: { strategy: 'safe', unionScoring: 'look-ahead', sharpening: { method: 'geometric', below: 1 } } },
-  { id: 'safe-look-ahead-tempered-product', method: 'SAFE + UniTE, look-ahead scoring, geometric mean at every point, temperature after', options: { strategy: 'safe', unionScoring: 'look-ahead', sharpening: { method: 'geometric', below: 1 }, temperatureAt: 'ensemble' } },
+  { id: 'safe-look-ahead-tempered', method: 'SAFE + UniTE, look-ahead scoring, temperature after the product', options: { strategy: 'safe', unionScoring: 'look-ahead', temperatureAt: 'ensemble' } },
+  { id: 'safe-look-ahead-mean', method: 'SAFE + UniTE, look-ahead scoring, families averaged', options: { strategy: 'safe', unionScoring: 'look-ahead', familyPool: 'mean' } },
+  { id: 'safe-look-ahead-tempered-mean', method: 'SAFE + UniTE, look-ahead scoring, temperature after averaging', options: { strategy: 'safe', unionScoring: 'look-ahead', familyPool: 'mean', temperatureAt: 'ensemble' } },
+  { id: 'safe-look-ahead-geometric', method: 'SAFE + UniTE, look-ahead scoring, averaged, geometric below 0.5', options: { strategy: 'safe', unionScoring: 'look-ahead', familyPool: 'mean', sharpening: { method: 'geometric' } } },
 ];
 
 /** The methods a sampling benchmark (--temperature above 0) runs by default. */
 export const SAMPLING_METHODS = ['single', 'every-token', 'safe', 'safe-ensemble-rule', 'safe-tempered-ensemble', 'safe-look-ahead'];
 /** Methods that differ from another only when sampling: left out of a greedy run's default. */
-const SAMPLING_ONLY = new Set(['safe-ensemble-rule', 'safe-tempered-ensemble', 'safe-look-ahead-tempered-ensemble']);
+const SAMPLING_ONLY = new Set(['safe-ensemble-rule', 'safe-tempered-ensemble', 'safe-look-ahead-tempered', 'safe-look-ahead-mean', 'safe-look-ahead-tempered-mean', 'safe-look-ahead-geometric']);
 
 export const BENCH_HELP = `Usage: safe-ensemble bench [options]
 

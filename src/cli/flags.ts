@@ -19,6 +19,7 @@ export const KNOB_FLAGS = {
   'base-ensembler': { type: 'string' },
   'union-top-k': { type: 'string' },
   'union-scoring': { type: 'string' },
+  'family-pool': { type: 'string' },
   'look-ahead-candidates': { type: 'string' },
   temperature: { type: 'string' },
   'top-k': { type: 'string' },
@@ -43,6 +44,7 @@ export const KNOB_HELP = `SAFE options (defaults are the paper's):
   --base-ensembler NAME       unite | gac                                    (unite)
   --union-top-k N             tokens per model in the UniTE union            (10)
   --union-scoring NAME        first-token | look-ahead: how union strings score (first-token)
+  --family-pool NAME          product | mean: look-ahead sampling's pool of families (product)
   --look-ahead-candidates N   look-ahead: union entries scored as whole strings (6)
   --draft-length N            tokens drafted per cycle                        (5)
   --consensus-threshold P     skip when mean own-token probability > P        (0.5)
@@ -99,6 +101,7 @@ export function knobsFromFlags(values: Record<string, unknown>): EnsembleOptions
   };
   set('unionTopK', 'union-top-k');
   if (v['union-scoring'] !== undefined) options.unionScoring = v['union-scoring'] as EnsembleOptions['unionScoring'];
+  if (v['family-pool'] !== undefined) options.familyPool = v['family-pool'] as EnsembleOptions['familyPool'];
   set('lookAheadCandidates', 'look-ahead-candidates');
   set('temperature', 'temperature');
   set('topK', 'top-k');

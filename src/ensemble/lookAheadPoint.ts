@@ -124,7 +124,7 @@ export class LookAheadPoints {
     const sampling = state.sampling!;
     const vocab = state.drafter.vocab;
     this.pointMoved = false;
-    const pool: FamilyPool = { exponent: sampling.ensembleExponent, geometricBelow: o.sharpening.method === 'geometric' ? o.sharpening.below : null };
+    const pool: FamilyPool = { exponent: sampling.ensembleExponent, geometricBelow: o.familyPool === 'product' ? 1 : o.sharpening.method === 'geometric' ? o.sharpening.below : null };
     const first = await this.pointAt(d, verifierRows, text);
     const t0 = performance.now();
     const { keys, average } = first.decision;

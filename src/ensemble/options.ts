@@ -23,6 +23,12 @@ export type BaseEnsembler = 'unite' | 'gac';
  * continues with the whole string, by the chain rule over its own tokens).
  */
 export type UnionScoring = 'first-token' | 'look-ahead';
+/**
+ * How look-ahead sampling pools the models' family probabilities: `product` (a weighted
+ * geometric mean, renormalized: a family one model all but rules out gets almost nothing) or
+ * `mean` (the weighted average, as SAFE averages first-token rows).
+ */
+export type FamilyPoolMethod = 'product' | 'mean';
 /** How an overly smooth ensemble distribution is sharpened. */
 export type SharpeningMethod = 'heuristic' | 'geometric' | 'none';
 
@@ -52,6 +58,8 @@ export interface EnsembleOptions {
   unionScoring?: UnionScoring;
   /** With `unionScoring: 'look-ahead'`: how many of the union's best entries are scored as whole strings (default 6, 2 to 64). */
   lookAheadCandidates?: number;
+  /** Sampling with `unionScoring: 'look-ahead'`: pool the models' family probabilities by their weighted geometric mean (`product`, default) or average (`mean`; then `sharpening: { method: 'geometric' }` applies the product only below its threshold). */
+  familyPool?: FamilyPoolMethod;
   /** Sampling temperature: 0 (default) decodes greedily; from 1e-5 to 100 every member's distribution is tempered and sampled. */
   temperature?: number;
   /** Sampling: keep only each member's `topK` most likely tokens (default 0: no cut). Not the UniTE union size (`unionTopK`). */
@@ -116,6 +124,7 @@ export interface ResolvedOptions {
   unionTopK: number;
   unionScoring: UnionScoring;
   lookAheadCandidates: number;
+  familyPool: FamilyPoolMethod;
   temperature: number;
   topK: number;
   topP: number;
@@ -148,6 +157,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
   unionTopK: 10,
   unionScoring: 'first-token',
   lookAheadCandidates: 6,
+  familyPool: 'product',
   temperature: 0,
   topK: 0,
   topP: 1,
@@ -170,7 +180,7 @@ export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' 
 
 /** Names of all option fields, for filtering call options. */
 export const OPTION_KEYS: ReadonlyArray<keyof EnsembleOptions> = [
-  'strategy', 'baseEnsembler', 'unionTopK', 'unionScoring', 'lookAheadCandidates', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'temperatureAt', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
+  'strategy', 'baseEnsembler', 'unionTopK', 'unionScoring', 'lookAheadCandidates', 'familyPool', 'temperature', 'topK', 'topP', 'seed', 'rejectionRule', 'temperatureAt', 'draftLength', 'consensusThreshold', 'unanimitySkip', 'stabilityGate',
   'gacDrafterGate', 'sharpening', 'weights', 'maxNewTokens', 'stop', 'signal', 'trace', 'rawPrompt', 'allowSpecialTokens', 'tools', 'recomputeCaches', 'constraint', 'responseFormat', 'toolChoice',
 ];
 
@@ -313,6 +323,7 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     unionTopK: int('unionTopK', get('unionTopK'), 1, 1000),
     unionScoring: oneOf('unionScoring', get('unionScoring'), ['first-token', 'look-ahead'] as const),
     lookAheadCandidates: int('lookAheadCandidates', get('lookAheadCandidates'), 2, 64),
+    familyPool: oneOf('familyPool', get('familyPool'), ['product', 'mean'] as const),
     temperature: temperatureOf(get('temperature')),
     topK: int('topK', get('topK'), 0, 1_000_000),
     topP: ranged('topP', get('topP'), 0, 1, false),

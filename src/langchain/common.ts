@@ -23,6 +23,7 @@ export interface SafeEnsembleKnobs
     | 'unionTopK'
     | 'unionScoring'
     | 'lookAheadCandidates'
+    | 'familyPool'
     | 'temperature'
     | 'topK'
     | 'topP'

@@ -83,6 +83,21 @@ describe('look-ahead sampling on the bundled models: the drafter’s draft, the 
     return { model, vocab, rowsAfter };
   }
 
+  /** The drafter samples token by token (its rows, read at `read`) until its text's family among `roots` is known (at most 4 tokens). */
+  async function draftIntoFamily(drafter: Awaited<ReturnType<typeof member>>, roots: readonly string[], read: typeof truncation, random: SamplingRandom, i: number) {
+    const path: number[] = [];
+    let found: number | 'undetermined' = 'undetermined';
+    for (let step = 0; found === 'undetermined' && step < 4; step++) {
+      const rows = await drafter.rowsAfter(path);
+      const next = await rows[path.length]!.draw(read, random.uniform(Stream.Draft, i, step));
+      path.push(next.id);
+      const eos = drafter.vocab.isEos(next.id);
+      const text = eos && path.length === 1 ? EOS_KEY : path.filter((id) => !drafter.vocab.isEos(id)).map((id) => drafter.vocab.key(id)).join('');
+      found = familyOfDraft(roots, text, eos);
+    }
+    return { path, found };
+  }
+
   it('committed families follow P_ens over families (chi-square, 4,000 draws, 0.1% level), drafts extended by the drafter where they end inside a root', async () => {
     const drafter = await member(qwen, 0.5);
     const verifier = await member(mistral, 0.5);
@@ -105,16 +120,7 @@ describe('look-ahead sampling on the bundled models: the drafter’s draft, the 
     const draftFamilies = new Map<string, number>();
     let extended = 0;
     for (let i = 0; i < N; i++) {
-      const path: number[] = [];
-      let found: number | 'undetermined' = 'undetermined';
-      for (let step = 0; found === 'undetermined' && step < 4; step++) {
-        const rows = await drafter.rowsAfter(path);
-        const next = await rows[path.length]!.draw(truncation, random.uniform(Stream.Draft, i, step));
-        path.push(next.id);
-        const eos = drafter.vocab.isEos(next.id);
-        const text = eos && path.length === 1 ? EOS_KEY : path.filter((id) => !drafter.vocab.isEos(id)).map((id) => drafter.vocab.key(id)).join('');
-        found = familyOfDraft(narrow.roots, text, eos);
-      }
+      const { path, found } = await draftIntoFamily(drafter, narrow.roots, truncation, random, i);
       if (path.length > 1) extended++;
       const drafted = typeof found === 'number' ? found : -1;
       draftFamilies.set(String(drafted), (draftFamilies.get(String(drafted)) ?? 0) + 1);
@@ -190,16 +196,7 @@ describe('look-ahead sampling on the bundled models: the drafter’s draft, the 
         const N = 3000;
         const counts = new Map<string, number>();
         for (let i = 0; i < N; i++) {
-          const path: number[] = [];
-          let found: number | 'undetermined' = 'undetermined';
-          for (let step = 0; found === 'undetermined' && step < 4; step++) {
-            const rows = await drafter.rowsAfter(path);
-            const next = await rows[path.length]!.draw(atT, random.uniform(Stream.Draft, i, step));
-            path.push(next.id);
-            const eos = drafter.vocab.isEos(next.id);
-            const text = eos && path.length === 1 ? EOS_KEY : path.filter((id) => !drafter.vocab.isEos(id)).map((id) => drafter.vocab.key(id)).join('');
-            found = familyOfDraft(family.roots, text, eos);
-          }
+          const { found } = await draftIntoFamily(drafter, family.roots, atT, random, i);
           const drafted = typeof found === 'number' ? found : -1;
           const outcome = acceptanceTest(family.p, family.q, drafted, drafted >= 0 ? family.q[drafted]! : 1, 'residual', random.uniform(Stream.Accept, i, 0), random.uniform(Stream.Rejection, i, 0));
           const committed = outcome.accepted ? drafted : outcome.drawn!.entry;
@@ -292,7 +289,8 @@ describe('look-ahead sampling through the engine', () => {
   });
   it.each([
     ['greedy', { unionScoring: 'look-ahead' as const, maxNewTokens: 48 }],
-    ['sampled', { ...options, trace: false }],
+    ['sampled (families pooled by product)', { ...options, trace: false }],
+    ['sampled (families averaged)', { ...options, trace: false, familyPool: 'mean' as const }],
   ])('%s look-ahead: a stream left by abort, timeout, break, a throw or a half-read iterator leaves the next call unchanged', async (_, o) => {
     const before = await ensemble.generate(question, o);
     const controller = new AbortController();
