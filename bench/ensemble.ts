@@ -3,7 +3,7 @@
  * tokenizers (Qwen3 byte-level BPE, 151,669 ids; Mistral sentencepiece, 32,000 ids), each run
  * with its sessions inline and in worker threads, side by side in one process.
  *
- *   npm run bench:engine -- [--shape tiny|smol] [--rounds 3] [--short 128] [--long 1024]
+ *   npm run bench:engine -- [--shape tiny|smol] [--rounds 3] [--short 128] [--long 1024] [--look-ahead]
  *
  * `--shape smol` is a real small-LLM shape (SmolLM2-135M-like: 30 layers, hidden 576, 9 heads /
  * 3 KV heads, SwiGLU 1536); `tiny` (default) is hidden 256, 4 layers, for quick runs. Each
@@ -19,6 +19,9 @@
  * each timed generation. Speeds are ratios to drafter-only in the same execution mode, on the
  * wall clock and in process CPU time (all threads), with 95% bootstrap intervals over rounds.
  * The event loop's delay (10 ms resolution) is sampled during every timed generation.
+ * `--look-ahead` adds, in worker mode, SAFE with look-ahead scoring (greedy) and sampled at
+ * T = 0.7 with first-token and look-ahead scoring, the sampled rows as ratios to the drafter
+ * sampling alone.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -43,6 +46,7 @@ const { values } = parseArgs({
     short: { type: 'string', default: '128' },
     rounds: { type: 'string', default: '3' },
     pairs: { type: 'string', default: 'agreeing,disagreeing' },
+    'look-ahead': { type: 'boolean', default: false },
   },
 });
 if (!(values.shape! in SHAPES)) throw new Error(`--shape must be one of ${Object.keys(SHAPES).join(', ')}`);
@@ -207,9 +211,20 @@ for (const [name, variant] of [['agreeing', 0], ['disagreeing', 1]] as const) {
       rows.push(row(`SAFE (${mode})`, ensembles[mode], { strategy: 'safe', maxNewTokens: shortTokens }));
     }
     rows.push(row(`drafter-only, ${cores} threads (worker)`, allCores, { strategy: 'single', maxNewTokens: shortTokens }));
+    const sampled = { temperature: 0.7, seed: 1, maxNewTokens: shortTokens };
+    if (values['look-ahead']) {
+      rows.push(row('SAFE, look-ahead (worker)', ensembles.worker, { strategy: 'safe', unionScoring: 'look-ahead', maxNewTokens: shortTokens }));
+      rows.push(row('drafter-only, sampled T 0.7 (worker)', ensembles.worker, { strategy: 'single', ...sampled }));
+      rows.push(row('SAFE, sampled T 0.7, first-token (worker)', ensembles.worker, { strategy: 'safe', unionScoring: 'first-token', ...sampled }));
+      rows.push(row('SAFE, sampled T 0.7, look-ahead (worker)', ensembles.worker, { strategy: 'safe', unionScoring: 'look-ahead', ...sampled }));
+    }
     await measure(rows);
-    const sameModeDrafter = (r: Row) => (r.label.includes('(inline)') ? rows[0]! : rows[3]!);
+    const sameModeDrafter = (r: Row) => (r.label.includes('sampled') ? rows[8]! : r.label.includes('(inline)') ? rows[0]! : rows[3]!);
     report(`${name} pair, ${drafterName} model drafts, ${shortTokens} new tokens; ratios to drafter-only in the same mode (1 thread)`, rows, sameModeDrafter);
+    for (const r of rows) {
+      const la = r.results[0]!.stats.lookAhead;
+      if (la) console.log(`${r.label}: ${la.points} look-ahead points, ${(la.passes / Math.max(1, la.points)).toFixed(2)} extra passes per point${la.bounded ? `, ${la.bounded} settled by the top-k bound` : ''}`);
+    }
     const safeWorker = rows[5]!;
     const vsAllCores = speedRatio(safeWorker.times, rows[6]!.times, 'wallMs');
     console.log(`SAFE (worker) vs drafter-only with ${cores} threads: ${interval(vsAllCores)} wall`);

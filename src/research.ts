@@ -26,7 +26,7 @@ export { TextTokenizer, type TokenizerKind, type ChatMessage, type EncodeOptions
 export { utf8, fromUtf8, isCharBoundary, completeUtf8Prefix } from './text/bytes.js';
 export { encodeContinuation, ResponseTokenization, validUtf8Length, type TokenSpans, type EncodingContext } from './text/continuation.js';
 export type { RemoteMemberSpec, SafeEnsembleLoadOptions } from './ensemble/safeEnsemble.js';
-export { resolveOptions, DEFAULT_OPTIONS, OPTION_KEYS, type ResolvedOptions, type Strategy, type BaseEnsembler, type SharpeningMethod, type SharpeningOptions, type UnionScoring, type RejectionRule, type TemperatureAt } from './ensemble/options.js';
+export { resolveOptions, DEFAULT_OPTIONS, OPTION_KEYS, type ResolvedOptions, type Strategy, type BaseEnsembler, type SharpeningMethod, type SharpeningOptions, type UnionScoring, type FamilyPoolMethod, type RejectionRule, type TemperatureAt } from './ensemble/options.js';
 export type { EnsembleChunk, FinishReason, PhaseTimes, TraceRecord, TraceCandidate, TraceModelEntry, SamplingStats, TraceAcceptance, TraceDraw } from './ensemble/types.js';
 export type { EnsembleInput, ModelPrompt } from './ensemble/prompt.js';
 export { AllowedStrings } from './ensemble/constraint.js';

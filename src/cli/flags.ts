@@ -39,11 +39,12 @@ export const KNOB_FLAGS = {
 } as const satisfies ParseArgsConfig['options'];
 
 /** Help text of the knob flags. */
-export const KNOB_HELP = `SAFE options (defaults are the paper's):
+export const KNOB_HELP = `SAFE options (defaults are the paper's, but --union-scoring):
   --strategy NAME             safe | single | every-token | gac-threshold   (safe)
   --base-ensembler NAME       unite | gac                                    (unite)
   --union-top-k N             tokens per model in the UniTE union            (10)
-  --union-scoring NAME        first-token | look-ahead: how union strings score (first-token)
+  --union-scoring NAME        auto | first-token | look-ahead: how union strings score
+                              (auto: look-ahead when sampling, first-token greedy)
   --family-pool NAME          product | mean: look-ahead sampling's pool of families (product)
   --look-ahead-candidates N   look-ahead: union entries scored as whole strings (6)
   --draft-length N            tokens drafted per cycle                        (5)

@@ -19,10 +19,11 @@ export type Strategy = 'safe' | 'single' | 'every-token' | 'gac-threshold';
 export type BaseEnsembler = 'unite' | 'gac';
 /**
  * How UniTE scores a union entry: `first-token` (the paper: each model's probability of its
- * first sub-token for the string) or `look-ahead` (each model's probability that the text
- * continues with the whole string, by the chain rule over its own tokens).
+ * first sub-token for the string), `look-ahead` (each model's probability that the text
+ * continues with the whole string, by the chain rule over its own tokens), or `auto`:
+ * look-ahead when sampling, first-token when greedy (where each measured better).
  */
-export type UnionScoring = 'first-token' | 'look-ahead';
+export type UnionScoring = 'first-token' | 'look-ahead' | 'auto';
 /**
  * How look-ahead sampling pools the models' family probabilities: `product` (a weighted
  * geometric mean, renormalized: a family one model all but rules out gets almost nothing) or
@@ -54,7 +55,7 @@ export interface EnsembleOptions {
   baseEnsembler?: BaseEnsembler;
   /** Tokens per model in the UniTE union (default 10). Not the sampling cut: that is `topK`. */
   unionTopK?: number;
-  /** SAFE with UniTE: score union entries by their `first-token` (default, the paper) or by `look-ahead` over each model's own tokens of the whole string; when sampling, prefix-related entries merge into families (see the README). */
+  /** SAFE with UniTE: score union entries by their `first-token` (the paper) or by `look-ahead` over each model's own tokens of the whole string (when sampling, prefix-related entries merge into families; see the README); `auto` (default): look-ahead when sampling, first-token when greedy. */
   unionScoring?: UnionScoring;
   /** With `unionScoring: 'look-ahead'`: how many of the union's best entries are scored as whole strings (default 6, 2 to 64). */
   lookAheadCandidates?: number;
@@ -122,7 +123,8 @@ export interface ResolvedOptions {
   strategy: Strategy;
   baseEnsembler: BaseEnsembler;
   unionTopK: number;
-  unionScoring: UnionScoring;
+  /** Resolved: `auto` has become one of the two. */
+  unionScoring: Exclude<UnionScoring, 'auto'>;
   lookAheadCandidates: number;
   familyPool: FamilyPoolMethod;
   temperature: number;
@@ -150,12 +152,15 @@ export interface ResolvedOptions {
   recomputeCaches: boolean;
 }
 
-/** The paper's defaults (SAFE.md §4), with a library-sized maxNewTokens. */
-export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights' | 'constraint' | 'toolChoice'>> = Object.freeze({
+/**
+ * The paper's defaults (SAFE.md §4), with a library-sized maxNewTokens; beyond the paper,
+ * `unionScoring: 'auto'` scores by look-ahead when sampling (greedy keeps the paper's first token).
+ */
+export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights' | 'constraint' | 'toolChoice' | 'unionScoring'> & { unionScoring: UnionScoring }> = Object.freeze({
   strategy: 'safe',
   baseEnsembler: 'unite',
   unionTopK: 10,
-  unionScoring: 'first-token',
+  unionScoring: 'auto',
   lookAheadCandidates: 6,
   familyPool: 'product',
   temperature: 0,
@@ -317,14 +322,16 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
   if (tools !== undefined) checkToolDefinitions(tools);
   const known = new Set<string>(OPTION_KEYS as readonly string[]);
   for (const k of Object.keys(merged)) if (!known.has(k)) fail(k, `is not a SAFE option; valid options are ${[...known].join(', ')}.`);
+  const temperature = temperatureOf(get('temperature'));
+  const unionScoring = oneOf('unionScoring', get('unionScoring'), ['auto', 'first-token', 'look-ahead'] as const);
   const resolved: ResolvedOptions = {
     strategy: oneOf('strategy', get('strategy'), ['safe', 'single', 'every-token', 'gac-threshold'] as const),
     baseEnsembler: oneOf('baseEnsembler', get('baseEnsembler'), ['unite', 'gac'] as const),
     unionTopK: int('unionTopK', get('unionTopK'), 1, 1000),
-    unionScoring: oneOf('unionScoring', get('unionScoring'), ['first-token', 'look-ahead'] as const),
+    unionScoring: unionScoring === 'auto' ? (temperature > 0 ? 'look-ahead' : 'first-token') : unionScoring,
     lookAheadCandidates: int('lookAheadCandidates', get('lookAheadCandidates'), 2, 64),
     familyPool: oneOf('familyPool', get('familyPool'), ['product', 'mean'] as const),
-    temperature: temperatureOf(get('temperature')),
+    temperature,
     topK: int('topK', get('topK'), 0, 1_000_000),
     topP: ranged('topP', get('topP'), 0, 1, false),
     seed: merged.seed === undefined || merged.seed === null ? null : int('seed', merged.seed, 0, Number.MAX_SAFE_INTEGER),

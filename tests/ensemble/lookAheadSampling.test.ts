@@ -283,6 +283,11 @@ describe('look-ahead sampling through the engine', () => {
     // Most points are settled by the bound; some are not.
     expect(bounded).toBeGreaterThan(0);
     expect(bounded).toBeLessThan(a.trace!.length);
+    // The default (unionScoring 'auto') samples by look-ahead: the same text, trace and stats.
+    const auto = await ensemble.generate(question, { ...options, unionScoring: undefined });
+    expect(auto.text).toBe(a.text);
+    expect(auto.stats.lookAhead).toEqual(a.stats.lookAhead);
+    expect(auto.trace!.length).toBe(a.trace!.length);
     // First-token scoring samples another distribution: the same seed need not give the same text, and its stats carry no look-ahead.
     const first = await ensemble.generate(question, { ...options, unionScoring: 'first-token' });
     expect(first.stats.lookAhead).toBeUndefined();

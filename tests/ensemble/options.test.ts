@@ -27,6 +27,15 @@ describe('ensemble options', () => {
     expect(DEFAULT_OPTIONS.maxNewTokens).toBe(256);
   });
 
+  it("unionScoring 'auto' (default) is look-ahead when sampling and first-token when greedy; an explicit choice stands", () => {
+    expect(resolveOptions(2).unionScoring).toBe('first-token');
+    expect(resolveOptions(2, { temperature: 0.7 }).unionScoring).toBe('look-ahead');
+    expect(resolveOptions(2, { temperature: 0.7, unionScoring: 'auto' }).unionScoring).toBe('look-ahead');
+    expect(resolveOptions(2, { temperature: 0.7 }, { unionScoring: 'first-token' }).unionScoring).toBe('first-token');
+    expect(resolveOptions(2, { unionScoring: 'look-ahead' }).unionScoring).toBe('look-ahead');
+    expect(DEFAULT_OPTIONS.unionScoring).toBe('auto');
+  });
+
   it('later layers win and sharpening merges field by field', () => {
     const o = resolveOptions(2, { draftLength: 3, sharpening: { lambda: 0.2 } }, { draftLength: 8, sharpening: { method: 'geometric' } });
     expect(o.draftLength).toBe(8);
@@ -52,6 +61,7 @@ describe('ensemble options', () => {
     ['seed', { seed: 1.5 }, /seed: must be an integer/],
     ['rejectionRule', { rejectionRule: 'paper' }, /rejectionRule: must be one of 'residual', 'ensemble', got "paper"/],
     ['temperatureAt', { temperatureAt: 'after' }, /temperatureAt: must be one of 'members', 'ensemble', got "after"/],
+    ['unionScoring', { unionScoring: 'whole' }, /unionScoring: must be one of 'auto', 'first-token', 'look-ahead', got "whole"/],
     ['familyPool', { familyPool: 'geometric' }, /familyPool: must be one of 'product', 'mean', got "geometric"/],
     ['draftLength', { draftLength: 100 }, /draftLength: must be an integer from 1 to 64/],
     ['consensusThreshold', { consensusThreshold: 1.5 }, /consensusThreshold: must be a number from 0 to 1, got 1.5/],

@@ -24,8 +24,8 @@ const CASES: Array<[string, EnsembleOptions]> = [
   ['every-token', { strategy: 'every-token' }],
   ['gac-threshold', { strategy: 'gac-threshold' }],
   ['single', { strategy: 'single' }],
-  ['safe sampled (residual)', { temperature: 0.8, topP: 0.95, seed: 7 }],
-  ['safe sampled (paper rule)', { temperature: 0.8, topK: 20, seed: 8, rejectionRule: 'ensemble' }],
+  ['safe sampled (residual)', { temperature: 0.8, topP: 0.95, seed: 7, unionScoring: 'first-token' }],
+  ['safe sampled (paper rule)', { temperature: 0.8, topK: 20, seed: 8, rejectionRule: 'ensemble', unionScoring: 'first-token' }],
 ];
 const QUESTIONS = problemSet(3).map((p) => p.question);
 

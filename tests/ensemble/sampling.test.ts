@@ -14,7 +14,8 @@ import { chiSquare } from '../helpers/chiSquare';
 import { comparable } from '../helpers/results';
 
 const PROMPT = 'Q: Is the sky green?\nA:';
-const RAW: EnsembleOptions = { rawPrompt: true };
+// First-token sampling (the paper's union); look-ahead families: lookAheadSampling.test.ts.
+const RAW: EnsembleOptions = { rawPrompt: true, unionScoring: 'first-token' };
 
 /** Normalizes non-negative weights. */
 const normalize = (w: number[]) => {
