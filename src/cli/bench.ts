@@ -27,6 +27,7 @@ export const BENCH_METHODS: ReadonlyArray<{ id: string; method: string; options:
   { id: 'gac-threshold', method: 'GaC thresholded', options: { strategy: 'gac-threshold' } },
   { id: 'safe', method: 'SAFE + UniTE (heuristic λ 0.1)', options: { strategy: 'safe', unionScoring: 'first-token' } },
   { id: 'safe-look-ahead', method: 'SAFE + UniTE, look-ahead scoring', options: { strategy: 'safe', unionScoring: 'look-ahead' } },
+  { id: 'safe-auto', method: "SAFE + UniTE, look-ahead where tokens split differently (the default 'auto')", options: { strategy: 'safe', unionScoring: 'auto' } },
   { id: 'safe-gac', method: 'SAFE + GaC', options: { strategy: 'safe', baseEnsembler: 'gac' } },
   { id: 'safe-no-sharpening', method: 'SAFE + UniTE, no sharpening', options: { strategy: 'safe', unionScoring: 'first-token', sharpening: { method: 'none' } } },
   { id: 'safe-lambda-0.2', method: 'SAFE + UniTE, heuristic λ 0.2', options: { strategy: 'safe', unionScoring: 'first-token', sharpening: { method: 'heuristic', lambda: 0.2 } } },

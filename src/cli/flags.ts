@@ -44,7 +44,8 @@ export const KNOB_HELP = `SAFE options (defaults are the paper's, but --union-sc
   --base-ensembler NAME       unite | gac                                    (unite)
   --union-top-k N             tokens per model in the UniTE union            (10)
   --union-scoring NAME        auto | first-token | look-ahead: how union strings score
-                              (auto: look-ahead when sampling, first-token greedy)
+                              (auto: look-ahead when sampling; greedy, where the
+                              models' tokens split the text differently)
   --family-pool NAME          product | mean: look-ahead sampling's pool of families (product)
   --look-ahead-candidates N   look-ahead: union entries scored as whole strings (6)
   --draft-length N            tokens drafted per cycle                        (5)

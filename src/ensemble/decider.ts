@@ -56,8 +56,11 @@ export class Decider {
     const { drafter, verifiers } = state;
     this.lookAhead.drafterMoved = false;
     const gac = o.baseEnsembler === 'gac';
-    const lookAheadUnion = o.unionScoring === 'look-ahead' && !gac && !state.constraint;
+    // Greedy 'auto' reads the gates at the drafted token's granularity and scores by look-ahead
+    // where the models' tokens split the text differently (sampling 'auto' was resolved to 'look-ahead').
+    const lookAheadUnion = o.unionScoring !== 'first-token' && !gac && !state.constraint;
     const lookAhead = lookAheadUnion && !state.sampling;
+    const adaptive = lookAhead && o.unionScoring === 'auto';
     // Sampling with look-ahead: a family accepted at a point covers the positions inside its root.
     let testedUntil = -1;
     let t1 = performance.now();
@@ -98,7 +101,8 @@ export class Decider {
       }
       // With look-ahead scoring the gates read the drafted token at its own granularity too: a
       // verifier agrees with "36" when it would write both of its tokens "3" and "6".
-      const spans = lookAhead ? at.map((k, vi) => this.coveringTokens(vi, k, eos ? offset : offset + drafter.lm.tokenizer.tokenBytes(d.id).length)) : null;
+      const end = eos ? offset : offset + drafter.lm.tokenizer.tokenBytes(d.id).length;
+      const spans = lookAhead ? at.map((k, vi) => this.coveringTokens(vi, k, end)) : null;
       const argmaxIsOwn = rows.map((r, vi) => sameChoice(verifiers[vi]!.vocab, r.best, ownIds[vi]!) && (!spans || this.agreesAlong(vi, rowAts[vi]!, at[vi]!, spans[vi]!)));
       // Rule (a) needs only argmaxes; probabilities (normalizers: a pass of exponentials over
       // each row, where the row is held) only when it fails.
@@ -111,7 +115,10 @@ export class Decider {
       if (consensusSkip({ ownProbabilities, verifierArgmaxIsOwn: argmaxIsOwn, weights }, { threshold: o.consensusThreshold, unanimity: false })) continue;
       if (o.baseEnsembler === 'gac' && ownProbabilities[0]! >= o.gacDrafterGate) continue;
       state.stats.time.tokenizingMs += performance.now() - t1;
-      const appended = lookAhead ? await this.lookAhead.greedy(d, rows, ownIds, candidate, { drafted, j, at, rowAts }) : await this.ensemble(d, rows, ownIds, candidate, gac);
+      // Every verifier's token here ends where the drafted one does: the same granularity.
+      const aligned = eos || at.every((k, vi) => verifiers[vi]!.tokens!.ends[k] === end);
+      const firstToken = adaptive && aligned ? (point: EnsemblePoint) => this.commit(point, d, ownIds, gac) : undefined;
+      const appended = lookAhead ? await this.lookAhead.greedy(d, rows, ownIds, candidate, { drafted, j, at, rowAts }, firstToken) : await this.ensemble(d, rows, ownIds, candidate, gac);
       state.stats.ensembledTokens++;
       // Aborted during a look-ahead pass: the tokens before the point stand, nothing at it.
       if (appended === null) return { trigger: j, appended: [], drafterCacheMoved: this.lookAhead.drafterMoved };
@@ -149,7 +156,11 @@ export class Decider {
    * decision's winner, or when sampling a draw from the ensemble distribution.
    */
   async ensemble(d: Drafted, verifierRows: RowScore[], verifierOwn: number[], text: Uint8Array, gac: boolean): Promise<number[]> {
-    const point = await this.ensemblePoint(d, verifierRows, text, gac);
+    return this.commit(await this.ensemblePoint(d, verifierRows, text, gac), d, verifierOwn, gac);
+  }
+
+  /** Records the ensemble point at drafted token `d` and returns the drafter ids that commit its winner (or, per-token sampling, its draw). */
+  private async commit(point: EnsemblePoint, d: Drafted, verifierOwn: number[], gac: boolean): Promise<number[]> {
     const t0 = performance.now();
     let entry = point.decision.winner;
     let sampling: TraceSampling | undefined;

@@ -8,7 +8,7 @@
 import type { RowScore } from '../member/scores.js';
 import { keptProbability } from '../member/truncation.js';
 import type { EnsembleDecision } from './aggregate.js';
-import { lookAheadDecision, type LookAheadModel } from './lookAheadScoring.js';
+import { familyRootIndices, lookAheadDecision, type LookAheadModel } from './lookAheadScoring.js';
 import { acceptanceLowerBound, drafterWayInto, familyDistribution, familyOfDraft, familyRoots, type FamilyPool } from './lookAheadSampling.js';
 import type { Recorder } from './recorder.js';
 import { acceptanceTest, ensembleProbabilities, Stream } from './sampling.js';
@@ -52,10 +52,13 @@ export class LookAheadPoints {
 
   /**
    * A greedy ensemble point scored by look-ahead (see lookAheadScoring.ts): the first-token
-   * union picks the candidates, then each model scores them as whole strings. Returns the
-   * drafter ids to append, or null when aborted.
+   * union picks the candidates, then each model scores them as whole strings. With
+   * `firstToken` (greedy `unionScoring: 'auto'`, at a drafted token no verifier splits), a
+   * point whose candidates are all of one granularity — none extends another, so no model's
+   * piece is compared against another's whole — is decided by `firstToken` instead. Returns
+   * the drafter ids to append, or null when aborted.
    */
-  async greedy(d: Drafted, verifierRows: RowScore[], verifierOwn: number[], text: Uint8Array, where: ChunkPosition): Promise<number[] | null> {
+  async greedy(d: Drafted, verifierRows: RowScore[], verifierOwn: number[], text: Uint8Array, where: ChunkPosition, firstToken?: (first: EnsemblePoint) => Promise<number[]>): Promise<number[] | null> {
     const { state } = this;
     const o = state.options;
     const first = await this.pointAt(d, verifierRows, text);
@@ -65,6 +68,10 @@ export class LookAheadPoints {
     const draftedKey = state.drafter.vocab.key(d.id);
     const candidates = ranked.map((e) => keys[e]!);
     if (!candidates.includes(draftedKey) && keys.includes(draftedKey)) candidates.push(draftedKey);
+    if (firstToken && familyRootIndices(candidates).every((root, c) => root === c)) {
+      state.stats.time.ensemblingMs += performance.now() - t0;
+      return firstToken(first);
+    }
     const models = this.lookAheadModels(d, first, where);
     const result = await lookAheadDecision(models, candidates);
     if (!result) return null;
@@ -87,7 +94,9 @@ export class LookAheadPoints {
       return {
         vocab: m.vocab,
         weight: m.weight,
-        context: first.context,
+        // A model with no response text before the point tokenizes in its prompt's context: a
+        // sentencepiece model would otherwise write a dummy "▁" before a multi-token string there.
+        context: (i === 0 ? d.offset === 0 : responseStart) ? m.prompt.context : first.context,
         dummySpace: i > 0 && responseStart && m.addsSpace,
         row: first.scores[i]!,
         wholeRows: m.lm.wholeRows,

@@ -21,7 +21,9 @@ export type BaseEnsembler = 'unite' | 'gac';
  * How UniTE scores a union entry: `first-token` (the paper: each model's probability of its
  * first sub-token for the string), `look-ahead` (each model's probability that the text
  * continues with the whole string, by the chain rule over its own tokens), or `auto`:
- * look-ahead when sampling, first-token when greedy (where each measured better).
+ * look-ahead when sampling; greedy, look-ahead only at the points where the models' tokens
+ * split the text differently (a verifier's token ends elsewhere than the drafted one, or a
+ * candidate extends another) and first-token elsewhere (where each measured better).
  */
 export type UnionScoring = 'first-token' | 'look-ahead' | 'auto';
 /**
@@ -55,7 +57,7 @@ export interface EnsembleOptions {
   baseEnsembler?: BaseEnsembler;
   /** Tokens per model in the UniTE union (default 10). Not the sampling cut: that is `topK`. */
   unionTopK?: number;
-  /** SAFE with UniTE: score union entries by their `first-token` (the paper) or by `look-ahead` over each model's own tokens of the whole string (when sampling, prefix-related entries merge into families; see the README); `auto` (default): look-ahead when sampling, first-token when greedy. */
+  /** SAFE with UniTE: score union entries by their `first-token` (the paper) or by `look-ahead` over each model's own tokens of the whole string (when sampling, prefix-related entries merge into families; see the README); `auto` (default): look-ahead when sampling; greedy, look-ahead where the models' tokens split the text differently and first-token elsewhere. */
   unionScoring?: UnionScoring;
   /** With `unionScoring: 'look-ahead'`: how many of the union's best entries are scored as whole strings (default 6, 2 to 64). */
   lookAheadCandidates?: number;
@@ -123,8 +125,8 @@ export interface ResolvedOptions {
   strategy: Strategy;
   baseEnsembler: BaseEnsembler;
   unionTopK: number;
-  /** Resolved: `auto` has become one of the two. */
-  unionScoring: Exclude<UnionScoring, 'auto'>;
+  /** Resolved: with a temperature `auto` has become `look-ahead`; greedy `auto` scores by look-ahead only at the points where the models' tokens split the candidates differently. */
+  unionScoring: UnionScoring;
   lookAheadCandidates: number;
   familyPool: FamilyPoolMethod;
   temperature: number;
@@ -154,9 +156,10 @@ export interface ResolvedOptions {
 
 /**
  * The paper's defaults (SAFE.md §4), with a library-sized maxNewTokens; beyond the paper,
- * `unionScoring: 'auto'` scores by look-ahead when sampling (greedy keeps the paper's first token).
+ * `unionScoring: 'auto'` scores by look-ahead when sampling and, greedy, where the models' tokens
+ * split the text differently (elsewhere greedy keeps the paper's first token).
  */
-export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights' | 'constraint' | 'toolChoice' | 'unionScoring'> & { unionScoring: UnionScoring }> = Object.freeze({
+export const DEFAULT_OPTIONS: Readonly<Omit<ResolvedOptions, 'signal' | 'tools' | 'weights' | 'constraint' | 'toolChoice'>> = Object.freeze({
   strategy: 'safe',
   baseEnsembler: 'unite',
   unionTopK: 10,
@@ -328,7 +331,7 @@ export function resolveOptions(modelCount: number, ...layers: Array<EnsembleOpti
     strategy: oneOf('strategy', get('strategy'), ['safe', 'single', 'every-token', 'gac-threshold'] as const),
     baseEnsembler: oneOf('baseEnsembler', get('baseEnsembler'), ['unite', 'gac'] as const),
     unionTopK: int('unionTopK', get('unionTopK'), 1, 1000),
-    unionScoring: unionScoring === 'auto' ? (temperature > 0 ? 'look-ahead' : 'first-token') : unionScoring,
+    unionScoring: unionScoring === 'auto' && temperature > 0 ? 'look-ahead' : unionScoring,
     lookAheadCandidates: int('lookAheadCandidates', get('lookAheadCandidates'), 2, 64),
     familyPool: oneOf('familyPool', get('familyPool'), ['product', 'mean'] as const),
     temperature,

@@ -7,6 +7,7 @@
  */
 import type { RowScore } from '../member/scores.js';
 import { keptProbability, type KeptSet } from '../member/truncation.js';
+import type { EncodingContext } from '../text/continuation.js';
 import { EOS_KEY, type Vocabulary } from './vocabulary.js';
 
 /** One model as look-ahead scoring sees it at an ensemble point. */
@@ -14,8 +15,8 @@ export interface LookAheadModel {
   vocab: Vocabulary;
   /** Normalized weight. */
   weight: number;
-  /** Text before the position (strings are tokenized in it). */
-  context: string;
+  /** Text before the position (strings are tokenized in it); where the model has written nothing yet, its prompt's context. */
+  context: string | EncodingContext;
   /** At the response start of a model that writes a dummy-prefix space: its first token counts without it (see UnionMember). */
   dummySpace: boolean;
   /** The model's row at the ensemble position. */

@@ -27,7 +27,7 @@ export function freshStats(options: ResolvedOptions, promptTokens: number[], pip
     time: { draftingMs: 0, verifyingMs: 0, tokenizingMs: 0, ensemblingMs: 0, totalMs: 0 },
   };
   if (pipelined) stats.pipeline = { draftedAhead: 0, discarded: 0 };
-  if (options.strategy === 'safe' && options.unionScoring === 'look-ahead' && options.baseEnsembler === 'unite') stats.lookAhead = { points: 0, passes: 0, bounded: 0 };
+  if (options.strategy === 'safe' && options.unionScoring !== 'first-token' && options.baseEnsembler === 'unite') stats.lookAhead = { points: 0, passes: 0, bounded: 0 };
   return stats;
 }
 

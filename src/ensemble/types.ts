@@ -57,7 +57,7 @@ export interface EnsembleStats {
   /** Present when sampling (temperature above 0). */
   sampling?: SamplingStats;
   /**
-   * Present with `unionScoring: 'look-ahead'`: ensemble points scored by look-ahead, the extra
+   * Present with `unionScoring: 'look-ahead'` or `'auto'` (SAFE + UniTE): ensemble points scored by look-ahead (with greedy `'auto'`, those where the models' tokens split the text differently), the extra
    * forward passes they ran (over all models; rows already at hand cost none), and when sampling
    * the points whose acceptance the models' best tokens settled without scoring (`bounded`).
    */

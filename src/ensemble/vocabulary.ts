@@ -5,7 +5,7 @@
  * byte-prefix test. Every end-of-sequence token of every model maps to one key.
  * @module
  */
-import { encodeContinuation } from '../text/continuation.js';
+import { encodeContinuation, type EncodingContext } from '../text/continuation.js';
 import { fromUtf8 } from '../text/bytes.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
 
@@ -138,7 +138,7 @@ export class Vocabulary {
    * How this model would write `key` right after `context`: its in-context tokenization, or a
    * direct vocabulary match when the bytes are not text on their own. Empty when impossible.
    */
-  tokenize(key: string, context: string): number[] {
+  tokenize(key: string, context: string | EncodingContext): number[] {
     if (key === EOS_KEY) return this.eosId === null ? [] : [this.eosId];
     const bytes = keyBytes(key);
     const text = fromUtf8(bytes);
@@ -147,7 +147,7 @@ export class Vocabulary {
       const direct = this.idOf(key);
       return direct === null ? [] : [direct];
     }
-    const spans = encodeContinuation(this.tokenizer, { text: context, special: null }, text) ?? encodeContinuation(this.tokenizer, { text: '', special: null }, text);
+    const spans = encodeContinuation(this.tokenizer, typeof context === 'string' ? { text: context, special: null } : context, text) ?? encodeContinuation(this.tokenizer, { text: '', special: null }, text);
     return spans?.ids ?? [];
   }
 

@@ -264,13 +264,36 @@ describe('look-ahead union scoring: a pair that splits numbers differently', () 
     expect(first.stats.lookAhead).toBeUndefined();
   }, 60_000);
 
-  it('with look-ahead, greedy output is the same through the caches and recomputed from scratch', async () => {
+  it("greedy 'auto' (the default) scores the split number by look-ahead and the points of one granularity first-token", async () => {
     const ensemble = new SafeEnsemble([llama, qwen3]);
-    const base = { rawPrompt: true, maxNewTokens: 16, unanimitySkip: false, consensusThreshold: 1, unionScoring: 'look-ahead' } as const;
-    const cached = await ensemble.generate(PROMPT, base);
-    const recomputed = await ensemble.generate(PROMPT, { ...base, recomputeCaches: true });
-    expect(cached.text).toBe(recomputed.text);
-    const swapped = await new SafeEnsemble([qwen3, llama]).generate(PROMPT, base);
-    expect(swapped.text.length).toBeGreaterThan(0);
+    const base = { rawPrompt: true, trace: true, maxNewTokens: 12, unanimitySkip: false, consensusThreshold: 1 } as const;
+    const ahead = await ensemble.generate(PROMPT, { ...base, unionScoring: 'look-ahead' });
+    const auto = await ensemble.generate(PROMPT, base);
+    expect(auto.text).toBe(ahead.text);
+    const byLookAhead = auto.trace!.filter((t) => t.lookAhead);
+    const byFirstToken = auto.trace!.filter((t) => !t.lookAhead);
+    // The number Llama 3 writes as one token and Qwen 3 as two is decided whole; the words, which
+    // both tokenizers split alike here, are decided by their first tokens, as the paper does.
+    expect(byLookAhead.map((t) => t.drafted.text)).toContain('37');
+    expect(byFirstToken.length).toBeGreaterThan(0);
+    for (const t of byFirstToken) {
+      const top = [...t.candidates].sort((a, b) => b.average - a.average).slice(0, 6).map((c) => c.text).filter((c) => c !== '<eos>');
+      for (const a of top) for (const b of top) if (a !== b) expect(b.startsWith(a)).toBe(false);
+      expect(t.candidates.every((c) => c.prefixMass === undefined)).toBe(true);
+    }
+    expect(auto.stats.lookAhead!.points).toBe(byLookAhead.length);
+    expect(auto.stats.ensembledTokens).toBe(auto.trace!.length);
+  }, 60_000);
+
+  it("with look-ahead and with 'auto', greedy output is the same through the caches and recomputed from scratch", async () => {
+    const ensemble = new SafeEnsemble([llama, qwen3]);
+    for (const unionScoring of ['look-ahead', 'auto'] as const) {
+      const base = { rawPrompt: true, maxNewTokens: 16, unanimitySkip: false, consensusThreshold: 1, unionScoring };
+      const cached = await ensemble.generate(PROMPT, base);
+      const recomputed = await ensemble.generate(PROMPT, { ...base, recomputeCaches: true });
+      expect(cached.text).toBe(recomputed.text);
+      const swapped = await new SafeEnsemble([qwen3, llama]).generate(PROMPT, base);
+      expect(swapped.text.length).toBeGreaterThan(0);
+    }
   }, 60_000);
 });

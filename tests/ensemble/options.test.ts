@@ -2,7 +2,7 @@ import { InvalidArgumentError, type EnsembleOptions } from '../../src/index';
 import { DEFAULT_OPTIONS, resolveOptions } from '../../src/research';
 
 describe('ensemble options', () => {
-  it("default to the paper's settings", () => {
+  it("default to the paper's settings, with look-ahead scoring where tokens split differently ('auto') beyond it", () => {
     const o = resolveOptions(2);
     expect(o).toMatchObject({
       strategy: 'safe',
@@ -14,7 +14,7 @@ describe('ensemble options', () => {
       seed: null,
       rejectionRule: 'residual',
       temperatureAt: 'members',
-      unionScoring: 'first-token',
+      unionScoring: 'auto',
       familyPool: 'product',
       draftLength: 5,
       consensusThreshold: 0.5,
@@ -27,8 +27,9 @@ describe('ensemble options', () => {
     expect(DEFAULT_OPTIONS.maxNewTokens).toBe(256);
   });
 
-  it("unionScoring 'auto' (default) is look-ahead when sampling and first-token when greedy; an explicit choice stands", () => {
-    expect(resolveOptions(2).unionScoring).toBe('first-token');
+  it("unionScoring 'auto' (default) is look-ahead when sampling and stays 'auto' (look-ahead where tokens split differently) when greedy; an explicit choice stands", () => {
+    expect(resolveOptions(2).unionScoring).toBe('auto');
+    expect(resolveOptions(2, { temperature: 0 }, { unionScoring: 'first-token' }).unionScoring).toBe('first-token');
     expect(resolveOptions(2, { temperature: 0.7 }).unionScoring).toBe('look-ahead');
     expect(resolveOptions(2, { temperature: 0.7, unionScoring: 'auto' }).unionScoring).toBe('look-ahead');
     expect(resolveOptions(2, { temperature: 0.7 }, { unionScoring: 'first-token' }).unionScoring).toBe('first-token');

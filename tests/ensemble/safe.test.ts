@@ -209,6 +209,11 @@ describe("the paper's Figure 3 situation on scripted models", () => {
     const inside = insideWords(words);
     const isInside = (offset: number) => inside.some(([a, b]) => offset >= a && offset <= b);
     expect(gated.trace!.filter((t) => isInside(t.byteOffset))).toEqual([]);
+    // Look-ahead scores " Incorrect" whole at the response start: each model tokenizes it after
+    // its prompt (the sentencepiece drafter as "▁In", "correct", not after a dummy "▁").
+    const ahead = await ensemble.generate(PROMPT, { ...lowConsensus, unionScoring: 'look-ahead' });
+    expect(ahead.text).toBe(words.trimStart());
+    expect(ahead.trace![0]!.winner).toMatchObject({ text: ' Incorrect', ids: [mistral.tokenizer.tokenToId('▁In'), mistral.tokenizer.tokenToId('correct')] });
     // Without the stability gate the same run does ask the verifier mid-word.
     const ungated = await ensemble.generate(PROMPT, { ...lowConsensus, stabilityGate: false });
     expect(ungated.trace!.some((t) => isInside(t.byteOffset))).toBe(true);
