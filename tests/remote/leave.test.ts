@@ -40,9 +40,10 @@ describe('leaving a stream while a served model stalls', () => {
   });
 
   /** Reads `stream` the given way; the server stalls once the first chunk has come. */
-  async function leave(stream: AsyncIterable<unknown>, way: Way, controller: AbortController): Promise<string> {
-    const iterator = stream[Symbol.asyncIterator]();
+  async function leave(opened: AsyncIterable<unknown> | Promise<AsyncIterable<unknown>>, way: Way, controller: AbortController): Promise<string> {
     try {
+      // LangChain's stream() resolves with the first chunk: a timeout may already fire there on a slow machine.
+      const iterator = (await opened)[Symbol.asyncIterator]();
       await iterator.next();
       server.fault = { kind: 'stall', ms: STALL_MS };
       if (way === 'abandon') return 'abandoned';
@@ -77,7 +78,7 @@ describe('leaving a stream while a served model stalls', () => {
     try {
       await llm.invoke(PROMPT, { maxNewTokens: 1 }); // loads the models, so the timeout measures the generation
       const options = way === 'signal' ? { signal: controller.signal } : way === 'timeout' ? { timeout: 1500 } : {};
-      const outcome = await within(leave(await llm.stream(PROMPT, options), way, controller), 6000, `leaving by ${way}`);
+      const outcome = await within(leave(llm.stream(PROMPT, options), way, controller), 6000, `leaving by ${way}`);
       expect(outcome).toMatch({ signal: /Abort/, timeout: /Abort|Timeout/, break: /^broke$/, throw: /^consumer failed$/, 'return-pending': /^returned$/, abandon: /^abandoned$/ }[way]);
       server.fault = null;
       // An abandoned generation runs on to its own end (16 tokens) once its stalled request
@@ -99,7 +100,7 @@ describe('leaving a stream while a served model stalls', () => {
       const constrained = await llm.invoke(PROMPT, { maxNewTokens: 16 });
       expect(Object.keys(JSON.parse(constrained) as object)).toEqual(['reasoning', 'answer']);
       const options = way === 'signal' ? { signal: controller.signal } : way === 'timeout' ? { timeout: 1500 } : {};
-      const outcome = await within(leave(await llm.stream(PROMPT, options), way, controller), 6000, `leaving by ${way}`);
+      const outcome = await within(leave(llm.stream(PROMPT, options), way, controller), 6000, `leaving by ${way}`);
       expect(outcome).toMatch({ signal: /Abort/, timeout: /Abort|Timeout/, break: /^broke$/, throw: /^consumer failed$/, 'return-pending': /^returned$/, abandon: /^abandoned$/ }[way]);
       server.fault = null;
       const wait = way === 'abandon' ? STALL_MS + 8000 : 5000;
@@ -124,7 +125,7 @@ describe('leaving a stream while a served model stalls', () => {
     try {
       const expected = await llm.invoke(PROMPT, { maxNewTokens: 16 });
       const options = way === 'signal' ? { signal: controller.signal } : way === 'timeout' ? { timeout: 1500 } : {};
-      const outcome = await within(leave(await llm.stream(PROMPT, options), way, controller), 6000, `leaving by ${way}`);
+      const outcome = await within(leave(llm.stream(PROMPT, options), way, controller), 6000, `leaving by ${way}`);
       expect(outcome).toMatch({ signal: /Abort/, timeout: /Abort|Timeout/, break: /^broke$/, throw: /^consumer failed$/, 'return-pending': /^returned$/, abandon: /^abandoned$/ }[way]);
       server.fault = null;
       expect(await within(llm.invoke(PROMPT, { maxNewTokens: 16 }), way === 'abandon' ? STALL_MS + 8000 : 5000, 'the next call')).toBe(expected);

@@ -1,9 +1,12 @@
 /**
  * Remote members (SGLang, vLLM) against loopback protocol servers that answer with real
  * inference from the bundled models: greedy SAFE with one local + one remote member and with
- * two remote members gives exactly the text and SAFE statistics of the all-local ensemble.
+ * two remote members gives exactly the text and SAFE statistics of the all-local ensemble with
+ * the paper's first-token scoring; with the default `unionScoring: 'auto'` the same texts (where
+ * look-ahead scores a point, its refinement reads rows past the point only from local members:
+ * a served member is known through its top-k, so the pass counts may differ).
  */
-import { loadModel, loadRemoteModel, SafeEnsemble, type EnsembleMember, type EnsembleResult } from '../../src/index';
+import { loadModel, loadRemoteModel, SafeEnsemble, type EnsembleMember, type EnsembleOptions, type EnsembleResult } from '../../src/index';
 import { bundledModels } from '../../src/demo/models';
 import { problemSet } from '../../src/demo/wordProblems';
 import { EngineServer } from '../../tools/fixtures/engineServer';
@@ -14,10 +17,13 @@ const [QWEN, MISTRAL] = bundledModels() as [string, string];
 const PROBLEMS = problemSet(8);
 
 const same = comparableWithoutNetwork;
+/** The paper's scoring: every row it reads is in a served member's top-k, so remote equals local exactly. */
+const PAPER: EnsembleOptions = { unionScoring: 'first-token' };
 
 describe('remote members give the all-local output', () => {
   const servers: EngineServer[] = [];
   let reference: EnsembleResult[] = [];
+  let defaults: EnsembleResult[] = [];
   const start = async (engine: 'sglang' | 'vllm', model: string) => {
     const s = await EngineServer.start({ engine, model });
     servers.push(s);
@@ -28,26 +34,35 @@ describe('remote members give the all-local output', () => {
     const local = new SafeEnsemble([await loadModel(QWEN), await loadModel(MISTRAL)]);
     try {
       reference = [];
-      for (const p of PROBLEMS) reference.push(await local.generate(p.question));
+      for (const p of PROBLEMS) reference.push(await local.generate(p.question, PAPER));
+      defaults = [];
+      for (const p of PROBLEMS) defaults.push(await local.generate(p.question));
     } finally {
       await local.dispose();
     }
     expect(reference.some((r) => r.stats.ensembledTokens > 0)).toBe(true);
+    expect(defaults.some((r) => r.stats.lookAhead!.points > 0)).toBe(true);
   });
   afterAll(async () => {
     await Promise.all(servers.map((s) => s.close()));
   });
 
-  async function run(members: EnsembleMember[]): Promise<EnsembleResult[]> {
+  /** The problems with each option set, on one ensemble of `members` (disposed after). */
+  async function runEach(members: EnsembleMember[], optionSets: EnsembleOptions[]): Promise<EnsembleResult[][]> {
     const ensemble = new SafeEnsemble(members);
     try {
-      const out: EnsembleResult[] = [];
-      for (const p of PROBLEMS) out.push(await ensemble.generate(p.question));
+      const out: EnsembleResult[][] = [];
+      for (const options of optionSets) {
+        const results: EnsembleResult[] = [];
+        for (const p of PROBLEMS) results.push(await ensemble.generate(p.question, options));
+        out.push(results);
+      }
       return out;
     } finally {
       await ensemble.dispose();
     }
   }
+  const run = async (members: EnsembleMember[]) => (await runEach(members, [PAPER]))[0]!;
 
   it.each([
     ['SGLang drafter + local verifier', 'sglang', 'drafter'],
@@ -79,8 +94,10 @@ describe('remote members give the all-local output', () => {
       await loadRemoteModel({ engine: first, url: a.url, tokenizer: QWEN, ...(first === 'vllm' ? { vllmScoring: 'prefix-cache' as const } : {}) }),
       await loadRemoteModel({ engine: second, url: b.url, tokenizer: MISTRAL }),
     ];
-    const results = await run(members);
+    const [results, auto] = (await runEach(members, [PAPER, {}])) as [EnsembleResult[], EnsembleResult[]];
     expect(results.map(same)).toEqual(reference.map(same));
+    // The defaults: the same texts and ensemble points as all-local.
+    expect(auto.map((r) => [r.text, r.stats.ensembledTokens, r.stats.lookAhead!.points])).toEqual(defaults.map((r) => [r.text, r.stats.ensembledTokens, r.stats.lookAhead!.points]));
   });
 
   it('SGLang serves each verifier pass from its prefix cache', async () => {
