@@ -62,7 +62,10 @@ async function decideStrings(models: readonly LookAheadModel[], candidates: read
     return total > 0 ? exclusive.map((x) => x / total) : exclusive.fill(0);
   });
   const average = new Float64Array(n);
-  perModel.forEach((p, mi) => p.forEach((x, c) => (average[c]! += models[mi]!.weight * x)));
+  // Inside a family, a model that would be inside one of its own tokens after the root has no
+  // say on what follows it there (SAFE's stability gate asks no model mid-token either).
+  const voters = refinement ? boundaryVoters(models, candidates, modelPlans) : null;
+  perModel.forEach((p, mi) => p.forEach((x, c) => (average[c]! += (voters ? voters[mi]! : models[mi]!.weight) * x)));
   let winner = 0;
   if (stage === 'refine') {
     // First the family: a root (a candidate no other candidate is a prefix of) with every
@@ -125,6 +128,29 @@ async function decideStrings(models: readonly LookAheadModel[], candidates: read
   }
   const appended = drafterWays.length > 0 ? drafterWays[0]!.ids : w === EOS_KEY ? (drafter.vocab.eosId === null ? [] : [drafter.vocab.eosId]) : drafter.vocab.tokenize(w, drafter.context);
   return { decision, prefixMass, appended, passes };
+}
+
+/**
+ * Inside a family (candidates[0] the root): the models that write its longer members with a
+ * token boundary at the root's end, weighted; the others are inside one of their tokens there.
+ */
+function boundaryVoters(models: readonly LookAheadModel[], candidates: readonly string[], plans: ReadonlyArray<ReadonlyArray<{ path: number[] } | null>>): number[] | null {
+  const root = candidates[0]!;
+  const atBoundary = models.map((m, mi) => candidates.every((c, ci) => {
+    const plan = plans[mi]![ci];
+    if (ci === 0 || c === EOS_KEY || !plan || c.length <= root.length) return true;
+    let end = 0;
+    for (const [i, id] of plan.path.entries()) {
+      const key = m.vocab.key(id);
+      // A dummy-prefix space in front is not part of the strings (see planOf).
+      end += i === 0 && m.dummySpace && key.charCodeAt(0) === 0x20 ? key.length - 1 : key.length;
+      if (end === root.length) return true;
+    }
+    return false;
+  }));
+  if (atBoundary.every(Boolean) || !atBoundary.some(Boolean)) return null;
+  const total = models.reduce((s, m, mi) => s + (atBoundary[mi] ? m.weight : 0), 0);
+  return models.map((m, mi) => (atBoundary[mi] ? m.weight / total : 0));
 }
 
 /** For each candidate, the index of its family's root: the shortest candidate it starts with (end-of-sequence is its own). */

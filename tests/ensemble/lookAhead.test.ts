@@ -15,7 +15,7 @@ import { renderPrompt } from '../../src/ensemble/prompt';
 import { VerifierScorer } from '../../src/ensemble/scorer';
 import { encodeResponse } from '../../src/text/continuation';
 
-const [QWEN, MISTRAL] = bundledModels() as [string, string];
+const [QWEN, MISTRAL, LLAMA3] = bundledModels({ all: true }) as [string, string, string];
 
 /** log P(ids[from..]) after prompt ++ ids[..from], by forward() over the whole sequence from an empty cache. */
 async function chainRule(lm: CausalLM, prompt: number[], ids: number[], from: number): Promise<number> {
@@ -217,6 +217,38 @@ describe('look-ahead union scoring: prefix masses and the partition', () => {
     }, 0);
     for (const r of roots) expect(family(best)).toBeGreaterThanOrEqual(family(r));
     expect(refined.appended.length).toBeGreaterThan(0);
+  });
+
+  it('inside a family only the models at a token boundary after its root vote: a model that writes the number whole has no say on its next digit', async () => {
+    const llama3 = await loadModel(LLAMA3);
+    try {
+      const input = 'Mia has 37 marbles. She finds 25 more. How many does she have now?';
+      const written = 'Mia has 37 marbles and finds 25 more, so she has 37 + 25 =';
+      const passes = { count: 0 };
+      // Qwen writes " 62" as " ", "6", "2"; Llama 3 as " ", "62": inside a family such as " 6" the
+      // next digit is a boundary only for Qwen (Llama 3 would be inside its token "62").
+      const models = [llama3, qwen].map((lm) => {
+        const prompt = renderPrompt(lm, input, { rawPrompt: false, reserve: 1 });
+        const spans = encodeResponse(lm.tokenizer, prompt.context, written);
+        return modelOver(lm, [...prompt.ids, ...spans.ids], written, 0.5, passes);
+      });
+      await Promise.all(models.map((m) => (m as LookAheadModel & { init(): Promise<void> }).init()));
+      const roots = [' 4', ' 5', ' 6', ' 7'];
+      const root = roots[(await lookAheadDecision(models, roots, false))!.decision.winner]!;
+      const candidates = [root, ...[...'0123456789'].map((d) => root + d), ...roots.filter((r) => r !== root)];
+      const refined = (await lookAheadDecision(models, candidates, true))!;
+      const { keys, perModel, average } = refined.decision;
+      expect(keys[0]).toBe(root);
+      expect(keys.slice(1).some((k) => k.length > root.length)).toBe(true);
+      // The decision inside the family is Qwen's shares alone.
+      keys.forEach((_, c) => expect(average[c]).toBeCloseTo(perModel[1]![c]!, 12));
+      expect(perModel[0]!.some((x, c) => Math.abs(x - perModel[1]![c]!) > 1e-3)).toBe(true);
+      // The first stage, over the roots, is still the weighted mean of both.
+      const first = (await lookAheadDecision(models, candidates, false))!.decision;
+      first.keys.forEach((_, c) => expect(first.average[c]).toBeCloseTo(0.5 * first.perModel[0]![c]! + 0.5 * first.perModel[1]![c]!, 12));
+    } finally {
+      await llama3.dispose();
+    }
   });
 });
 
