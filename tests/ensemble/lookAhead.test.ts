@@ -160,12 +160,12 @@ describe('look-ahead union scoring: prefix masses and the partition', () => {
     expect(passes.count).toBeGreaterThan(0);
   });
 
-  /** Both models as look-ahead scoring sees them right after "… 37 + 25 =" (equal weights). */
-  async function afterTheSum(): Promise<LookAheadModel[]> {
+  /** Two models (Qwen and Mistral unless given) as look-ahead scoring sees them right after "… 37 + 25 =" (equal weights). */
+  async function afterTheSum(pair: CausalLM[] = [qwen, mistral]): Promise<LookAheadModel[]> {
     const input = 'Mia has 37 marbles. She finds 25 more. How many does she have now?';
     const written = 'Mia has 37 marbles and finds 25 more, so she has 37 + 25 =';
     const passes = { count: 0 };
-    const models = [qwen, mistral].map((lm) => {
+    const models = pair.map((lm) => {
       const prompt = renderPrompt(lm, input, { rawPrompt: false, reserve: 1 });
       const spans = encodeResponse(lm.tokenizer, prompt.context, written);
       return modelOver(lm, [...prompt.ids, ...spans.ids], written, 0.5, passes);
@@ -222,17 +222,9 @@ describe('look-ahead union scoring: prefix masses and the partition', () => {
   it('inside a family only the models at a token boundary after its root vote: a model that writes the number whole has no say on its next digit', async () => {
     const llama3 = await loadModel(LLAMA3);
     try {
-      const input = 'Mia has 37 marbles. She finds 25 more. How many does she have now?';
-      const written = 'Mia has 37 marbles and finds 25 more, so she has 37 + 25 =';
-      const passes = { count: 0 };
       // Qwen writes " 62" as " ", "6", "2"; Llama 3 as " ", "62": inside a family such as " 6" the
       // next digit is a boundary only for Qwen (Llama 3 would be inside its token "62").
-      const models = [llama3, qwen].map((lm) => {
-        const prompt = renderPrompt(lm, input, { rawPrompt: false, reserve: 1 });
-        const spans = encodeResponse(lm.tokenizer, prompt.context, written);
-        return modelOver(lm, [...prompt.ids, ...spans.ids], written, 0.5, passes);
-      });
-      await Promise.all(models.map((m) => (m as LookAheadModel & { init(): Promise<void> }).init()));
+      const models = await afterTheSum([llama3, qwen]);
       const roots = [' 4', ' 5', ' 6', ' 7'];
       const root = roots[(await lookAheadDecision(models, roots, false))!.decision.winner]!;
       const candidates = [root, ...[...'0123456789'].map((d) => root + d), ...roots.filter((r) => r !== root)];
